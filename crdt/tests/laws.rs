@@ -1,0 +1,197 @@
+//! The merge laws: replicas that receive the same writes, in any order, any number of times,
+//! agree on every key; and a write supersedes every version its writer saw.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use weft_crdt::{AuthorId, Op, Replica, Timestamp, VersionId, Write};
+
+const AUTHORS: usize = 3;
+const KEYS: &[&[u8]] = &[b"a", b"b", b"c"];
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// An author writes a key on its own replica.
+    Write { author: usize, key: usize, delete: bool, value: u8, clock: u8 },
+    /// An author receives some of what another author knows.
+    Sync { from: usize, to: usize, mask: u64 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0..AUTHORS, 0..KEYS.len(), any::<bool>(), any::<u8>(), any::<u8>()).prop_map(
+            |(author, key, delete, value, clock)| Step::Write { author, key, delete, value, clock }
+        ),
+        1 => (0..AUTHORS, 0..AUTHORS, any::<u64>())
+            .prop_map(|(from, to, mask)| Step::Sync { from, to, mask }),
+    ]
+}
+
+type Log = Vec<(&'static [u8], Write<u8>)>;
+
+/// Plays the steps: each author writes against its own partial knowledge, so writes are
+/// concurrent, causal or both. Returns every write made.
+fn history(steps: &[Step]) -> Log {
+    let mut replicas: Vec<Replica<u8>> = vec![Replica::new(); AUTHORS];
+    let mut known: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); AUTHORS];
+    let mut seqs = [0u64; AUTHORS];
+    let mut log: Log = Vec::new();
+    for step in steps {
+        match *step {
+            Step::Write { author, key, delete, value, clock } => {
+                let id = VersionId { author: AuthorId([author as u8; 32]), seq: seqs[author] };
+                seqs[author] += 1;
+                let op = if delete { Op::Delete } else { Op::Put(value) };
+                // Small clock values make equal timestamps common, so tie-breaks get exercised.
+                let write = replicas[author].write(KEYS[key], id, Timestamp(u64::from(clock % 8)), op);
+                known[author].insert(log.len());
+                log.push((KEYS[key], write));
+            }
+            Step::Sync { from, to, mask } => {
+                let sent: Vec<usize> = known[from]
+                    .iter()
+                    .copied()
+                    .filter(|i| mask & (1 << (i % 64)) != 0)
+                    .collect();
+                for i in sent {
+                    let (key, write) = &log[i];
+                    replicas[to].apply(key, write.clone());
+                    known[to].insert(i);
+                }
+            }
+        }
+    }
+    log
+}
+
+/// Delivers the log in the order given by `keys` (a random sort key per delivery), with the
+/// deliveries that `dups` names repeated at the end.
+fn deliver(log: &Log, order: &[u32], dups: &[usize]) -> Replica<u8> {
+    let mut indexes: Vec<usize> = (0..log.len()).collect();
+    indexes.sort_by_key(|&i| order.get(i).copied().unwrap_or(0));
+    indexes.extend(dups.iter().filter_map(|&d| (!log.is_empty()).then(|| d % log.len())));
+    let mut replica = Replica::new();
+    for i in indexes {
+        let (key, write) = &log[i];
+        replica.apply(key, write.clone());
+    }
+    replica
+}
+
+/// The definition, computed directly: a key's live versions are its known versions that no
+/// known version supersedes.
+fn expected_live(log: &Log) -> BTreeMap<Vec<u8>, BTreeSet<VersionId>> {
+    let superseded: BTreeSet<(&[u8], VersionId)> = log
+        .iter()
+        .flat_map(|(key, w)| w.supersedes.iter().map(move |id| (*key, *id)))
+        .collect();
+    let mut live: BTreeMap<Vec<u8>, BTreeSet<VersionId>> = BTreeMap::new();
+    for (key, write) in log {
+        if !superseded.contains(&(*key, write.version.id)) {
+            live.entry(key.to_vec()).or_default().insert(write.version.id);
+        }
+    }
+    live
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_delivery_order_converges(
+        steps in prop::collection::vec(step(), 0..60),
+        orders in prop::collection::vec(prop::collection::vec(any::<u32>(), 60), 3),
+        dups in prop::collection::vec(any::<usize>(), 0..20),
+    ) {
+        let log = history(&steps);
+        let replicas: Vec<Replica<u8>> = orders
+            .iter()
+            .enumerate()
+            .map(|(n, order)| deliver(&log, order, if n == 0 { &[] } else { &dups }))
+            .collect();
+        for replica in &replicas[1..] {
+            prop_assert_eq!(replica.snapshot(), replicas[0].snapshot());
+        }
+
+        let live: BTreeMap<Vec<u8>, BTreeSet<VersionId>> = replicas[0]
+            .registers()
+            .map(|(key, reg)| (key.to_vec(), reg.live().iter().map(|v| v.id).collect()))
+            .collect();
+        prop_assert_eq!(live, expected_live(&log));
+    }
+
+    #[test]
+    fn a_write_supersedes_what_its_writer_saw(steps in prop::collection::vec(step(), 0..60)) {
+        let log = history(&steps);
+        let replica = deliver(&log, &[], &[]);
+        for (key, write) in &log {
+            let live: Vec<VersionId> = replica
+                .register(key)
+                .map(|reg| reg.live().iter().map(|v| v.id).collect())
+                .unwrap_or_default();
+            for id in &write.supersedes {
+                prop_assert!(!live.contains(id), "{id:?} is still live after being superseded");
+            }
+        }
+    }
+
+    #[test]
+    fn lww_read_is_the_greatest_live_version(steps in prop::collection::vec(step(), 0..60)) {
+        let log = history(&steps);
+        let replica = deliver(&log, &[], &[]);
+        for (_, register) in replica.registers() {
+            let best = register
+                .live()
+                .iter()
+                .max_by_key(|v| (v.timestamp, v.id.author, v.id.seq))
+                .expect("registers() lists only keys with a live version");
+            prop_assert_eq!(register.winner(), Some(best));
+            let expected = match &best.op { Op::Put(v) => Some(v), Op::Delete => None };
+            prop_assert_eq!(register.value(), expected);
+        }
+    }
+
+    #[test]
+    fn merging_is_associative(
+        steps in prop::collection::vec(step(), 0..40),
+        split in any::<prop::sample::Index>(),
+    ) {
+        // (a ∪ b) ∪ c == a ∪ (b ∪ c), with a, b, c consecutive slices of the log.
+        let log = history(&steps);
+        let cut1 = if log.is_empty() { 0 } else { split.index(log.len()) };
+        let cut2 = (cut1 + log.len()) / 2;
+        let (a, rest) = log.split_at(cut1.min(cut2));
+        let (b, c) = rest.split_at(cut2.max(cut1) - cut1.min(cut2));
+        let mut left = Replica::new();
+        for (key, w) in a.iter().chain(b).chain(c) { left.apply(key, w.clone()); }
+        let mut right = Replica::new();
+        for (key, w) in b.iter().chain(c).chain(a) { right.apply(key, w.clone()); }
+        prop_assert_eq!(left.snapshot(), right.snapshot());
+    }
+}
+
+#[test]
+fn a_late_superseded_version_stays_dead() {
+    let author = |b| AuthorId([b; 32]);
+    let v1 = VersionId { author: author(1), seq: 0 };
+    let v2 = VersionId { author: author(2), seq: 0 };
+    let old = Write { version: weft_crdt::Version { id: v1, timestamp: Timestamp(9), op: Op::Put(1u8) }, supersedes: vec![] };
+    let new = Write { version: weft_crdt::Version { id: v2, timestamp: Timestamp(1), op: Op::Put(2u8) }, supersedes: vec![v1] };
+    let mut replica = Replica::new();
+    replica.apply(b"k", new);
+    let applied = replica.apply(b"k", old);
+    assert!(!applied.added, "a version that arrives already superseded must not become live");
+    // The newer write wins although its timestamp is smaller: it saw the old one.
+    assert_eq!(replica.get(b"k"), Some(&2));
+}
+
+#[test]
+fn a_tombstone_winner_reads_as_absent_but_keeps_concurrent_siblings() {
+    let mut replica = Replica::new();
+    let put = VersionId { author: AuthorId([1; 32]), seq: 0 };
+    let del = VersionId { author: AuthorId([2; 32]), seq: 0 };
+    replica.apply(b"k", Write { version: weft_crdt::Version { id: put, timestamp: Timestamp(1), op: Op::Put(7u8) }, supersedes: vec![] });
+    replica.apply(b"k", Write { version: weft_crdt::Version { id: del, timestamp: Timestamp(2), op: Op::Delete }, supersedes: vec![] });
+    assert_eq!(replica.get(b"k"), None);
+    assert_eq!(replica.register(b"k").map(|r| r.live().len()), Some(2));
+}
