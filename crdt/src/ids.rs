@@ -33,7 +33,9 @@ impl fmt::Debug for AuthorId {
 
 /// A hybrid-logical-clock reading: the 64-bit NTP time (32 bits of seconds since the Unix epoch,
 /// 32 bits of fraction) whose low bits carry the logical counter.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub u64);
 
 /// Where a version lives: entry `seq` (0-based) of `author`'s feed in the namespace.

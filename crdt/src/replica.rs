@@ -55,7 +55,13 @@ impl<V: Clone> Replica<V> {
 
     /// Makes a local write: it supersedes every version of `key` live here now.
     /// The caller assigns `id` and a `timestamp` from its clock.
-    pub fn write(&mut self, key: &[u8], id: VersionId, timestamp: Timestamp, op: Op<V>) -> Write<V> {
+    pub fn write(
+        &mut self,
+        key: &[u8],
+        id: VersionId,
+        timestamp: Timestamp,
+        op: Op<V>,
+    ) -> Write<V> {
         let write = Write {
             version: crate::Version { id, timestamp, op },
             supersedes: self.register(key).map(Register::heads).unwrap_or_default(),

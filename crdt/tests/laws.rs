@@ -12,7 +12,13 @@ const KEYS: &[&[u8]] = &[b"a", b"b", b"c"];
 #[derive(Clone, Debug)]
 enum Step {
     /// An author writes a key on its own replica.
-    Write { author: usize, key: usize, delete: bool, value: u8, clock: u8 },
+    Write {
+        author: usize,
+        key: usize,
+        delete: bool,
+        value: u8,
+        clock: u8,
+    },
     /// An author receives some of what another author knows.
     Sync { from: usize, to: usize, mask: u64 },
 }
@@ -38,12 +44,22 @@ fn history(steps: &[Step]) -> Log {
     let mut log: Log = Vec::new();
     for step in steps {
         match *step {
-            Step::Write { author, key, delete, value, clock } => {
-                let id = VersionId { author: AuthorId([author as u8; 32]), seq: seqs[author] };
+            Step::Write {
+                author,
+                key,
+                delete,
+                value,
+                clock,
+            } => {
+                let id = VersionId {
+                    author: AuthorId([author as u8; 32]),
+                    seq: seqs[author],
+                };
                 seqs[author] += 1;
                 let op = if delete { Op::Delete } else { Op::Put(value) };
                 // Small clock values make equal timestamps common, so tie-breaks get exercised.
-                let write = replicas[author].write(KEYS[key], id, Timestamp(u64::from(clock % 8)), op);
+                let write =
+                    replicas[author].write(KEYS[key], id, Timestamp(u64::from(clock % 8)), op);
                 known[author].insert(log.len());
                 log.push((KEYS[key], write));
             }
@@ -69,7 +85,10 @@ fn history(steps: &[Step]) -> Log {
 fn deliver(log: &Log, order: &[u32], dups: &[usize]) -> Replica<u8> {
     let mut indexes: Vec<usize> = (0..log.len()).collect();
     indexes.sort_by_key(|&i| order.get(i).copied().unwrap_or(0));
-    indexes.extend(dups.iter().filter_map(|&d| (!log.is_empty()).then(|| d % log.len())));
+    indexes.extend(
+        dups.iter()
+            .filter_map(|&d| (!log.is_empty()).then(|| d % log.len())),
+    );
     let mut replica = Replica::new();
     for i in indexes {
         let (key, write) = &log[i];
@@ -88,7 +107,9 @@ fn expected_live(log: &Log) -> BTreeMap<Vec<u8>, BTreeSet<VersionId>> {
     let mut live: BTreeMap<Vec<u8>, BTreeSet<VersionId>> = BTreeMap::new();
     for (key, write) in log {
         if !superseded.contains(&(*key, write.version.id)) {
-            live.entry(key.to_vec()).or_default().insert(write.version.id);
+            live.entry(key.to_vec())
+                .or_default()
+                .insert(write.version.id);
         }
     }
     live
@@ -173,14 +194,37 @@ proptest! {
 #[test]
 fn a_late_superseded_version_stays_dead() {
     let author = |b| AuthorId([b; 32]);
-    let v1 = VersionId { author: author(1), seq: 0 };
-    let v2 = VersionId { author: author(2), seq: 0 };
-    let old = Write { version: weft_crdt::Version { id: v1, timestamp: Timestamp(9), op: Op::Put(1u8) }, supersedes: vec![] };
-    let new = Write { version: weft_crdt::Version { id: v2, timestamp: Timestamp(1), op: Op::Put(2u8) }, supersedes: vec![v1] };
+    let v1 = VersionId {
+        author: author(1),
+        seq: 0,
+    };
+    let v2 = VersionId {
+        author: author(2),
+        seq: 0,
+    };
+    let old = Write {
+        version: weft_crdt::Version {
+            id: v1,
+            timestamp: Timestamp(9),
+            op: Op::Put(1u8),
+        },
+        supersedes: vec![],
+    };
+    let new = Write {
+        version: weft_crdt::Version {
+            id: v2,
+            timestamp: Timestamp(1),
+            op: Op::Put(2u8),
+        },
+        supersedes: vec![v1],
+    };
     let mut replica = Replica::new();
     replica.apply(b"k", new);
     let applied = replica.apply(b"k", old);
-    assert!(!applied.added, "a version that arrives already superseded must not become live");
+    assert!(
+        !applied.added,
+        "a version that arrives already superseded must not become live"
+    );
     // The newer write wins although its timestamp is smaller: it saw the old one.
     assert_eq!(replica.get(b"k"), Some(&2));
 }
@@ -188,10 +232,36 @@ fn a_late_superseded_version_stays_dead() {
 #[test]
 fn a_tombstone_winner_reads_as_absent_but_keeps_concurrent_siblings() {
     let mut replica = Replica::new();
-    let put = VersionId { author: AuthorId([1; 32]), seq: 0 };
-    let del = VersionId { author: AuthorId([2; 32]), seq: 0 };
-    replica.apply(b"k", Write { version: weft_crdt::Version { id: put, timestamp: Timestamp(1), op: Op::Put(7u8) }, supersedes: vec![] });
-    replica.apply(b"k", Write { version: weft_crdt::Version { id: del, timestamp: Timestamp(2), op: Op::Delete }, supersedes: vec![] });
+    let put = VersionId {
+        author: AuthorId([1; 32]),
+        seq: 0,
+    };
+    let del = VersionId {
+        author: AuthorId([2; 32]),
+        seq: 0,
+    };
+    replica.apply(
+        b"k",
+        Write {
+            version: weft_crdt::Version {
+                id: put,
+                timestamp: Timestamp(1),
+                op: Op::Put(7u8),
+            },
+            supersedes: vec![],
+        },
+    );
+    replica.apply(
+        b"k",
+        Write {
+            version: weft_crdt::Version {
+                id: del,
+                timestamp: Timestamp(2),
+                op: Op::Delete,
+            },
+            supersedes: vec![],
+        },
+    );
     assert_eq!(replica.get(b"k"), None);
     assert_eq!(replica.register(b"k").map(|r| r.live().len()), Some(2));
 }

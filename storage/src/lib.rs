@@ -1,1 +1,46 @@
+//! weft's local replica: signed per-author feeds, their merkle trees and proofs, and the
+//! multi-writer key-value view, all in one redb database.
+//!
+//! # Layout
+//! - [`ids`]: namespace and author ids (ed25519 public keys).
+//! - [`entry`]: the feed entry and its byte format.
+//! - [`tree`]: the merkle mountain range over a feed, range proofs and their verification.
+//! - [`head`]: the author's signature over a feed's length and root.
+//! - [`tables`]: the redb schema.
+//! - `store`: [`Store`], which opens a data dir and reads and writes it. Each local write is one
+//!   transaction that appends to the feed, extends the tree, signs the head and updates the view,
+//!   so the log and the view never disagree.
+//! - `view`: merging versions into the view, with the rules of `weft_crdt`.
+//! - `verify`: [`Store::verify`] and [`Store::reindex`].
+//!
+//! `docs/format.md` at the repository root describes every byte.
+#![deny(missing_docs)]
 
+pub mod entry;
+mod error;
+pub mod head;
+pub mod ids;
+mod serde_bytes;
+mod store;
+pub mod tables;
+#[cfg(feature = "test-util")]
+mod testing;
+pub mod tree;
+mod verify;
+mod view;
+
+pub use entry::Entry;
+pub use error::{Error, Result};
+pub use head::SignedHead;
+pub use ids::{AuthorId, NamespaceId};
+pub use store::{
+    DB_FILE, FeedInfo, HistoryItem, Info, KEYS_DIR, NamespaceInfo, Options, Scan, Store,
+    VersionInfo,
+};
+pub use verify::{Problem, VerifyReport};
+pub use weft_crdt::{Op, Timestamp, VersionId};
+
+/// A timestamp as RFC 3339 UTC with nanoseconds, e.g. `2026-11-20T22:34:41.123456789Z`.
+pub fn format_timestamp(timestamp: Timestamp) -> String {
+    format!("{:#}", uhlc::NTP64(timestamp.0))
+}

@@ -1,0 +1,106 @@
+//! The storage error type.
+
+use std::path::PathBuf;
+
+use crate::entry::EntryError;
+use crate::ids::NamespaceId;
+use crate::tree::ProofError;
+
+/// Everything a store operation can fail with. Validation failures (bad input, nothing
+/// written) are kept apart from failures of the disk or the database file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No replica has been created in the data dir yet.
+    #[error("no weft replica in {dir}: run `weft init` first")]
+    NotInitialized {
+        /// The data dir.
+        dir: PathBuf,
+    },
+    /// `init` on a data dir that already holds a replica.
+    #[error("a weft replica already exists in {dir}; refusing to overwrite it")]
+    AlreadyInitialized {
+        /// The data dir.
+        dir: PathBuf,
+    },
+    /// The directory holds files, but not a weft replica.
+    #[error("{dir} is not a weft data dir (it holds other files); pass an empty or new directory")]
+    NotAWeftDir {
+        /// The data dir.
+        dir: PathBuf,
+    },
+    /// Another process has the database open.
+    #[error("the replica in {dir} is in use by another process (is `weft node` running?)")]
+    Locked {
+        /// The data dir.
+        dir: PathBuf,
+    },
+    /// The database file or a key file is damaged or not weft's.
+    #[error("{path} is corrupt: {reason}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A key over the configured limit.
+    #[error("key is {len} bytes, over the limit of {max}")]
+    KeyTooLarge {
+        /// The key's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A value over the configured limit.
+    #[error("value is {len} bytes, over the limit of {max}")]
+    ValueTooLarge {
+        /// The value's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An empty key: it could not be told apart from a namespace's prefix scan.
+    #[error("keys must not be empty")]
+    EmptyKey,
+    /// A namespace this replica does not hold.
+    #[error("unknown namespace {0}")]
+    UnknownNamespace(NamespaceId),
+    /// A stored entry that does not decode.
+    #[error("stored entry does not decode: {0}")]
+    Entry(#[from] EntryError),
+    /// A proof or signature that does not hold.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(#[from] redb::Error),
+}
+
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Error {
+            fn from(error: $error) -> Self {
+                Error::Db(error.into())
+            }
+        }
+    )*};
+}
+
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::DatabaseError
+);
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

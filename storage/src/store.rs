@@ -1,0 +1,948 @@
+//! The replica on disk: the data dir, its keys, and the database of feeds and view.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use ed25519_dalek::SigningKey;
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+use weft_crdt::{Op, Register, Timestamp, VersionId};
+
+use crate::entry::{Entry, Value};
+use crate::error::{Error, Result};
+use crate::head::SignedHead;
+use crate::ids::{self, AuthorId, NamespaceId};
+use crate::tables::{self, ENTRIES, FEEDS, META, NAMESPACES, TREE, VIEW, feed_key, view_key};
+use crate::tree::{self, Frontier, Hash, Node};
+use crate::view::{ViewTables, decode_register, write_of};
+
+/// The database file inside the data dir.
+pub const DB_FILE: &str = "weft.redb";
+/// The directory of secret keys inside the data dir (mode 0700; each key file 0600).
+pub const KEYS_DIR: &str = "keys";
+const AUTHOR_KEY_FILE: &str = "author.key";
+
+/// Limits and write behaviour of a store.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The longest key accepted, in bytes.
+    pub max_key_len: usize,
+    /// The longest value accepted, in bytes.
+    pub max_value_len: usize,
+    /// Whether each commit is flushed to disk (fsync) before it returns. Turning it off trades
+    /// the last commits before a power loss for throughput; a process crash loses nothing.
+    pub durable: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_key_len: 4096,
+            max_value_len: 1 << 20,
+            durable: true,
+        }
+    }
+}
+
+/// A [`FEEDS`] row.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct FeedRecord {
+    /// The local number of the feed's namespace.
+    pub ns: u32,
+    /// The latest signed head.
+    pub head: SignedHead,
+}
+
+impl FeedRecord {
+    pub fn decode(bytes: &[u8]) -> Result<FeedRecord> {
+        postcard::from_bytes(bytes).map_err(|e| Error::Corrupt {
+            path: "feeds table".into(),
+            reason: format!("feed record does not decode: {e}"),
+        })
+    }
+}
+
+/// One version of a key as reads return it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VersionInfo {
+    /// Where it was written.
+    pub id: VersionId,
+    /// When, by its author's clock.
+    pub timestamp: Timestamp,
+    /// The value, or `None` for a delete.
+    pub value: Option<Vec<u8>>,
+}
+
+/// One version in a key's history.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct HistoryItem {
+    /// The version.
+    pub version: VersionInfo,
+    /// Whether it is still live (not superseded).
+    pub live: bool,
+}
+
+/// A summary of the replica.
+#[derive(Clone, Debug)]
+pub struct Info {
+    /// The local author.
+    pub author: AuthorId,
+    /// The namespace commands use by default.
+    pub default_namespace: NamespaceId,
+    /// Every namespace held.
+    pub namespaces: Vec<NamespaceInfo>,
+    /// The size of the database file.
+    pub db_bytes: u64,
+}
+
+/// A namespace in [`Info`].
+#[derive(Clone, Debug)]
+pub struct NamespaceInfo {
+    /// Its id.
+    pub id: NamespaceId,
+    /// Its feeds.
+    pub feeds: Vec<FeedInfo>,
+    /// Keys whose last writer put a value (deleted keys are not counted).
+    pub keys: u64,
+}
+
+/// A feed in [`Info`].
+#[derive(Clone, Debug)]
+pub struct FeedInfo {
+    /// Its author.
+    pub author: AuthorId,
+    /// Its length.
+    pub length: u64,
+}
+
+/// Local numbers of namespaces and feeds, read at open and extended after each commit that
+/// adds one, so reads need no extra lookups. Only committed ids enter it.
+#[derive(Default)]
+struct Ids {
+    namespaces: HashMap<NamespaceId, u32>,
+    feeds: HashMap<(u32, AuthorId), u64>,
+}
+
+/// Hands out timestamps that only grow, even across restarts with a clock that went back.
+struct Clock {
+    hlc: uhlc::HLC,
+    last: Mutex<u64>,
+}
+
+impl Clock {
+    fn new(floor: u64) -> Clock {
+        Clock {
+            hlc: uhlc::HLCBuilder::new().build(),
+            last: Mutex::new(floor),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        let time = self.hlc.new_timestamp().get_time().as_u64();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        *last = time.max(*last + 1);
+        Timestamp(*last)
+    }
+}
+
+/// A local replica: keys, feeds and view in one data dir.
+///
+/// All methods take `&self`; redb serializes writers, and readers see the last commit.
+pub struct Store {
+    dir: PathBuf,
+    db_path: PathBuf,
+    db: Database,
+    author_key: SigningKey,
+    author: AuthorId,
+    default_namespace: NamespaceId,
+    options: Options,
+    clock: Clock,
+    ids: RwLock<Ids>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("author", &self.author)
+            .finish()
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Store {
+    /// Creates a replica in `dir`: an author keypair, a default namespace and an empty
+    /// database. `dir` may be missing or empty.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyInitialized`] if `dir` holds a replica, [`Error::NotAWeftDir`] if it
+    /// holds other files; nothing is changed in either case.
+    pub fn init(dir: &Path, options: Options) -> Result<Store> {
+        let db_path = dir.join(DB_FILE);
+        if db_path.exists() {
+            return Err(Error::AlreadyInitialized {
+                dir: dir.to_owned(),
+            });
+        }
+        if dir.exists() && fs::read_dir(dir).map_err(io_error(dir))?.next().is_some() {
+            return Err(Error::NotAWeftDir {
+                dir: dir.to_owned(),
+            });
+        }
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let keys_dir = dir.join(KEYS_DIR);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&keys_dir)
+            .map_err(io_error(&keys_dir))?;
+        let author_key = ids::generate_keypair().map_err(io_error(dir))?;
+        write_secret(&keys_dir.join(AUTHOR_KEY_FILE), &author_key)?;
+        let namespace_key = ids::generate_keypair().map_err(io_error(dir))?;
+        let namespace = NamespaceId(namespace_key.verifying_key().to_bytes());
+        write_secret(&namespace_key_path(dir, &namespace), &namespace_key)?;
+
+        // The database comes last: until it exists the dir is not a replica, and a failed init
+        // can be retried into a fresh dir without a half-made one being opened.
+        let db = Database::create(&db_path).map_err(|e| open_error(dir, &db_path, e))?;
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("format", &[tables::STORE_FORMAT][..])?;
+            meta.insert("author", &ids::author_of(&author_key).0[..])?;
+            meta.insert("default-namespace", &namespace.0[..])?;
+            txn.open_table(NAMESPACES)?
+                .insert(namespace.as_bytes(), 0)?;
+            txn.open_table(FEEDS)?;
+            txn.open_table(ENTRIES)?;
+            txn.open_table(TREE)?;
+            ViewTables::open(&txn)?;
+        }
+        txn.commit()?;
+        drop(db);
+        Store::open(dir, options)
+    }
+
+    /// Opens the replica in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::NotInitialized`] or [`Error::NotAWeftDir`] when `dir` holds no replica,
+    /// [`Error::Locked`] when another process has it open, [`Error::Corrupt`] when the
+    /// database or key file is damaged or not weft's.
+    pub fn open(dir: &Path, options: Options) -> Result<Store> {
+        let db_path = dir.join(DB_FILE);
+        if !db_path.exists() {
+            let has_files = fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            return Err(if has_files {
+                Error::NotAWeftDir {
+                    dir: dir.to_owned(),
+                }
+            } else {
+                Error::NotInitialized {
+                    dir: dir.to_owned(),
+                }
+            });
+        }
+        let db = Database::open(&db_path).map_err(|e| open_error(dir, &db_path, e))?;
+        let corrupt = |reason: String| Error::Corrupt {
+            path: db_path.clone(),
+            reason,
+        };
+
+        let txn = db.begin_read()?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return Err(corrupt(
+                    "a redb database, but not weft's (no meta table)".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let meta_value = |name: &str| -> Result<Vec<u8>> {
+            Ok(meta
+                .get(name)?
+                .ok_or_else(|| corrupt(format!("meta table has no {name:?}")))?
+                .value()
+                .to_vec())
+        };
+        let format = meta_value("format")?;
+        if format != [tables::STORE_FORMAT] {
+            return Err(corrupt(format!(
+                "store format {format:?}; this build reads format {}",
+                tables::STORE_FORMAT
+            )));
+        }
+        let as_id = |bytes: Vec<u8>, what: &str| {
+            <[u8; 32]>::try_from(bytes).map_err(|_| corrupt(format!("{what} is not 32 bytes")))
+        };
+        let author = AuthorId(as_id(meta_value("author")?, "author")?);
+        let default_namespace = NamespaceId(as_id(
+            meta_value("default-namespace")?,
+            "default namespace",
+        )?);
+
+        let key_path = dir.join(KEYS_DIR).join(AUTHOR_KEY_FILE);
+        let author_key = read_secret(&key_path)?;
+        if ids::author_of(&author_key) != author {
+            return Err(Error::Corrupt {
+                path: key_path,
+                reason: format!("this key is not the replica's author {author}"),
+            });
+        }
+
+        let mut known = Ids::default();
+        for row in txn.open_table(NAMESPACES)?.iter()? {
+            let (id, number) = row?;
+            known
+                .namespaces
+                .insert(NamespaceId(*id.value()), number.value());
+        }
+        let mut floor = 0;
+        let feeds = txn.open_table(FEEDS)?;
+        let entries = txn.open_table(ENTRIES)?;
+        for row in feeds.iter()? {
+            let (feed, record) = row?;
+            let record = FeedRecord::decode(record.value())?;
+            known
+                .feeds
+                .insert((record.ns, record.head.author), feed.value());
+            if record.head.author == author && record.head.length > 0 {
+                let last = read_entry(&entries, feed.value(), record.head.length - 1)?;
+                floor = floor.max(last.timestamp.0);
+            }
+        }
+        drop((meta, feeds, entries, txn));
+
+        Ok(Store {
+            dir: dir.to_owned(),
+            db_path,
+            db,
+            author_key,
+            author,
+            default_namespace,
+            options,
+            clock: Clock::new(floor),
+            ids: RwLock::new(known),
+        })
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The local author.
+    pub fn author(&self) -> AuthorId {
+        self.author
+    }
+
+    /// The namespace created by [`Store::init`].
+    pub fn default_namespace(&self) -> NamespaceId {
+        self.default_namespace
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Puts `value` under `key`: one entry, one commit, one signature.
+    ///
+    /// # Errors
+    /// See [`Store::write`].
+    pub fn put(&self, ns: &NamespaceId, key: &[u8], value: &[u8]) -> Result<VersionId> {
+        let ids = self.write(ns, vec![(key.to_vec(), Op::Put(value.to_vec()))])?;
+        Ok(ids[0])
+    }
+
+    /// Deletes `key`, leaving a tombstone that wins over the versions seen now.
+    ///
+    /// # Errors
+    /// See [`Store::write`].
+    pub fn delete(&self, ns: &NamespaceId, key: &[u8]) -> Result<VersionId> {
+        let ids = self.write(ns, vec![(key.to_vec(), Op::Delete)])?;
+        Ok(ids[0])
+    }
+
+    /// Appends a batch of writes to the local author's feed: one redb transaction that appends
+    /// the entries, extends the merkle tree, updates the view and stores one new signed head.
+    /// Later writes of a key in the batch supersede earlier ones. Returns the new versions' ids.
+    ///
+    /// # Errors
+    /// [`Error::KeyTooLarge`], [`Error::ValueTooLarge`] or [`Error::EmptyKey`] for any op, and
+    /// [`Error::UnknownNamespace`], before anything is written; database failures, after which
+    /// nothing of the batch is kept.
+    pub fn write(
+        &self,
+        ns: &NamespaceId,
+        ops: Vec<(Vec<u8>, Op<Vec<u8>>)>,
+    ) -> Result<Vec<VersionId>> {
+        for (key, op) in &ops {
+            self.check_limits(key, op)?;
+        }
+        let ns_number = self.namespace_number(ns)?;
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(if self.options.durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })
+        .map_err(redb::Error::from)?;
+        let known_feed = self.feed_id(ns_number, &self.author);
+        let mut ids = Vec::with_capacity(ops.len());
+        let feed;
+        {
+            let mut feeds = txn.open_table(FEEDS)?;
+            let mut entries = txn.open_table(ENTRIES)?;
+            let mut tree_nodes = txn.open_table(TREE)?;
+            let mut view = ViewTables::open(&txn)?;
+            let length = match known_feed {
+                Some(id) => {
+                    feed = id;
+                    let record = feeds
+                        .get(id)?
+                        .map(|r| FeedRecord::decode(r.value()))
+                        .transpose()?;
+                    record.map_or(0, |r| r.head.length)
+                }
+                None => {
+                    feed = feeds.last()?.map_or(0, |(id, _)| id.value() + 1);
+                    0
+                }
+            };
+            let mut frontier = load_frontier(&entries, &tree_nodes, feed, length)?;
+            let mut row = Vec::new();
+            for (key, op) in ops {
+                let register = view.register(ns_number, &key)?;
+                let id = VersionId {
+                    author: self.author,
+                    seq: frontier.length(),
+                };
+                let entry = Entry {
+                    timestamp: self.clock.now(),
+                    key,
+                    op: match op {
+                        Op::Put(value) => Op::Put(Value(value)),
+                        Op::Delete => Op::Delete,
+                    },
+                    supersedes: register.heads(),
+                };
+                let bytes = entry.encode();
+                let leaf = tree::leaf_hash(&bytes);
+                row.clear();
+                row.extend_from_slice(&leaf);
+                row.extend_from_slice(&bytes);
+                entries.insert(feed_key(feed, id.seq), &row[..])?;
+                let mut completed = Vec::new();
+                frontier.push(leaf, |node, hash| completed.push((node, hash)));
+                for (node, hash) in completed {
+                    tree_nodes.insert(feed_key(feed, node.flat_index()), &hash)?;
+                }
+                view.apply(ns_number, &entry.key, write_of(&entry, id))?;
+                ids.push(id);
+            }
+            let head = SignedHead::sign(&self.author_key, *ns, frontier.length(), frontier.root());
+            let record = postcard::to_allocvec(&FeedRecord {
+                ns: ns_number,
+                head,
+            })
+            .expect("feed records always encode");
+            feeds.insert(feed, &record[..])?;
+        }
+        txn.commit()?;
+        if known_feed.is_none() {
+            self.ids_mut().feeds.insert((ns_number, self.author), feed);
+        }
+        Ok(ids)
+    }
+
+    fn check_limits(&self, key: &[u8], op: &Op<Vec<u8>>) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        if key.len() > self.options.max_key_len {
+            return Err(Error::KeyTooLarge {
+                len: key.len(),
+                max: self.options.max_key_len,
+            });
+        }
+        if let Op::Put(value) = op
+            && value.len() > self.options.max_value_len
+        {
+            return Err(Error::ValueTooLarge {
+                len: value.len(),
+                max: self.options.max_value_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// The last writer's value of `key`, or `None` if it is absent or deleted.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNamespace`]; database failures; [`Error::Corrupt`] if the view points at
+    /// an entry that is not there.
+    pub fn get(&self, ns: &NamespaceId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let ns_number = self.namespace_number(ns)?;
+        let txn = self.db.begin_read()?;
+        let register = read_register(&txn.open_table(VIEW)?, ns_number, key)?;
+        match register.winner() {
+            Some(winner) if matches!(winner.op, Op::Put(())) => {
+                let entries = txn.open_table(ENTRIES)?;
+                self.value_of(&entries, ns_number, &winner.id)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Every live version of `key`, the last writer first: the multi-value read.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn get_all(&self, ns: &NamespaceId, key: &[u8]) -> Result<Vec<VersionInfo>> {
+        let ns_number = self.namespace_number(ns)?;
+        let txn = self.db.begin_read()?;
+        let register = read_register(&txn.open_table(VIEW)?, ns_number, key)?;
+        let entries = txn.open_table(ENTRIES)?;
+        register
+            .live()
+            .iter()
+            .map(|version| {
+                let value = match version.op {
+                    Op::Put(()) => self.value_of(&entries, ns_number, &version.id)?,
+                    Op::Delete => None,
+                };
+                Ok(VersionInfo {
+                    id: version.id,
+                    timestamp: version.timestamp,
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    /// Every version of `key` held in the feeds, oldest first, live or superseded.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn history(&self, ns: &NamespaceId, key: &[u8]) -> Result<Vec<HistoryItem>> {
+        let ns_number = self.namespace_number(ns)?;
+        let txn = self.db.begin_read()?;
+        let register = read_register(&txn.open_table(VIEW)?, ns_number, key)?;
+        let entries = txn.open_table(ENTRIES)?;
+        let mut versions: Vec<(VersionId, bool)> =
+            register.live().iter().map(|v| (v.id, true)).collect();
+        let prefix = tables::superseded_prefix(ns_number, key);
+        let (mut low, mut high) = (prefix.clone(), prefix);
+        low.extend_from_slice(&[0; 40]);
+        high.extend_from_slice(&[0xff; 40]);
+        for row in txn
+            .open_table(tables::SUPERSEDED)?
+            .range(&low[..]..=&high[..])?
+        {
+            let (row, _) = row?;
+            let tail = &row.value()[row.value().len() - 40..];
+            let author = AuthorId(tail[..32].try_into().expect("32 of 40 bytes"));
+            let seq = u64::from_be_bytes(tail[32..].try_into().expect("8 of 40 bytes"));
+            versions.push((VersionId { author, seq }, false));
+        }
+        let mut items = Vec::with_capacity(versions.len());
+        for (id, live) in versions {
+            // Superseded rows may name versions this replica has not received.
+            let Some(feed) = self.feed_id(ns_number, &id.author) else {
+                continue;
+            };
+            let Some(row) = entries.get(feed_key(feed, id.seq))? else {
+                continue;
+            };
+            let entry = Entry::decode(row.value().get(32..).unwrap_or_default())?;
+            let value = match entry.op {
+                Op::Put(value) => Some(value.0),
+                Op::Delete => None,
+            };
+            items.push(HistoryItem {
+                version: VersionInfo {
+                    id,
+                    timestamp: entry.timestamp,
+                    value,
+                },
+                live,
+            });
+        }
+        items.sort_by_key(|item| (item.version.timestamp, item.version.id));
+        Ok(items)
+    }
+
+    /// The keys under `prefix` whose last writer put a value, in byte order, read from one
+    /// snapshot. With `values`, each comes with its value.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNamespace`] and database failures here; each item can fail like
+    /// [`Store::get`].
+    pub fn scan(&self, ns: &NamespaceId, prefix: &[u8], values: bool) -> Result<Scan<'_>> {
+        let ns_number = self.namespace_number(ns)?;
+        let txn = self.db.begin_read()?;
+        let view = txn.open_table(VIEW)?;
+        let low = view_key(ns_number, prefix);
+        let range = match prefix_end(&low) {
+            Some(high) => view.range(&low[..]..&high[..])?,
+            None => view.range(&low[..]..)?,
+        };
+        Ok(Scan {
+            store: self,
+            ns: ns_number,
+            range,
+            entries: txn.open_table(ENTRIES)?,
+            values,
+        })
+    }
+
+    /// A summary: ids, feed lengths, key counts and the database's size on disk.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub fn info(&self) -> Result<Info> {
+        let txn = self.db.begin_read()?;
+        let mut namespaces: Vec<NamespaceInfo> = Vec::new();
+        let mut numbers: Vec<(u32, NamespaceId)> = self
+            .ids()
+            .namespaces
+            .iter()
+            .map(|(id, n)| (*n, *id))
+            .collect();
+        numbers.sort();
+        let view = txn.open_table(VIEW)?;
+        for (number, id) in &numbers {
+            let mut keys = 0;
+            let low = number.to_be_bytes();
+            let rows = match number.checked_add(1) {
+                Some(next) => view.range(&low[..]..&next.to_be_bytes()[..])?,
+                None => view.range(&low[..]..)?,
+            };
+            for row in rows {
+                let (_, register) = row?;
+                if decode_register(Some(register.value()))?.value().is_some() {
+                    keys += 1;
+                }
+            }
+            namespaces.push(NamespaceInfo {
+                id: *id,
+                feeds: Vec::new(),
+                keys,
+            });
+        }
+        for row in txn.open_table(FEEDS)?.iter()? {
+            let (_, record) = row?;
+            let record = FeedRecord::decode(record.value())?;
+            if let Some(i) = numbers.iter().position(|(n, _)| *n == record.ns) {
+                namespaces[i].feeds.push(FeedInfo {
+                    author: record.head.author,
+                    length: record.head.length,
+                });
+            }
+        }
+        let db_bytes = fs::metadata(&self.db_path)
+            .map_err(io_error(&self.db_path))?
+            .len();
+        Ok(Info {
+            author: self.author,
+            default_namespace: self.default_namespace,
+            namespaces,
+            db_bytes,
+        })
+    }
+
+    /// The latest signed head of `author`'s feed in `ns`, if this replica holds any of it.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub fn head(&self, ns: &NamespaceId, author: &AuthorId) -> Result<Option<SignedHead>> {
+        let ns_number = self.namespace_number(ns)?;
+        let Some(feed) = self.feed_id(ns_number, author) else {
+            return Ok(None);
+        };
+        let txn = self.db.begin_read()?;
+        let record = txn
+            .open_table(FEEDS)?
+            .get(feed)?
+            .map(|r| FeedRecord::decode(r.value()))
+            .transpose()?;
+        Ok(record.map(|r| r.head))
+    }
+
+    /// The encoded entries `[start, end)` of `author`'s feed in `ns`, and the proof nodes that
+    /// verify them against a head of `length` entries ([`SignedHead::verify_range`]).
+    ///
+    /// # Errors
+    /// [`Error::Proof`] when the range does not fit `length` or `length` exceeds what is held.
+    pub fn read_range(
+        &self,
+        ns: &NamespaceId,
+        author: &AuthorId,
+        start: u64,
+        end: u64,
+        length: u64,
+    ) -> Result<(Vec<Vec<u8>>, Vec<Hash>)> {
+        let held = self.head(ns, author)?.map_or(0, |head| head.length);
+        tree::check_range(start, end, length)?;
+        tree::check_range(start, end, held)?;
+        if length > held {
+            return Err(tree::ProofError::BadRange {
+                start,
+                end: length,
+                length: held,
+            }
+            .into());
+        }
+        let feed = self
+            .feed_id(self.namespace_number(ns)?, author)
+            .expect("a feed with a head has an id");
+        let txn = self.db.begin_read()?;
+        let entries = txn.open_table(ENTRIES)?;
+        let tree_nodes = txn.open_table(TREE)?;
+        let mut bytes = Vec::with_capacity((end - start) as usize);
+        for row in entries.range(feed_key(feed, start)..feed_key(feed, end))? {
+            bytes.push(row?.1.value().get(32..).unwrap_or_default().to_vec());
+        }
+        let nodes = tree::proof_nodes(length, start, end, |node| {
+            read_node(&entries, &tree_nodes, feed, node)
+        })?;
+        Ok((bytes, nodes))
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    fn ids(&self) -> std::sync::RwLockReadGuard<'_, Ids> {
+        self.ids.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn ids_mut(&self) -> std::sync::RwLockWriteGuard<'_, Ids> {
+        self.ids.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn namespace_number(&self, ns: &NamespaceId) -> Result<u32> {
+        self.ids()
+            .namespaces
+            .get(ns)
+            .copied()
+            .ok_or(Error::UnknownNamespace(*ns))
+    }
+
+    pub(crate) fn feed_id(&self, ns: u32, author: &AuthorId) -> Option<u64> {
+        self.ids().feeds.get(&(ns, *author)).copied()
+    }
+
+    fn value_of(
+        &self,
+        entries: &ReadOnlyTable<u128, &[u8]>,
+        ns: u32,
+        id: &VersionId,
+    ) -> Result<Option<Vec<u8>>> {
+        let missing = || Error::Corrupt {
+            path: self.db_path.clone(),
+            reason: format!(
+                "the view names entry {} of {}, which is not stored",
+                id.seq, id.author
+            ),
+        };
+        let feed = self.feed_id(ns, &id.author).ok_or_else(missing)?;
+        let entry = read_entry(entries, feed, id.seq).map_err(|e| match e {
+            Error::Corrupt { .. } => missing(),
+            other => other,
+        })?;
+        Ok(match entry.op {
+            Op::Put(value) => Some(value.0),
+            Op::Delete => None,
+        })
+    }
+}
+
+/// Items of [`Store::scan`].
+pub struct Scan<'a> {
+    store: &'a Store,
+    ns: u32,
+    range: redb::Range<'static, &'static [u8], &'static [u8]>,
+    entries: ReadOnlyTable<u128, &'static [u8]>,
+    values: bool,
+}
+
+impl Iterator for Scan<'_> {
+    /// A key, and its value when asked for.
+    type Item = Result<(Vec<u8>, Option<Vec<u8>>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (key, register) = match self.range.next()? {
+                Ok(row) => row,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let register = match decode_register(Some(register.value())) {
+                Ok(register) => register,
+                Err(e) => return Some(Err(e)),
+            };
+            let Some(winner) = register.winner() else {
+                continue;
+            };
+            if !matches!(winner.op, Op::Put(())) {
+                continue;
+            }
+            let user_key = key.value()[4..].to_vec();
+            if !self.values {
+                return Some(Ok((user_key, None)));
+            }
+            return Some(
+                self.store
+                    .value_of(&self.entries, self.ns, &winner.id)
+                    .map(|value| (user_key, value)),
+            );
+        }
+    }
+}
+
+/// The smallest byte string greater than every string starting with `prefix`, or `None` when
+/// there is none (the prefix is all `0xff`).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+fn read_register(view: &ReadOnlyTable<&[u8], &[u8]>, ns: u32, key: &[u8]) -> Result<Register<()>> {
+    decode_register(
+        view.get(&view_key(ns, key)[..])?
+            .as_ref()
+            .map(|g| g.value()),
+    )
+}
+
+fn read_entry(
+    entries: &impl ReadableTable<u128, &'static [u8]>,
+    feed: u64,
+    seq: u64,
+) -> Result<Entry> {
+    let row = entries
+        .get(feed_key(feed, seq))?
+        .ok_or_else(|| Error::Corrupt {
+            path: "entries table".into(),
+            reason: format!("entry {seq} of feed {feed} is missing"),
+        })?;
+    Ok(Entry::decode(row.value().get(32..).unwrap_or_default())?)
+}
+
+/// The hash of a tree node: a leaf's from its entry row, a parent's from the tree table.
+fn read_node(
+    entries: &impl ReadableTable<u128, &'static [u8]>,
+    tree_nodes: &impl ReadableTable<u128, &'static [u8; 32]>,
+    feed: u64,
+    node: Node,
+) -> Result<Hash> {
+    let missing = || Error::Corrupt {
+        path: "tree table".into(),
+        reason: format!("node {} of feed {feed} is missing", node.flat_index()),
+    };
+    if node.depth == 0 {
+        let row = entries
+            .get(feed_key(feed, node.offset))?
+            .ok_or_else(missing)?;
+        row.value()
+            .get(..32)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(missing)
+    } else {
+        Ok(*tree_nodes
+            .get(feed_key(feed, node.flat_index()))?
+            .ok_or_else(missing)?
+            .value())
+    }
+}
+
+fn load_frontier(
+    entries: &impl ReadableTable<u128, &'static [u8]>,
+    tree_nodes: &impl ReadableTable<u128, &'static [u8; 32]>,
+    feed: u64,
+    length: u64,
+) -> Result<Frontier> {
+    let hashes = tree::peaks(length)
+        .into_iter()
+        .map(|node| read_node(entries, tree_nodes, feed, node))
+        .collect::<Result<Vec<Hash>>>()?;
+    Ok(Frontier::new(length, hashes)?)
+}
+
+fn open_error(dir: &Path, db_path: &Path, error: redb::DatabaseError) -> Error {
+    match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
+            dir: dir.to_owned(),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(source))
+            if source.kind() != std::io::ErrorKind::InvalidData
+                && source.kind() != std::io::ErrorKind::UnexpectedEof =>
+        {
+            Error::Io {
+                path: db_path.to_owned(),
+                source,
+            }
+        }
+        other => Error::Corrupt {
+            path: db_path.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Where a namespace's secret key is kept.
+pub(crate) fn namespace_key_path(dir: &Path, ns: &NamespaceId) -> PathBuf {
+    dir.join(KEYS_DIR).join(format!("namespace-{ns}.key"))
+}
+
+/// Writes a secret key as hex, readable by the owner only. Never overwrites a key.
+fn write_secret(path: &Path, key: &SigningKey) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error(path))?;
+    writeln!(file, "{}", ids::to_hex(&key.to_bytes())).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))
+}
+
+fn read_secret(path: &Path) -> Result<SigningKey> {
+    let text = fs::read_to_string(path).map_err(io_error(path))?;
+    let mode = fs::metadata(path)
+        .map_err(io_error(path))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format_args!("{mode:o}"), "secret key is readable by others; chmod 600 it");
+    }
+    let bytes = ids::from_hex(text.trim())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| Error::Corrupt {
+            path: path.to_owned(),
+            reason: "not a 64-hex-digit secret key".into(),
+        })?;
+    Ok(SigningKey::from_bytes(&bytes))
+}

@@ -1,0 +1,78 @@
+//! Hooks that damage a store on purpose, so tests can check that damage is found. Compiled only
+//! with the `test-util` feature.
+
+use redb::ReadableTable;
+
+use crate::error::Result;
+use crate::ids::{AuthorId, NamespaceId};
+use crate::store::{FeedRecord, Store};
+use crate::tables::{ENTRIES, FEEDS, VIEW, feed_key, view_key};
+
+impl Store {
+    /// Flips every bit of byte `byte` (taken modulo the row's length) of the stored row of
+    /// entry `seq` (its leaf hash, then its encoded bytes). Returns the row's length.
+    pub fn tamper_entry(
+        &self,
+        ns: &NamespaceId,
+        author: &AuthorId,
+        seq: u64,
+        byte: usize,
+    ) -> Result<usize> {
+        let feed = self.test_feed(ns, author);
+        let txn = self.db().begin_write()?;
+        let len;
+        {
+            let mut entries = txn.open_table(ENTRIES)?;
+            let mut row = entries
+                .get(feed_key(feed, seq))?
+                .expect("entry to tamper with exists")
+                .value()
+                .to_vec();
+            len = row.len();
+            row[byte % len] ^= 0xff;
+            entries.insert(feed_key(feed, seq), &row[..])?;
+        }
+        txn.commit()?;
+        Ok(len)
+    }
+
+    /// Flips every bit of byte `byte % 64` of the signature of the feed's head.
+    pub fn tamper_signature(&self, ns: &NamespaceId, author: &AuthorId, byte: usize) -> Result<()> {
+        let feed = self.test_feed(ns, author);
+        let txn = self.db().begin_write()?;
+        {
+            let mut feeds = txn.open_table(FEEDS)?;
+            let mut record = FeedRecord::decode(feeds.get(feed)?.expect("feed exists").value())?;
+            record.head.signature[byte % 64] ^= 0xff;
+            feeds.insert(feed, &postcard::to_allocvec(&record).expect("encodes")[..])?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Removes `key`'s row from the view, as a bug that forgot to update it would.
+    pub fn tamper_view(&self, ns: &NamespaceId, key: &[u8]) -> Result<()> {
+        let number = self.test_namespace_number(ns);
+        let txn = self.db().begin_write()?;
+        txn.open_table(VIEW)?.remove(&view_key(number, key)[..])?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn test_namespace_number(&self, ns: &NamespaceId) -> u32 {
+        let txn = redb::ReadableDatabase::begin_read(self.db()).expect("read");
+        let table = txn
+            .open_table(crate::tables::NAMESPACES)
+            .expect("namespaces");
+        table
+            .get(ns.as_bytes())
+            .expect("read")
+            .expect("namespace exists")
+            .value()
+    }
+
+    fn test_feed(&self, ns: &NamespaceId, author: &AuthorId) -> u64 {
+        self.feed_id(self.test_namespace_number(ns), author)
+            .expect("feed exists")
+    }
+}

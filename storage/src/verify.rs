@@ -1,0 +1,279 @@
+//! Checking a replica end to end, and rebuilding its view.
+
+use std::fmt;
+
+use redb::{ReadableTable, TableDefinition};
+
+use crate::entry::Entry;
+use crate::error::Result;
+use crate::ids::{AuthorId, NamespaceId};
+use crate::store::{FeedRecord, Store};
+use crate::tables::{ENTRIES, FEEDS, NAMESPACES, SUPERSEDED, TREE, VIEW, feed_key};
+use crate::tree::{self, Frontier};
+use crate::view::{ViewTables, rebuild};
+
+/// Where `verify` rebuilds the view to compare it; the transaction is aborted, so these never
+/// reach the disk.
+const SCRATCH_VIEW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("verify-scratch-view");
+const SCRATCH_SUPERSEDED: TableDefinition<&[u8], ()> =
+    TableDefinition::new("verify-scratch-superseded");
+
+/// What [`Store::verify`] found.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    /// Feeds checked.
+    pub feeds: u64,
+    /// Entries checked.
+    pub entries: u64,
+    /// The first problem of each damaged feed, then any view problem. Empty when clean.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// Whether nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// One thing that does not check out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The namespace concerned, when known.
+    pub namespace: Option<NamespaceId>,
+    /// The feed's author, when a feed is concerned.
+    pub author: Option<AuthorId>,
+    /// The first bad entry's index, when an entry is concerned.
+    pub entry: Option<u64>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(namespace) = &self.namespace {
+            write!(f, "namespace {namespace}: ")?;
+        }
+        if let Some(author) = &self.author {
+            write!(f, "feed of {author}: ")?;
+        }
+        if let Some(entry) = self.entry {
+            write!(f, "entry {entry}: ")?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+impl Store {
+    /// Re-checks every entry hash, tree node and head signature of every feed, then that the
+    /// view equals one rebuilt from the feeds. Reports the first bad entry of each feed.
+    ///
+    /// Holds the write lock while it runs: writers wait.
+    ///
+    /// # Errors
+    /// Database failures only; damage is reported in the [`VerifyReport`].
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let txn = self.db().begin_write()?;
+        let mut report = VerifyReport::default();
+        {
+            let feeds = txn.open_table(FEEDS)?;
+            let entries = txn.open_table(ENTRIES)?;
+            let tree_nodes = txn.open_table(TREE)?;
+            let namespaces = txn.open_table(NAMESPACES)?;
+            for row in feeds.iter()? {
+                let (feed, record) = row?;
+                report.feeds += 1;
+                let record = match FeedRecord::decode(record.value()) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        report.problems.push(Problem {
+                            namespace: None,
+                            author: None,
+                            entry: None,
+                            reason: format!("feed {}: {e}", feed.value()),
+                        });
+                        continue;
+                    }
+                };
+                let problem = |entry: Option<u64>, reason: String| Problem {
+                    namespace: Some(record.head.namespace),
+                    author: Some(record.head.author),
+                    entry,
+                    reason,
+                };
+                let number = namespaces
+                    .get(record.head.namespace.as_bytes())?
+                    .map(|n| n.value());
+                if number != Some(record.ns) {
+                    report.problems.push(problem(
+                        None,
+                        "the feed's namespace does not match its head".into(),
+                    ));
+                    continue;
+                }
+                let (checked, found) = check_feed(&entries, &tree_nodes, feed.value(), &record);
+                report.entries += checked;
+                if let Some((entry, reason)) = found? {
+                    report.problems.push(problem(entry, reason));
+                }
+            }
+        }
+        if report.is_clean() {
+            if let Some(problem) = self.check_view(&txn)? {
+                report.problems.push(problem);
+            }
+        }
+        txn.abort()?;
+        Ok(report)
+    }
+
+    /// Rebuilds the view from the feeds in one transaction. Returns the entries replayed.
+    ///
+    /// # Errors
+    /// [`crate::Error::Entry`] if a stored entry does not decode (nothing is changed; run
+    /// [`Store::verify`] to find it), and database failures.
+    pub fn reindex(&self) -> Result<u64> {
+        let txn = self.db().begin_write()?;
+        txn.delete_table(VIEW)?;
+        txn.delete_table(SUPERSEDED)?;
+        let mut tables = ViewTables::open(&txn)?;
+        let replayed = rebuild(&txn, &mut tables)?;
+        drop(tables);
+        txn.commit()?;
+        Ok(replayed)
+    }
+
+    fn check_view(&self, txn: &redb::WriteTransaction) -> Result<Option<Problem>> {
+        let mut scratch = ViewTables::open_named(txn, SCRATCH_VIEW, SCRATCH_SUPERSEDED)?;
+        rebuild(txn, &mut scratch)?;
+        let view = txn.open_table(VIEW)?;
+        let superseded = txn.open_table(SUPERSEDED)?;
+        if let Some(key) = first_difference(&view, &scratch.view)? {
+            return Ok(Some(
+                self.view_problem(&key, "its live versions differ from the feeds'"),
+            ));
+        }
+        if let Some(key) = first_difference(&superseded, &scratch.superseded)? {
+            return Ok(Some(self.view_problem(
+                &key,
+                "its superseded versions differ from the feeds'",
+            )));
+        }
+        Ok(None)
+    }
+
+    fn view_problem(&self, row_key: &[u8], what: &str) -> Problem {
+        Problem {
+            namespace: None,
+            author: None,
+            entry: None,
+            reason: format!(
+                "view row {:?}: {what}; run `weft reindex`",
+                String::from_utf8_lossy(row_key.get(4..).unwrap_or_default())
+            ),
+        }
+    }
+}
+
+/// Checks one feed's entries, tree and head. Returns how many entries were read, and the first
+/// problem with the index of the entry it concerns.
+#[allow(clippy::type_complexity)]
+fn check_feed(
+    entries: &impl ReadableTable<u128, &'static [u8]>,
+    tree_nodes: &impl ReadableTable<u128, &'static [u8; 32]>,
+    feed: u64,
+    record: &FeedRecord,
+) -> (u64, Result<Option<(Option<u64>, String)>>) {
+    let mut frontier = Frontier::default();
+    let mut checked = 0;
+    let result = (|| {
+        for row in entries.range(feed_key(feed, 0)..=feed_key(feed, u64::MAX))? {
+            let (key, row) = row?;
+            let seq = key.value() as u64;
+            if seq != frontier.length() {
+                return Ok(Some((
+                    Some(frontier.length()),
+                    "entry is missing".to_string(),
+                )));
+            }
+            checked += 1;
+            let row = row.value();
+            let Some((stored_leaf, bytes)) = row.split_first_chunk::<32>() else {
+                return Ok(Some((Some(seq), "entry row is truncated".into())));
+            };
+            let leaf = tree::leaf_hash(bytes);
+            if leaf != *stored_leaf {
+                return Ok(Some((
+                    Some(seq),
+                    "entry bytes do not match their stored hash".into(),
+                )));
+            }
+            if let Err(e) = Entry::decode(bytes) {
+                return Ok(Some((Some(seq), e.to_string())));
+            }
+            let mut completed = Vec::new();
+            frontier.push(leaf, |node, hash| completed.push((node, hash)));
+            for (node, hash) in completed {
+                let stored = tree_nodes
+                    .get(feed_key(feed, node.flat_index()))?
+                    .map(|h| *h.value());
+                if stored != Some(hash) {
+                    return Ok(Some((
+                        Some(seq),
+                        format!("tree node {} is missing or wrong", node.flat_index()),
+                    )));
+                }
+            }
+        }
+        let head = &record.head;
+        if frontier.length() != head.length {
+            return Ok(Some((
+                None,
+                format!(
+                    "{} entries stored, but the head says {}",
+                    frontier.length(),
+                    head.length
+                ),
+            )));
+        }
+        if frontier.root() != head.root {
+            return Ok(Some((
+                None,
+                "the tree's root does not match the signed head".into(),
+            )));
+        }
+        if head.verify().is_err() {
+            return Ok(Some((None, "the head's signature does not verify".into())));
+        }
+        Ok(None)
+    })();
+    (checked, result)
+}
+
+/// The first row key at which two tables differ, in key or value.
+fn first_difference<V: redb::Value + 'static>(
+    left: &impl ReadableTable<&'static [u8], V>,
+    right: &impl ReadableTable<&'static [u8], V>,
+) -> Result<Option<Vec<u8>>>
+where
+    for<'a> V::SelfType<'a>: PartialEq,
+{
+    let mut left = left.iter()?;
+    let mut right = right.iter()?;
+    loop {
+        match (left.next().transpose()?, right.next().transpose()?) {
+            (None, None) => return Ok(None),
+            (Some((key, _)), None) | (None, Some((key, _))) => {
+                return Ok(Some(key.value().to_vec()));
+            }
+            (Some((lk, lv)), Some((rk, rv))) => {
+                if lk.value() != rk.value() {
+                    return Ok(Some(lk.value().min(rk.value()).to_vec()));
+                }
+                if lv.value() != rv.value() {
+                    return Ok(Some(lk.value().to_vec()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The store end to end on a real redb file: reads and writes, proofs served from disk, damage
+//! found by `verify`, bad input refused with nothing changed.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use weft_storage::{Error, NamespaceId, Op, Options, Store};
+
+fn fresh() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::init(
+        &dir.path().join("data"),
+        Options {
+            durable: false,
+            ..Options::default()
+        },
+    )
+    .expect("init");
+    (dir, store)
+}
+
+#[test]
+fn put_get_delete_and_history() {
+    let (_dir, store) = fresh();
+    let ns = store.default_namespace();
+    assert_eq!(store.get(&ns, b"k").expect("get"), None);
+    store.put(&ns, b"k", b"one").expect("put");
+    store.put(&ns, b"k", b"two").expect("put");
+    assert_eq!(store.get(&ns, b"k").expect("get"), Some(b"two".to_vec()));
+    assert_eq!(
+        store.get_all(&ns, b"k").expect("get_all").len(),
+        1,
+        "a local overwrite supersedes"
+    );
+    store.delete(&ns, b"k").expect("delete");
+    assert_eq!(store.get(&ns, b"k").expect("get"), None);
+
+    let history = store.history(&ns, b"k").expect("history");
+    let values: Vec<(Option<&[u8]>, bool)> = history
+        .iter()
+        .map(|h| (h.version.value.as_deref(), h.live))
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            (Some(&b"one"[..]), false),
+            (Some(&b"two"[..]), false),
+            (None, true)
+        ]
+    );
+    assert!(
+        history
+            .windows(2)
+            .all(|w| w[0].version.timestamp < w[1].version.timestamp)
+    );
+}
+
+#[test]
+fn a_batch_is_one_signed_head_and_later_writes_win() {
+    let (_dir, store) = fresh();
+    let ns = store.default_namespace();
+    let ops = vec![
+        (b"a".to_vec(), Op::Put(b"1".to_vec())),
+        (b"b".to_vec(), Op::Put(b"2".to_vec())),
+        (b"a".to_vec(), Op::Put(b"3".to_vec())),
+    ];
+    let ids = store.write(&ns, ops).expect("batch");
+    assert_eq!(
+        ids.iter().map(|id| id.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    let head = store
+        .head(&ns, &store.author())
+        .expect("head")
+        .expect("a feed");
+    assert_eq!(head.length, 3);
+    head.verify().expect("head signature");
+    assert_eq!(store.get(&ns, b"a").expect("get"), Some(b"3".to_vec()));
+    let history = store.history(&ns, b"a").expect("history");
+    assert_eq!(history.len(), 2);
+    assert!(!history[0].live && history[1].live);
+}
+
+#[test]
+fn scan_lists_live_keys_under_a_prefix_in_byte_order() {
+    let (_dir, store) = fresh();
+    let ns = store.default_namespace();
+    for key in ["b/2", "a/1", "b/1", "b\u{ff}", "c", "b/3"] {
+        store.put(&ns, key.as_bytes(), key.as_bytes()).expect("put");
+    }
+    store.delete(&ns, b"b/3").expect("delete");
+    let keys: Vec<Vec<u8>> = store
+        .scan(&ns, b"b", false)
+        .expect("scan")
+        .map(|r| r.expect("row").0)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            b"b/1".to_vec(),
+            b"b/2".to_vec(),
+            "b\u{ff}".as_bytes().to_vec()
+        ]
+    );
+    let all: Vec<(Vec<u8>, Option<Vec<u8>>)> = store
+        .scan(&ns, b"", true)
+        .expect("scan")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(all.len(), 5);
+    assert!(all.iter().all(|(k, v)| v.as_deref() == Some(&k[..])));
+}
+
+#[test]
+fn oversize_and_empty_keys_are_refused_and_change_nothing() {
+    let (_dir, store) = fresh();
+    let ns = store.default_namespace();
+    store.put(&ns, b"x", b"y").expect("put");
+    let long_key = vec![b'k'; 4097];
+    let long_value = vec![0u8; (1 << 20) + 1];
+    assert!(matches!(
+        store.put(&ns, &long_key, b"v"),
+        Err(Error::KeyTooLarge {
+            len: 4097,
+            max: 4096
+        })
+    ));
+    assert!(matches!(
+        store.put(&ns, b"k", &long_value),
+        Err(Error::ValueTooLarge { .. })
+    ));
+    assert!(matches!(store.put(&ns, b"", b"v"), Err(Error::EmptyKey)));
+    // One bad op refuses the whole batch.
+    let batch = vec![
+        (b"ok".to_vec(), Op::Put(b"v".to_vec())),
+        (long_key, Op::Put(b"v".to_vec())),
+    ];
+    assert!(store.write(&ns, batch).is_err());
+    assert_eq!(store.get(&ns, b"ok").expect("get"), None);
+    assert_eq!(
+        store
+            .head(&ns, &store.author())
+            .expect("head")
+            .map(|h| h.length),
+        Some(1)
+    );
+    // Exactly at the limit is fine.
+    store
+        .put(&ns, &[b'k'; 4096], &vec![1u8; 1 << 20])
+        .expect("at the limits");
+    assert!(matches!(
+        store.get(&NamespaceId([1; 32]), b"x"),
+        Err(Error::UnknownNamespace(_))
+    ));
+}
+
+#[test]
+fn ranges_served_from_disk_verify_against_every_later_head() {
+    let (_dir, store) = fresh();
+    let ns = store.default_namespace();
+    let author = store.author();
+    let mut heads = Vec::new();
+    for batch in 0..6u32 {
+        let ops = (0..=batch * 3)
+            .map(|i| {
+                (
+                    format!("k{batch}-{i}").into_bytes(),
+                    Op::Put(vec![batch as u8]),
+                )
+            })
+            .collect();
+        store.write(&ns, ops).expect("batch");
+        heads.push(store.head(&ns, &author).expect("head").expect("feed"));
+    }
+    for head in &heads {
+        for start in 0..head.length {
+            for end in start..=head.length {
+                let (entries, nodes) = store
+                    .read_range(&ns, &author, start, end, head.length)
+                    .expect("read range");
+                head.verify_range(start, &entries, &nodes)
+                    .unwrap_or_else(|e| {
+                        panic!("{start}..{end} against length {}: {e}", head.length)
+                    });
+                if end > start {
+                    // The same proof says nothing for other entries.
+                    let mut wrong = entries.clone();
+                    wrong[0].push(0);
+                    assert!(head.verify_range(start, &wrong, &nodes).is_err());
+                }
+            }
+        }
+    }
+    let last = heads.last().expect("heads");
+    assert!(
+        store
+            .read_range(&ns, &author, 0, 1, last.length + 1)
+            .is_err(),
+        "a head longer than held"
+    );
+}
+
+#[test]
+fn verify_finds_every_flipped_byte_of_an_entry_or_signature() {
+    let (_dir, store) = fresh();
+    let ns = store.default_namespace();
+    let author = store.author();
+    store
+        .write(
+            &ns,
+            (0..5u8)
+                .map(|i| (vec![b'k', i], Op::Put(vec![i; 20])))
+                .collect(),
+        )
+        .expect("batch");
+    store.delete(&ns, &[b'k', 2]).expect("delete");
+    assert!(store.verify().expect("verify").is_clean());
+
+    for seq in [0u64, 3, 5] {
+        let len = store.tamper_entry(&ns, &author, seq, 0).expect("tamper");
+        store.tamper_entry(&ns, &author, seq, 0).expect("restore");
+        for byte in 0..len {
+            store.tamper_entry(&ns, &author, seq, byte).expect("tamper");
+            let report = store.verify().expect("verify");
+            assert_eq!(
+                report.problems.len(),
+                1,
+                "entry {seq} byte {byte}: {:?}",
+                report.problems
+            );
+            assert_eq!(
+                report.problems[0].entry,
+                Some(seq),
+                "entry {seq} byte {byte}: {}",
+                report.problems[0]
+            );
+            store
+                .tamper_entry(&ns, &author, seq, byte)
+                .expect("restore");
+        }
+    }
+    for byte in 0..64 {
+        store.tamper_signature(&ns, &author, byte).expect("tamper");
+        let report = store.verify().expect("verify");
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.reason.contains("signature")),
+            "signature byte {byte}"
+        );
+        store.tamper_signature(&ns, &author, byte).expect("restore");
+    }
+    assert!(
+        store.verify().expect("verify").is_clean(),
+        "restoring every byte makes it clean again"
+    );
+}
+
+#[test]
+fn verify_finds_a_stale_view_and_reindex_repairs_it() {
+    let (_dir, store) = fresh();
+    let ns = store.default_namespace();
+    store.put(&ns, b"a", b"1").expect("put");
+    store.put(&ns, b"b", b"2").expect("put");
+    store.tamper_view(&ns, b"a").expect("tamper");
+    assert_eq!(store.get(&ns, b"a").expect("get"), None);
+    let report = store.verify().expect("verify");
+    assert!(
+        report.problems.iter().any(|p| p.reason.contains("reindex")),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(store.reindex().expect("reindex"), 2);
+    assert!(store.verify().expect("verify").is_clean());
+    assert_eq!(store.get(&ns, b"a").expect("get"), Some(b"1".to_vec()));
+}
+
+#[test]
+fn reopening_keeps_everything_and_time_moves_forward() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("data");
+    let (ns, author, before) = {
+        let store = Store::init(&path, Options::default()).expect("init");
+        let ns = store.default_namespace();
+        store.put(&ns, b"k", b"v1").expect("put");
+        let ts = store.history(&ns, b"k").expect("history")[0]
+            .version
+            .timestamp;
+        (ns, store.author(), ts)
+    };
+    let store = Store::open(&path, Options::default()).expect("reopen");
+    assert_eq!((store.default_namespace(), store.author()), (ns, author));
+    assert_eq!(store.get(&ns, b"k").expect("get"), Some(b"v1".to_vec()));
+    store.put(&ns, b"k", b"v2").expect("put");
+    let history = store.history(&ns, b"k").expect("history");
+    assert!(history[1].version.timestamp > before);
+    assert!(store.verify().expect("verify").is_clean());
+}
+
+#[test]
+fn bad_data_dirs_give_clear_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing");
+    assert!(matches!(
+        Store::open(&missing, Options::default()),
+        Err(Error::NotInitialized { .. })
+    ));
+
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::fs::write(other.join("notes.txt"), "mine").expect("write");
+    assert!(matches!(
+        Store::open(&other, Options::default()),
+        Err(Error::NotAWeftDir { .. })
+    ));
+    assert!(matches!(
+        Store::init(&other, Options::default()),
+        Err(Error::NotAWeftDir { .. })
+    ));
+    assert_eq!(
+        std::fs::read_dir(&other).expect("ls").count(),
+        1,
+        "init into a foreign dir wrote nothing"
+    );
+
+    let data = dir.path().join("data");
+    let store = Store::init(&data, Options::default()).expect("init");
+    assert!(matches!(
+        Store::init(&data, Options::default()),
+        Err(Error::AlreadyInitialized { .. })
+    ));
+    assert!(matches!(
+        Store::open(&data, Options::default()),
+        Err(Error::Locked { .. })
+    ));
+    drop(store);
+
+    let garbage = dir.path().join("garbage");
+    std::fs::create_dir(&garbage).expect("mkdir");
+    std::fs::write(garbage.join(weft_storage::DB_FILE), vec![0x5a; 10_000]).expect("write");
+    let err = Store::open(&garbage, Options::default()).expect_err("garbage opens");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.join("keys/author.key"))
+            .expect("key file")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[derive(Clone, Debug)]
+enum ModelOp {
+    Put(u8, u8),
+    Delete(u8),
+    Batch(Vec<(u8, Option<u8>)>),
+}
+
+fn model_op() -> impl Strategy<Value = ModelOp> {
+    prop_oneof![
+        (0..12u8, any::<u8>()).prop_map(|(k, v)| ModelOp::Put(k, v)),
+        (0..12u8).prop_map(ModelOp::Delete),
+        prop::collection::vec((0..12u8, any::<Option<u8>>()), 0..8).prop_map(ModelOp::Batch),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Against a BTreeMap: a single writer's store reads exactly like a map, before and after a
+    /// reindex, and always verifies.
+    #[test]
+    fn behaves_like_a_map(ops in prop::collection::vec(model_op(), 1..25)) {
+        let (_dir, store) = fresh();
+        let ns = store.default_namespace();
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let key = |k: u8| format!("key{k:02}").into_bytes();
+        for op in ops {
+            match op {
+                ModelOp::Put(k, v) => { store.put(&ns, &key(k), &[v]).expect("put"); model.insert(key(k), vec![v]); }
+                ModelOp::Delete(k) => { store.delete(&ns, &key(k)).expect("delete"); model.remove(&key(k)); }
+                ModelOp::Batch(writes) => {
+                    let ops = writes.iter().map(|(k, v)| (key(*k), v.map_or(Op::Delete, |v| Op::Put(vec![v])))).collect();
+                    store.write(&ns, ops).expect("batch");
+                    for (k, v) in writes {
+                        match v { Some(v) => { model.insert(key(k), vec![v]); } None => { model.remove(&key(k)); } }
+                    }
+                }
+            }
+        }
+        let scanned = |store: &Store| -> BTreeMap<Vec<u8>, Vec<u8>> {
+            store.scan(&ns, b"", true).expect("scan").map(|r| { let (k, v) = r.expect("row"); (k, v.expect("value")) }).collect()
+        };
+        prop_assert_eq!(&scanned(&store), &model);
+        for k in 0..12 {
+            prop_assert_eq!(store.get(&ns, &key(k)).expect("get"), model.get(&key(k)).cloned());
+        }
+        prop_assert!(store.verify().expect("verify").is_clean());
+        store.reindex().expect("reindex");
+        prop_assert_eq!(&scanned(&store), &model);
+    }
+}
