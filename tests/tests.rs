@@ -1,1 +1,3 @@
+//! weft's cross-crate integration tests, in one binary.
 
+mod crash;

@@ -1,1 +1,350 @@
+//! The workloads of `shared/WORKLOADS.md`, run against weft and, in the same run, against the
+//! raw building blocks (plain redb, one ed25519 signature per batch), so every figure comes
+//! with its ratio to what the machine can do.
+//!
+//! Every write figure names its durability mode. Each figure is the median of several runs,
+//! each in a fresh temporary directory.
+#![deny(missing_docs)]
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer, SigningKey};
+use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use serde_json::json;
+use weft_storage::{Op, Options, Store};
+
+/// A workload of `shared/WORKLOADS.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// One author, puts: (a) one durable put per commit, (b) 1,000 puts per commit.
+    W1,
+    /// Random gets of W1's keys.
+    W2,
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Puts per run (the workloads say 100,000).
+    pub puts: u64,
+    /// Runs per figure; the median is reported.
+    pub runs: u32,
+    /// Print JSON lines only.
+    pub json: bool,
+}
+
+/// A benchmark that could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// weft itself failed.
+    #[error(transparent)]
+    Store(#[from] weft_storage::Error),
+    /// The raw redb baseline failed.
+    #[error("redb baseline: {0}")]
+    Redb(#[from] redb::Error),
+    /// A temporary directory could not be made.
+    #[error("temporary directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// A read returned the wrong value: the figures would be meaningless.
+    #[error("get of key {0} returned the wrong value")]
+    WrongValue(u64),
+}
+
+const DURABLE: &str = "fsync per commit (Durability::Immediate)";
+const BATCH: usize = 1000;
+const RAW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw");
+
+/// Runs the workloads and prints a table row per figure and a JSON line per workload.
+///
+/// # Errors
+/// Whatever stops a run; figures printed before it stand.
+pub fn run(workloads: &[Workload], settings: &Settings) -> Result<(), BenchError> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; figures will be far too low. Use: cargo run --release -p weft-cli -- bench"
+        );
+    }
+    let data = Data::new(settings.puts);
+    for workload in workloads {
+        match workload {
+            Workload::W1 => w1(&data, settings)?,
+            Workload::W2 => w2(&data, settings)?,
+        }
+    }
+    Ok(())
+}
+
+/// W1's keys and values: `k` + the index zero-padded to 15 digits, and 100 bytes from a
+/// seeded stream (blake3's extendable output), the same on every run and machine.
+struct Data {
+    keys: Vec<Vec<u8>>,
+    values: Vec<Vec<u8>>,
+}
+
+impl Data {
+    fn new(count: u64) -> Data {
+        let mut stream = blake3::Hasher::new_derive_key("weft bench values v1").finalize_xof();
+        let keys = (0..count)
+            .map(|i| format!("k{i:015}").into_bytes())
+            .collect();
+        let values = (0..count)
+            .map(|_| {
+                let mut value = vec![0u8; 100];
+                stream.fill(&mut value);
+                value
+            })
+            .collect();
+        Data { keys, values }
+    }
+
+    fn len(&self) -> u64 {
+        self.keys.len() as u64
+    }
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn rate(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+fn row(
+    settings: &Settings,
+    workload: &str,
+    figure: &str,
+    value: f64,
+    limit: Option<(&str, f64)>,
+    mode: &str,
+) {
+    if settings.json {
+        return;
+    }
+    let limit_text = limit.map_or_else(String::new, |(name, limit)| {
+        format!("{name} {limit:>12.0}  ratio {:.2}", value / limit)
+    });
+    println!("{workload:<6} {figure:<34} {value:>12.0}  {limit_text:<44} {mode}");
+}
+
+fn fresh_store(dir: &Path) -> Result<Store, BenchError> {
+    Ok(Store::init(
+        &dir.join("weft"),
+        Options {
+            durable: true,
+            ..Options::default()
+        },
+    )?)
+}
+
+/// W1(a): one durable put per commit.
+fn w1a_weft(data: &Data) -> Result<f64, BenchError> {
+    let dir = tempfile::tempdir()?;
+    let store = fresh_store(dir.path())?;
+    let ns = store.default_namespace();
+    let start = Instant::now();
+    for (key, value) in data.keys.iter().zip(&data.values) {
+        store.put(&ns, key, value)?;
+    }
+    Ok(rate(data.len(), start.elapsed()))
+}
+
+/// Batches of 1,000 puts per commit, into `dir`.
+fn w1b_weft(data: &Data, dir: &Path) -> Result<(Store, f64), BenchError> {
+    let store = fresh_store(dir)?;
+    let ns = store.default_namespace();
+    let start = Instant::now();
+    for (keys, values) in data.keys.chunks(BATCH).zip(data.values.chunks(BATCH)) {
+        let ops = keys
+            .iter()
+            .zip(values)
+            .map(|(k, v)| (k.clone(), Op::Put(v.clone())))
+            .collect();
+        store.write(&ns, ops)?;
+    }
+    Ok((store, rate(data.len(), start.elapsed())))
+}
+
+/// The raw limit of W1(a): redb alone, one insert per fsynced commit.
+fn w1a_raw(data: &Data) -> Result<f64, BenchError> {
+    let dir = tempfile::tempdir()?;
+    let db = Database::create(dir.path().join("raw.redb")).map_err(redb::Error::from)?;
+    let start = Instant::now();
+    for (key, value) in data.keys.iter().zip(&data.values) {
+        let mut txn = db.begin_write().map_err(redb::Error::from)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(redb::Error::from)?;
+        txn.open_table(RAW)
+            .map_err(redb::Error::from)?
+            .insert(&key[..], &value[..])
+            .map_err(redb::Error::from)?;
+        txn.commit().map_err(redb::Error::from)?;
+    }
+    Ok(rate(data.len(), start.elapsed()))
+}
+
+/// The raw limit of W1(b): the same keys and values as plain redb inserts, 1,000 per fsynced
+/// commit, plus one ed25519 signature per batch.
+fn w1b_raw(data: &Data, dir: &Path) -> Result<(Database, f64), BenchError> {
+    let db = Database::create(dir.join("raw.redb")).map_err(redb::Error::from)?;
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let start = Instant::now();
+    for (keys, values) in data.keys.chunks(BATCH).zip(data.values.chunks(BATCH)) {
+        let mut txn = db.begin_write().map_err(redb::Error::from)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(redb::Error::from)?;
+        {
+            let mut table = txn.open_table(RAW).map_err(redb::Error::from)?;
+            for (k, v) in keys.iter().zip(values) {
+                table.insert(&k[..], &v[..]).map_err(redb::Error::from)?;
+            }
+        }
+        let signature = key.sign(&[0u8; 116]);
+        std::hint::black_box(signature);
+        txn.commit().map_err(redb::Error::from)?;
+    }
+    Ok((db, rate(data.len(), start.elapsed())))
+}
+
+fn w1(data: &Data, settings: &Settings) -> Result<(), BenchError> {
+    let (mut a, mut a_raw, mut b, mut b_raw) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..settings.runs {
+        a.push(w1a_weft(data)?);
+        a_raw.push(w1a_raw(data)?);
+        let dir = tempfile::tempdir()?;
+        b.push(w1b_weft(data, dir.path())?.1);
+        b_raw.push(w1b_raw(data, dir.path())?.1);
+    }
+    let (a, a_raw, b, b_raw) = (median(a), median(a_raw), median(b), median(b_raw));
+    row(
+        settings,
+        "W1(a)",
+        "puts/s, one put per commit",
+        a,
+        Some(("redb commits/s", a_raw)),
+        DURABLE,
+    );
+    row(
+        settings,
+        "W1(b)",
+        "puts/s, 1,000 puts per commit",
+        b,
+        Some(("redb+sign/s", b_raw)),
+        DURABLE,
+    );
+    println!(
+        "{}",
+        json!({
+            "workload": "W1", "entries": data.len(), "runs": settings.runs, "durability": DURABLE,
+            "a_puts_per_s": a.round(), "a_raw_redb_commits_per_s": a_raw.round(), "a_ratio": a / a_raw,
+            "a_seconds": data.len() as f64 / a,
+            "b_puts_per_s": b.round(), "b_raw_puts_per_s": b_raw.round(), "b_ratio": b / b_raw,
+            "b_seconds": data.len() as f64 / b,
+        })
+    );
+    Ok(())
+}
+
+/// A fixed permutation of `0..n` (xorshift-driven Fisher–Yates), so every run reads the same
+/// random order.
+fn shuffled(n: u64) -> Vec<u64> {
+    let mut order: Vec<u64> = (0..n).collect();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..order.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        order.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+fn w2(data: &Data, settings: &Settings) -> Result<(), BenchError> {
+    let order = shuffled(data.len());
+    let (mut gets, mut raw) = (Vec::new(), Vec::new());
+    for _ in 0..settings.runs {
+        let dir = tempfile::tempdir()?;
+        let (store, _) = w1b_weft(data, dir.path())?;
+        let ns = store.default_namespace();
+        let start = Instant::now();
+        for &i in &order {
+            let value = store.get(&ns, &data.keys[i as usize])?;
+            if value.as_deref() != Some(&data.values[i as usize][..]) {
+                return Err(BenchError::WrongValue(i));
+            }
+        }
+        gets.push(rate(data.len(), start.elapsed()));
+
+        let (db, _) = w1b_raw(data, dir.path())?;
+        let start = Instant::now();
+        for &i in &order {
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            let table = txn.open_table(RAW).map_err(redb::Error::from)?;
+            let value = table
+                .get(&data.keys[i as usize][..])
+                .map_err(redb::Error::from)?;
+            if value.as_ref().map(|v| v.value()) != Some(&data.values[i as usize][..]) {
+                return Err(BenchError::WrongValue(i));
+            }
+        }
+        raw.push(rate(data.len(), start.elapsed()));
+    }
+    let (gets, raw) = (median(gets), median(raw));
+    row(
+        settings,
+        "W2",
+        "gets/s, library call",
+        gets,
+        Some(("redb gets/s", raw)),
+        "read transaction per get",
+    );
+    if !settings.json {
+        println!(
+            "W2     gets/s, node API                   n/a: there is no node API until `weft node` lands"
+        );
+    }
+    println!(
+        "{}",
+        json!({
+            "workload": "W2", "entries": data.len(), "runs": settings.runs,
+            "gets_per_s": gets.round(), "raw_redb_gets_per_s": raw.round(), "ratio": gets / raw,
+            "seconds": data.len() as f64 / gets, "node_api_gets_per_s": null,
+        })
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_deterministic_and_shaped_as_the_workload_says() {
+        let (one, two) = (Data::new(3), Data::new(3));
+        assert_eq!(one.keys[2], b"k000000000000002");
+        assert_eq!(one.values, two.values);
+        assert!(one.values.iter().all(|v| v.len() == 100));
+        assert_ne!(one.values[0], one.values[1]);
+    }
+
+    #[test]
+    fn shuffled_is_a_permutation() {
+        let mut order = shuffled(1000);
+        assert_ne!(order[..10], (0..10).collect::<Vec<u64>>()[..]);
+        order.sort_unstable();
+        assert_eq!(order, (0..1000).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn every_workload_runs_end_to_end_on_a_small_count() {
+        let settings = Settings {
+            puts: 2000,
+            runs: 1,
+            json: true,
+        };
+        run(&[Workload::W1, Workload::W2], &settings).expect("bench runs");
+    }
+}

@@ -85,10 +85,9 @@ fn history(steps: &[Step]) -> Log {
 fn deliver(log: &Log, order: &[u32], dups: &[usize]) -> Replica<u8> {
     let mut indexes: Vec<usize> = (0..log.len()).collect();
     indexes.sort_by_key(|&i| order.get(i).copied().unwrap_or(0));
-    indexes.extend(
-        dups.iter()
-            .filter_map(|&d| (!log.is_empty()).then(|| d % log.len())),
-    );
+    if !log.is_empty() {
+        indexes.extend(dups.iter().map(|&d| d % log.len()));
+    }
     let mut replica = Replica::new();
     for i in indexes {
         let (key, write) = &log[i];

@@ -24,7 +24,9 @@ pub enum Error {
         dir: PathBuf,
     },
     /// The directory holds files, but not a weft replica.
-    #[error("{dir} is not a weft data dir (it holds other files); pass an empty or new directory")]
+    #[error(
+        "{dir} holds other files but no weft replica: point --data-dir at a replica, or at an empty or new directory to create one"
+    )]
     NotAWeftDir {
         /// The data dir.
         dir: PathBuf,
@@ -65,9 +67,10 @@ pub enum Error {
     /// A namespace this replica does not hold.
     #[error("unknown namespace {0}")]
     UnknownNamespace(NamespaceId),
-    /// A stored entry that does not decode.
-    #[error("stored entry does not decode: {0}")]
-    Entry(#[from] EntryError),
+    /// Data inside the database that does not check out: a row that does not decode, or one
+    /// that points at a row that is not there.
+    #[error("stored data is damaged: {0}; run `weft verify` to find every damaged entry")]
+    Damaged(String),
     /// A proof or signature that does not hold.
     #[error(transparent)]
     Proof(#[from] ProofError),
@@ -80,7 +83,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The database failed.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Db(#[from] redb::Error),
 }
 
@@ -101,6 +104,12 @@ from_redb!(
     redb::CommitError,
     redb::DatabaseError
 );
+
+impl From<EntryError> for Error {
+    fn from(error: EntryError) -> Self {
+        Error::Damaged(format!("a stored entry does not decode ({error})"))
+    }
+}
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

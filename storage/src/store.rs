@@ -34,7 +34,8 @@ pub struct Options {
     /// The longest value accepted, in bytes.
     pub max_value_len: usize,
     /// Whether each commit is flushed to disk (fsync) before it returns. Turning it off trades
-    /// the last commits before a power loss for throughput; a process crash loses nothing.
+    /// durability for throughput: after a crash the replica reopens at its last durable commit,
+    /// losing later ones whole (the log and view still agree).
     pub durable: bool,
 }
 
@@ -59,10 +60,8 @@ pub(crate) struct FeedRecord {
 
 impl FeedRecord {
     pub fn decode(bytes: &[u8]) -> Result<FeedRecord> {
-        postcard::from_bytes(bytes).map_err(|e| Error::Corrupt {
-            path: "feeds table".into(),
-            reason: format!("feed record does not decode: {e}"),
-        })
+        postcard::from_bytes(bytes)
+            .map_err(|e| Error::Damaged(format!("a feed record does not decode ({e})")))
     }
 }
 
@@ -390,7 +389,7 @@ impl Store {
         ops: Vec<(Vec<u8>, Op<Vec<u8>>)>,
     ) -> Result<Vec<VersionId>> {
         for (key, op) in &ops {
-            self.check_limits(key, op)?;
+            self.validate(key, op)?;
         }
         let ns_number = self.namespace_number(ns)?;
         if ops.is_empty() {
@@ -471,7 +470,11 @@ impl Store {
         Ok(ids)
     }
 
-    fn check_limits(&self, key: &[u8], op: &Op<Vec<u8>>) -> Result<()> {
+    /// Checks a write against the limits without writing it.
+    ///
+    /// # Errors
+    /// [`Error::EmptyKey`], [`Error::KeyTooLarge`] or [`Error::ValueTooLarge`].
+    pub fn validate(&self, key: &[u8], op: &Op<Vec<u8>>) -> Result<()> {
         if key.is_empty() {
             return Err(Error::EmptyKey);
         }
@@ -755,18 +758,13 @@ impl Store {
         ns: u32,
         id: &VersionId,
     ) -> Result<Option<Vec<u8>>> {
-        let missing = || Error::Corrupt {
-            path: self.db_path.clone(),
-            reason: format!(
-                "the view names entry {} of {}, which is not stored",
-                id.seq, id.author
-            ),
-        };
-        let feed = self.feed_id(ns, &id.author).ok_or_else(missing)?;
-        let entry = read_entry(entries, feed, id.seq).map_err(|e| match e {
-            Error::Corrupt { .. } => missing(),
-            other => other,
+        let feed = self.feed_id(ns, &id.author).ok_or_else(|| {
+            Error::Damaged(format!(
+                "the view names a feed of {} that is not stored",
+                id.author
+            ))
         })?;
+        let entry = read_entry(entries, feed, id.seq)?;
         Ok(match entry.op {
             Op::Put(value) => Some(value.0),
             Op::Delete => None,
@@ -844,11 +842,12 @@ fn read_entry(
 ) -> Result<Entry> {
     let row = entries
         .get(feed_key(feed, seq))?
-        .ok_or_else(|| Error::Corrupt {
-            path: "entries table".into(),
-            reason: format!("entry {seq} of feed {feed} is missing"),
-        })?;
-    Ok(Entry::decode(row.value().get(32..).unwrap_or_default())?)
+        .ok_or_else(|| Error::Damaged(format!("entry {seq} of local feed {feed} is missing")))?;
+    Entry::decode(row.value().get(32..).unwrap_or_default()).map_err(|e| {
+        Error::Damaged(format!(
+            "entry {seq} of local feed {feed} does not decode ({e})"
+        ))
+    })
 }
 
 /// The hash of a tree node: a leaf's from its entry row, a parent's from the tree table.
@@ -858,9 +857,11 @@ fn read_node(
     feed: u64,
     node: Node,
 ) -> Result<Hash> {
-    let missing = || Error::Corrupt {
-        path: "tree table".into(),
-        reason: format!("node {} of feed {feed} is missing", node.flat_index()),
+    let missing = || {
+        Error::Damaged(format!(
+            "tree node {} of local feed {feed} is missing",
+            node.flat_index()
+        ))
     };
     if node.depth == 0 {
         let row = entries

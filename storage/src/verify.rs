@@ -118,10 +118,10 @@ impl Store {
                 }
             }
         }
-        if report.is_clean() {
-            if let Some(problem) = self.check_view(&txn)? {
-                report.problems.push(problem);
-            }
+        if report.is_clean()
+            && let Some(problem) = self.check_view(&txn)?
+        {
+            report.problems.push(problem);
         }
         txn.abort()?;
         Ok(report)
@@ -130,7 +130,7 @@ impl Store {
     /// Rebuilds the view from the feeds in one transaction. Returns the entries replayed.
     ///
     /// # Errors
-    /// [`crate::Error::Entry`] if a stored entry does not decode (nothing is changed; run
+    /// [`crate::Error::Damaged`] if a stored entry does not decode (nothing is changed; run
     /// [`Store::verify`] to find it), and database failures.
     pub fn reindex(&self) -> Result<u64> {
         let txn = self.db().begin_write()?;

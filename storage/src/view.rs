@@ -91,9 +91,10 @@ impl<'txn> ViewTables<'txn> {
 pub(crate) fn decode_register(bytes: Option<&[u8]>) -> Result<Register<()>> {
     match bytes {
         None => Ok(Register::default()),
-        Some(bytes) => postcard::from_bytes(bytes).map_err(|e| Error::Corrupt {
-            path: "view table".into(),
-            reason: format!("register does not decode: {e}"),
+        Some(bytes) => postcard::from_bytes(bytes).map_err(|e| {
+            Error::Damaged(format!(
+                "a view row does not decode ({e}); `weft reindex` rebuilds the view"
+            ))
         }),
     }
 }
@@ -114,7 +115,7 @@ pub(crate) fn write_of(entry: &Entry, id: VersionId) -> Write<()> {
 /// number of entries replayed.
 ///
 /// # Errors
-/// [`Error::Entry`] on the first stored entry that does not decode: the view of a damaged
+/// [`Error::Damaged`] on the first stored entry that does not decode: the view of a damaged
 /// feed cannot be rebuilt, and `verify` says which entry it is.
 pub(crate) fn rebuild(txn: &WriteTransaction, tables: &mut ViewTables<'_>) -> Result<u64> {
     let feeds = txn.open_table(FEEDS)?;

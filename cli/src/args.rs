@@ -1,0 +1,177 @@
+//! The command line as clap parses it: flags only, no I/O.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// weft: a peer-to-peer replicated key-value database. Data lives in a local replica; every
+/// command works offline.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Where the replica lives [default: the platform data dir, e.g. ~/.local/share/weft]
+    #[arg(long, global = true, env = "WEFT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Machine-readable output: one JSON object per line
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the replica: an author identity and a default namespace. Prints the namespace id
+    Init,
+    /// Set KEY to VALUE
+    Put {
+        /// The key (any bytes the shell can pass)
+        key: OsString,
+        /// The value; `-` reads it from stdin
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<OsString>,
+        /// Read the value from a file
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Print KEY's value (the last writer's), raw. Exits 1 if it is absent
+    Get {
+        /// The key
+        key: OsString,
+        /// Print every live version (concurrent writes), one per line, with author and time
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete KEY. Exits 1 if it is absent
+    Del {
+        /// The key
+        key: OsString,
+    },
+    /// List keys, sorted bytewise
+    Ls {
+        /// Only keys starting with this
+        prefix: Option<OsString>,
+        /// Stop after N keys
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Print each key's value after a tab
+        #[arg(long)]
+        values: bool,
+    },
+    /// Every version of KEY in the feeds, oldest first
+    History {
+        /// The key
+        key: OsString,
+    },
+    /// Show ids, feed lengths and sizes on disk
+    Info,
+    /// Re-check every hash and signature, and the view against the feeds
+    Verify,
+    /// Rebuild the view from the feeds
+    Reindex,
+    /// Load JSON lines {"key": "...", "value": "..."} (or key_b64/value_b64), 1,000 per commit
+    Import {
+        /// The file to read; `-` or nothing reads stdin
+        file: Option<PathBuf>,
+    },
+    /// Write every key and value under PREFIX as JSON lines, the format import reads
+    Export {
+        /// Only keys starting with this
+        prefix: Option<OsString>,
+    },
+    /// Run the benchmark workloads of shared/WORKLOADS.md (build with --release first)
+    Bench {
+        /// Which workloads
+        #[arg(value_enum, default_value = "all")]
+        workload: Workload,
+        /// Puts per run (the workloads say 100000)
+        #[arg(long, default_value_t = 100_000, value_name = "N")]
+        puts: u64,
+        /// Runs per figure; the median is reported
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        runs: u32,
+    },
+}
+
+/// A benchmark workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Puts: one durable put per commit, then batches of 1,000
+    W1,
+    /// Random gets of W1's keys
+    W2,
+    /// Every workload above
+    All,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("weft").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = parse(&["get", "k", "--json", "--data-dir", "/tmp/x"]).expect("parses");
+        assert!(cli.json);
+        assert_eq!(cli.data_dir, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn put_needs_exactly_one_value_source() {
+        assert!(parse(&["put", "k"]).is_err());
+        assert!(parse(&["put", "k", "v", "--file", "f"]).is_err());
+        assert!(matches!(
+            parse(&["put", "k", "--file", "f"]).expect("parses").command,
+            Command::Put { file: Some(_), .. }
+        ));
+        assert!(matches!(
+            parse(&["put", "k", "-"]).expect("parses").command,
+            Command::Put { value: Some(_), .. }
+        ));
+    }
+
+    #[test]
+    fn ls_takes_a_numeric_limit() {
+        assert!(matches!(
+            parse(&["ls", "p/", "--limit", "3"])
+                .expect("parses")
+                .command,
+            Command::Ls { limit: Some(3), .. }
+        ));
+        assert!(parse(&["ls", "--limit", "three"]).is_err());
+    }
+
+    #[test]
+    fn unknown_flags_and_commands_are_usage_errors() {
+        let err = parse(&["get", "k", "--frobnicate"]).expect_err("unknown flag");
+        assert_eq!(err.exit_code(), 2);
+        assert!(parse(&["frobnicate"]).is_err());
+        assert!(parse(&["get"]).is_err());
+    }
+
+    #[test]
+    fn bench_defaults_to_every_workload() {
+        let cli = parse(&["bench"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Bench {
+                workload: Workload::All,
+                puts: 100_000,
+                runs: 3
+            }
+        ));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

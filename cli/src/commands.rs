@@ -1,0 +1,324 @@
+//! One function per subcommand, against the local replica.
+
+use std::ffi::OsString;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value, json};
+use weft_storage::{NamespaceId, Options, Store, VersionInfo, format_timestamp};
+
+use crate::args::{Cli, Command, Workload};
+use crate::output::{escape, put_bytes};
+
+/// Exit code for "not found".
+const NOT_FOUND: u8 = 1;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let json = cli.json;
+    if let Command::Bench {
+        workload,
+        puts,
+        runs,
+    } = cli.command
+    {
+        let workloads = match workload {
+            Workload::W1 => vec![weft_bench::Workload::W1],
+            Workload::W2 => vec![weft_bench::Workload::W2],
+            Workload::All => vec![weft_bench::Workload::W1, weft_bench::Workload::W2],
+        };
+        weft_bench::run(&workloads, &weft_bench::Settings { puts, runs, json })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = data_dir(cli.data_dir)?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if let Command::Init = cli.command {
+        let store = Store::init(&dir, Options::default())?;
+        let ns = store.default_namespace();
+        if json {
+            writeln!(
+                out,
+                "{}",
+                json!({"namespace": ns.to_string(), "author": store.author().to_string(), "data_dir": dir})
+            )?;
+        } else {
+            writeln!(out, "{ns}")?;
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Store::open(&dir, Options::default())?;
+    let ns = store.default_namespace();
+    let code = match cli.command {
+        Command::Init | Command::Bench { .. } => unreachable!("handled above"),
+        Command::Put { key, value, file } => {
+            let value = match (value, file) {
+                (_, Some(path)) => {
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+                }
+                (Some(v), None) if v == "-" => {
+                    let mut buf = Vec::new();
+                    io::stdin()
+                        .read_to_end(&mut buf)
+                        .context("reading the value from stdin")?;
+                    buf
+                }
+                (Some(v), None) => v.as_bytes().to_vec(),
+                (None, None) => unreachable!("clap requires a value or --file"),
+            };
+            let id = store.put(&ns, key.as_bytes(), &value)?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"author": id.author.to_string(), "seq": id.seq})
+                )?;
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Get { key, all: false } => match store.get(&ns, key.as_bytes())? {
+            Some(value) if json => {
+                writeln!(
+                    out,
+                    "{}",
+                    Value::Object(record(key.as_bytes(), Some(&value)))
+                )?;
+                ExitCode::SUCCESS
+            }
+            Some(value) => {
+                out.write_all(&value)?;
+                ExitCode::SUCCESS
+            }
+            None => not_found(&key),
+        },
+        Command::Get { key, all: true } => {
+            let versions = store.get_all(&ns, key.as_bytes())?;
+            if versions.is_empty() {
+                not_found(&key)
+            } else {
+                for version in &versions {
+                    write_version(&mut out, version, None, json)?;
+                }
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Del { key } => {
+            if store.get(&ns, key.as_bytes())?.is_none() {
+                not_found(&key)
+            } else {
+                let id = store.delete(&ns, key.as_bytes())?;
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({"author": id.author.to_string(), "seq": id.seq})
+                    )?;
+                }
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Ls {
+            prefix,
+            limit,
+            values,
+        } => {
+            let prefix = prefix.unwrap_or_default();
+            for row in store
+                .scan(&ns, prefix.as_bytes(), values)?
+                .take(limit.unwrap_or(usize::MAX))
+            {
+                let (key, value) = row?;
+                if json {
+                    writeln!(out, "{}", Value::Object(record(&key, value.as_deref())))?;
+                } else if let Some(value) = value {
+                    writeln!(out, "{}\t{}", escape(&key), escape(&value))?;
+                } else {
+                    writeln!(out, "{}", escape(&key))?;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::History { key } => {
+            let history = store.history(&ns, key.as_bytes())?;
+            if history.is_empty() {
+                not_found(&key)
+            } else {
+                for item in &history {
+                    write_version(&mut out, &item.version, Some(item.live), json)?;
+                }
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Info => {
+            info(&mut out, &store, json)?;
+            ExitCode::SUCCESS
+        }
+        Command::Verify => {
+            let report = store.verify()?;
+            if json {
+                let problems: Vec<String> =
+                    report.problems.iter().map(ToString::to_string).collect();
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"feeds": report.feeds, "entries": report.entries, "problems": problems})
+                )?;
+            } else if report.is_clean() {
+                writeln!(
+                    out,
+                    "ok: {} feeds, {} entries, every hash and signature checks out",
+                    report.feeds, report.entries
+                )?;
+            }
+            out.flush()?;
+            if !report.is_clean() {
+                for problem in &report.problems {
+                    eprintln!("weft: {problem}");
+                }
+                bail!("verify found {} problem(s)", report.problems.len());
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Reindex => {
+            let replayed = store.reindex()?;
+            if json {
+                writeln!(out, "{}", json!({"entries": replayed}))?;
+            } else {
+                writeln!(out, "reindexed {replayed} entries")?;
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Import { file } => {
+            let imported = crate::import::import(&store, &ns, file)?;
+            if json {
+                writeln!(out, "{}", json!({"imported": imported}))?;
+            } else {
+                writeln!(out, "imported {imported} records")?;
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Export { prefix } => {
+            let prefix = prefix.unwrap_or_default();
+            for row in store.scan(&ns, prefix.as_bytes(), true)? {
+                let (key, value) = row?;
+                writeln!(out, "{}", Value::Object(record(&key, value.as_deref())))?;
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    out.flush()?;
+    Ok(code)
+}
+
+fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match flag.or_else(|| dirs::data_dir().map(|dir| dir.join("weft"))) {
+        Some(dir) => Ok(dir),
+        None => bail!(
+            "cannot tell where the data dir is on this system: pass --data-dir DIR or set WEFT_DATA_DIR"
+        ),
+    }
+}
+
+fn not_found(key: &OsString) -> ExitCode {
+    eprintln!("weft: key not found: {}", escape(key.as_bytes()));
+    ExitCode::from(NOT_FOUND)
+}
+
+/// `{"key": …, "value": …}`, the import/export line.
+fn record(key: &[u8], value: Option<&[u8]>) -> Map<String, Value> {
+    let mut object = Map::new();
+    put_bytes(&mut object, "key", key);
+    if let Some(value) = value {
+        put_bytes(&mut object, "value", value);
+    }
+    object
+}
+
+fn write_version(
+    out: &mut impl Write,
+    version: &VersionInfo,
+    live: Option<bool>,
+    json: bool,
+) -> io::Result<()> {
+    let time = format_timestamp(version.timestamp);
+    if json {
+        let mut object = Map::new();
+        object.insert("author".into(), version.id.author.to_string().into());
+        object.insert("seq".into(), version.id.seq.into());
+        object.insert("timestamp".into(), time.into());
+        object.insert("hlc".into(), version.timestamp.0.into());
+        object.insert("deleted".into(), version.value.is_none().into());
+        if let Some(value) = &version.value {
+            put_bytes(&mut object, "value", value);
+        }
+        if let Some(live) = live {
+            object.insert("live".into(), live.into());
+        }
+        return writeln!(out, "{}", Value::Object(object));
+    }
+    let value = version
+        .value
+        .as_deref()
+        .map_or_else(|| "(deleted)".to_owned(), escape);
+    match live {
+        Some(live) => {
+            let state = if live { "live" } else { "superseded" };
+            writeln!(
+                out,
+                "{time} {} #{} {state} {value}",
+                version.id.author, version.id.seq
+            )
+        }
+        None => writeln!(out, "{} {time} {value}", version.id.author),
+    }
+}
+
+fn info(out: &mut impl Write, store: &Store, json: bool) -> anyhow::Result<()> {
+    let info = store.info()?;
+    let default: NamespaceId = info.default_namespace;
+    if json {
+        let namespaces: Vec<Value> = info
+            .namespaces
+            .iter()
+            .map(|ns| {
+                let feeds: Vec<Value> = ns
+                    .feeds
+                    .iter()
+                    .map(|f| json!({"author": f.author.to_string(), "length": f.length}))
+                    .collect();
+                json!({"id": ns.id.to_string(), "default": ns.id == default, "keys": ns.keys, "feeds": feeds})
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            json!({"data_dir": store.dir(), "author": info.author.to_string(), "db_bytes": info.db_bytes, "namespaces": namespaces})
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "data dir:  {}", store.dir().display())?;
+    writeln!(out, "author:    {}", info.author)?;
+    writeln!(out, "database:  {} bytes", info.db_bytes)?;
+    for ns in &info.namespaces {
+        let mark = if ns.id == default { " (default)" } else { "" };
+        writeln!(out, "namespace: {}{mark}", ns.id)?;
+        writeln!(out, "  keys:    {}", ns.keys)?;
+        for feed in &ns.feeds {
+            let mine = if feed.author == info.author {
+                " (local)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "  feed:    {} length {}{mine}",
+                feed.author, feed.length
+            )?;
+        }
+    }
+    Ok(())
+}

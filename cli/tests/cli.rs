@@ -1,0 +1,447 @@
+//! The `weft` binary end to end: happy paths, exit codes, and bad input that must be refused
+//! with a clear message and no change on disk.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// A data dir in a temporary directory, and a way to run `weft` against it.
+struct Dir {
+    tmp: tempfile::TempDir,
+    data: PathBuf,
+}
+
+/// What a run of `weft` did.
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    fn json_lines(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+            .collect()
+    }
+
+    #[track_caller]
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "stderr: {}", self.stderr);
+        self
+    }
+
+    #[track_caller]
+    fn fails(self, code: i32, message: &str) -> Run {
+        assert_eq!(
+            self.code,
+            code,
+            "stdout: {} stderr: {}",
+            self.text(),
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(message),
+            "expected {message:?} in stderr: {}",
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+}
+
+impl Dir {
+    fn new() -> Dir {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data = tmp.path().join("data");
+        Dir { tmp, data }
+    }
+
+    fn initialized() -> Dir {
+        let dir = Dir::new();
+        dir.weft(["init"]).ok();
+        dir
+    }
+
+    fn weft<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Run {
+        self.weft_stdin(args, b"")
+    }
+
+    fn weft_stdin<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I, stdin: &[u8]) -> Run {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(args)
+            .env_remove("WEFT_DATA_DIR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weft");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("write stdin");
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().expect("run weft");
+        Run {
+            code: status.code().expect("exited"),
+            stdout,
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// The local feed's length, from `info --json`.
+    fn feed_length(&self) -> u64 {
+        let info = &self.weft(["--json", "info"]).ok().json_lines()[0];
+        info["namespaces"][0]["feeds"]
+            .as_array()
+            .and_then(|f| f.first())
+            .map_or(0, |f| f["length"].as_u64().expect("length"))
+    }
+}
+
+#[test]
+fn every_data_command_before_init_says_to_run_init() {
+    let dir = Dir::new();
+    for args in [
+        &["get", "k"][..],
+        &["put", "k", "v"],
+        &["ls"],
+        &["info"],
+        &["verify"],
+        &["export"],
+    ] {
+        dir.weft(args).fails(2, "run `weft init` first");
+    }
+    assert!(
+        !dir.data.exists(),
+        "a read-only mistake must not create the data dir"
+    );
+}
+
+#[test]
+fn init_prints_the_namespace_and_refuses_to_run_twice() {
+    let dir = Dir::new();
+    let ns = dir.weft(["init"]).ok().text();
+    assert_eq!(ns.trim().len(), 64, "{ns}");
+    assert!(ns.trim().bytes().all(|b| b.is_ascii_hexdigit()));
+    dir.weft(["init"]).fails(2, "already exists");
+    let info = &dir.weft(["--json", "info"]).ok().json_lines()[0];
+    assert_eq!(
+        info["namespaces"][0]["id"].as_str(),
+        Some(ns.trim()),
+        "the second init changed nothing"
+    );
+}
+
+#[test]
+fn put_get_del_with_exit_codes() {
+    let dir = Dir::initialized();
+    dir.weft(["put", "greeting", "hello"]).ok();
+    assert_eq!(dir.weft(["get", "greeting"]).ok().stdout, b"hello");
+    dir.weft(["put", "greeting", "-"]).ok();
+    assert_eq!(
+        dir.weft(["get", "greeting"]).ok().stdout,
+        b"",
+        "an empty stdin is an empty value"
+    );
+    dir.weft_stdin(["put", "greeting", "-"], b"from\nstdin\0")
+        .ok();
+    assert_eq!(dir.weft(["get", "greeting"]).ok().stdout, b"from\nstdin\0");
+    let file = dir.tmp.path().join("value.bin");
+    std::fs::write(&file, [0u8, 159, 146, 150]).expect("write");
+    dir.weft([
+        OsStr::new("put"),
+        OsStr::new("bin"),
+        OsStr::new("--file"),
+        file.as_os_str(),
+    ])
+    .ok();
+    assert_eq!(dir.weft(["get", "bin"]).ok().stdout, [0u8, 159, 146, 150]);
+
+    dir.weft(["get", "missing"])
+        .fails(1, "key not found: missing");
+    dir.weft(["del", "greeting"]).ok();
+    dir.weft(["get", "greeting"]).fails(1, "key not found");
+    dir.weft(["del", "greeting"]).fails(1, "key not found");
+    let history = dir.weft(["history", "greeting"]).ok().text();
+    let states: Vec<&str> = history
+        .lines()
+        .map(|l| l.split(' ').nth(3).expect("state column"))
+        .collect();
+    assert_eq!(
+        states,
+        ["superseded", "superseded", "superseded", "live"],
+        "{history}"
+    );
+    assert!(
+        history
+            .lines()
+            .last()
+            .expect("lines")
+            .ends_with("(deleted)")
+    );
+}
+
+#[test]
+fn get_all_lists_live_versions_with_author_and_time() {
+    let dir = Dir::initialized();
+    dir.weft(["put", "k", "v1"]).ok();
+    dir.weft(["put", "k", "v2"]).ok();
+    let all = dir.weft(["get", "--all", "k"]).ok().text();
+    let fields: Vec<&str> = all.trim_end().split(' ').collect();
+    assert_eq!(fields.len(), 3, "{all}");
+    assert_eq!(fields[0].len(), 64);
+    assert!(
+        fields[1].ends_with('Z') && fields[1].starts_with("20"),
+        "{all}"
+    );
+    assert_eq!(fields[2], "v2");
+    let json = dir.weft(["--json", "get", "--all", "k"]).ok().json_lines();
+    assert_eq!(json.len(), 1);
+    assert_eq!(json[0]["value"], "v2");
+    assert_eq!(json[0]["deleted"], false);
+}
+
+#[test]
+fn ls_sorts_bytewise_and_escapes_binary_keys() {
+    let dir = Dir::initialized();
+    for key in ["b", "a/2", "a/1", "a/10", "c"] {
+        dir.weft(["put", key, &format!("v{key}")]).ok();
+    }
+    dir.weft([
+        OsStr::from_bytes(b"put"),
+        OsStr::from_bytes(b"a/\xff\x01"),
+        OsStr::from_bytes(b"bin"),
+    ])
+    .ok();
+    assert_eq!(
+        dir.weft(["ls"]).ok().text(),
+        "a/1\na/10\na/2\na/\\xff\\u{1}\nb\nc\n"
+    );
+    assert_eq!(
+        dir.weft(["ls", "a/", "--limit", "2"]).ok().text(),
+        "a/1\na/10\n"
+    );
+    assert_eq!(dir.weft(["ls", "b", "--values"]).ok().text(), "b\tvb\n");
+    let json = dir.weft(["--json", "ls", "a/"]).ok().json_lines();
+    assert_eq!(
+        json[3]["key_b64"], "YS//AQ==",
+        "non-UTF-8 keys are base64 in JSON"
+    );
+}
+
+#[test]
+fn import_and_export_round_trip_binary_data() {
+    let dir = Dir::initialized();
+    let mut lines = String::new();
+    for i in 0..2500 {
+        lines.push_str(&format!(
+            "{{\"key\":\"k{i:05}\",\"value\":\"value {i}\"}}\n"
+        ));
+    }
+    lines.push_str("\n{\"key_b64\":\"/w==\",\"value_b64\":\"/wA=\"}\n");
+    let run = dir.weft_stdin(["import", "-"], lines.as_bytes()).ok();
+    assert_eq!(run.text(), "imported 2501 records\n");
+    assert_eq!(dir.feed_length(), 2501);
+    assert_eq!(dir.weft(["get", "k01234"]).ok().stdout, b"value 1234");
+    let exported = dir.weft(["export"]).ok().text();
+    assert_eq!(exported.lines().count(), 2501);
+    assert_eq!(
+        exported.lines().last(),
+        Some(r#"{"key_b64":"/w==","value_b64":"/wA="}"#)
+    );
+
+    let other = Dir::initialized();
+    let file = other.tmp.path().join("dump.jsonl");
+    std::fs::write(&file, &exported).expect("write");
+    other.weft([OsStr::new("import"), file.as_os_str()]).ok();
+    assert_eq!(other.weft(["export"]).ok().text(), exported);
+    assert_eq!(
+        dir.weft(["export", "k0249"]).ok().text().lines().count(),
+        10
+    );
+}
+
+#[test]
+fn a_bad_import_line_changes_nothing() {
+    let dir = Dir::initialized();
+    dir.weft(["put", "keep", "me"]).ok();
+    let mut lines = String::new();
+    for i in 0..1500 {
+        lines.push_str(&format!("{{\"key\":\"k{i}\",\"value\":\"v\"}}\n"));
+    }
+    let with = |bad: &str| format!("{lines}{bad}\n");
+    dir.weft_stdin(["import"], with(r#"{"key":"x"}"#).as_bytes())
+        .fails(2, "line 1501: missing \"value\"");
+    dir.weft_stdin(["import"], with("not json").as_bytes())
+        .fails(2, "line 1501");
+    let huge = format!(r#"{{"key":"x","value":"{}"}}"#, "v".repeat((1 << 20) + 1));
+    dir.weft_stdin(["import"], with(&huge).as_bytes())
+        .fails(2, "value is 1048577 bytes, over the limit of 1048576");
+    assert_eq!(
+        dir.feed_length(),
+        1,
+        "nothing of a refused import was written"
+    );
+    assert_eq!(dir.weft(["ls"]).ok().text(), "keep\n");
+}
+
+#[test]
+fn oversize_keys_and_values_are_refused_with_nothing_written() {
+    let dir = Dir::initialized();
+    let key = "k".repeat(4097);
+    dir.weft(["put", &key, "v"])
+        .fails(2, "key is 4097 bytes, over the limit of 4096");
+    let big = dir.tmp.path().join("big");
+    std::fs::write(&big, vec![1u8; (1 << 20) + 1]).expect("write");
+    dir.weft([
+        OsStr::new("put"),
+        OsStr::new("k"),
+        OsStr::new("--file"),
+        big.as_os_str(),
+    ])
+    .fails(2, "over the limit");
+    assert_eq!(dir.feed_length(), 0);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = Dir::initialized();
+    dir.weft(["get", "k", "--frobnicate"])
+        .fails(2, "unexpected argument '--frobnicate'");
+    dir.weft(["get"]).fails(2, "required");
+    dir.weft(["put", "k"]).fails(2, "required");
+    dir.weft(["ls", "--limit", "x"]).fails(2, "invalid value");
+    dir.weft(["nonsense"]).fails(2, "unrecognized subcommand");
+    assert!(dir.weft(["--help"]).ok().text().contains("Usage: weft"));
+}
+
+#[test]
+fn a_foreign_data_dir_is_refused_untouched() {
+    let dir = Dir::new();
+    std::fs::create_dir(&dir.data).expect("mkdir");
+    std::fs::write(dir.data.join("thesis.tex"), "mine").expect("write");
+    dir.weft(["get", "k"]).fails(2, "no weft replica");
+    dir.weft(["init"]).fails(2, "no weft replica");
+    let names: Vec<_> = std::fs::read_dir(&dir.data)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["thesis.tex"]);
+}
+
+#[test]
+fn a_corrupt_database_file_is_an_error_not_a_panic() {
+    for damage in ["garbage", "truncated"] {
+        let dir = Dir::initialized();
+        dir.weft(["put", "k", "v"]).ok();
+        let db = dir.data.join("weft.redb");
+        let bytes = std::fs::read(&db).expect("read db");
+        let damaged = match damage {
+            "garbage" => vec![0x5a; bytes.len()],
+            _ => bytes[..bytes.len() / 3].to_vec(),
+        };
+        std::fs::write(&db, &damaged).expect("damage db");
+        let run = dir.weft(["get", "k"]);
+        assert_eq!(run.code, 2, "{damage}: {}", run.stderr);
+        assert!(run.stderr.contains("weft.redb"), "{damage}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{damage}: {}", run.stderr);
+        assert!(
+            std::fs::read(&db).expect("read db") == damaged,
+            "{damage}: the file was changed"
+        );
+    }
+}
+
+#[test]
+fn verify_names_a_tampered_entry_and_changes_nothing() {
+    let dir = Dir::initialized();
+    for i in 0..4 {
+        dir.weft(["put", &format!("k{i}"), "v"]).ok();
+    }
+    assert!(
+        dir.weft(["verify"])
+            .ok()
+            .text()
+            .starts_with("ok: 1 feeds, 4 entries")
+    );
+    {
+        let store =
+            weft_storage::Store::open(&dir.data, weft_storage::Options::default()).expect("open");
+        store
+            .tamper_entry(&store.default_namespace(), &store.author(), 2, 40)
+            .expect("tamper");
+    }
+    let keys = dir.weft(["ls"]).ok().text();
+    let run = dir
+        .weft(["verify"])
+        .fails(2, "entry 2: entry bytes do not match their stored hash");
+    assert!(
+        run.stderr.contains("verify found 1 problem"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        dir.weft(["ls"]).ok().text(),
+        keys,
+        "verify changed the data"
+    );
+    assert_eq!(dir.feed_length(), 4);
+    // Reading the damaged entry is an error that says what to do, never a panic or a wrong value.
+    dir.weft(["get", "k2"]).fails(2, "run `weft verify`");
+}
+
+#[test]
+fn the_data_dir_comes_from_the_environment_too() {
+    let dir = Dir::new();
+    let run = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("init")
+        .env("WEFT_DATA_DIR", &dir.data)
+        .output()
+        .expect("run");
+    assert!(run.status.success());
+    assert!(dir.data.join("weft.redb").exists());
+    assert_eq!(
+        std::fs::metadata(dir.data.join("keys/author.key"))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+            .expect("key"),
+        0o600
+    );
+}
+
+#[test]
+fn json_output_is_one_object_per_line() {
+    let dir = Dir::new();
+    let init = &dir.weft(["--json", "init"]).ok().json_lines()[0];
+    assert_eq!(init["namespace"].as_str().map(str::len), Some(64));
+    let put = &dir.weft(["--json", "put", "k", "v"]).ok().json_lines()[0];
+    assert_eq!(put["seq"], 0);
+    assert_eq!(
+        dir.weft(["--json", "get", "k"]).ok().json_lines()[0]["value"],
+        "v"
+    );
+    assert_eq!(
+        dir.weft(["--json", "verify"]).ok().json_lines()[0]["problems"],
+        Value::Array(vec![])
+    );
+    assert_eq!(
+        dir.weft(["--json", "history", "k"]).ok().json_lines()[0]["live"],
+        true
+    );
+}
