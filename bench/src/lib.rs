@@ -265,6 +265,7 @@ fn shuffled(n: u64) -> Vec<u64> {
 fn w2(data: &Data, settings: &Settings) -> Result<(), BenchError> {
     let order = shuffled(data.len());
     let (mut gets, mut raw) = (Vec::new(), Vec::new());
+    let (mut snapshot_gets, mut raw_one_txn) = (Vec::new(), Vec::new());
     for _ in 0..settings.runs {
         let dir = tempfile::tempdir()?;
         let (store, _) = w1b_weft(data, dir.path())?;
@@ -277,6 +278,16 @@ fn w2(data: &Data, settings: &Settings) -> Result<(), BenchError> {
             }
         }
         gets.push(rate(data.len(), start.elapsed()));
+
+        let start = Instant::now();
+        let snapshot = store.snapshot()?;
+        for &i in &order {
+            let value = snapshot.get(&ns, &data.keys[i as usize])?;
+            if value.as_deref() != Some(&data.values[i as usize][..]) {
+                return Err(BenchError::WrongValue(i));
+            }
+        }
+        snapshot_gets.push(rate(data.len(), start.elapsed()));
 
         let (db, _) = w1b_raw(data, dir.path())?;
         let start = Instant::now();
@@ -291,15 +302,40 @@ fn w2(data: &Data, settings: &Settings) -> Result<(), BenchError> {
             }
         }
         raw.push(rate(data.len(), start.elapsed()));
+
+        let start = Instant::now();
+        let txn = db.begin_read().map_err(redb::Error::from)?;
+        let table = txn.open_table(RAW).map_err(redb::Error::from)?;
+        for &i in &order {
+            let value = table
+                .get(&data.keys[i as usize][..])
+                .map_err(redb::Error::from)?;
+            if value.as_ref().map(|v| v.value()) != Some(&data.values[i as usize][..]) {
+                return Err(BenchError::WrongValue(i));
+            }
+        }
+        raw_one_txn.push(rate(data.len(), start.elapsed()));
     }
     let (gets, raw) = (median(gets), median(raw));
+    let (snapshot_gets, raw_one_txn) = (median(snapshot_gets), median(raw_one_txn));
+    let per_get = "a read transaction per get";
     row(
         settings,
         "W2",
-        "gets/s, library call",
+        "gets/s, Store::get",
         gets,
         Some(("redb gets/s", raw)),
-        "read transaction per get",
+        per_get,
+    );
+    let shared = "one read transaction for all gets";
+    let limit = Some(("redb gets/s", raw_one_txn));
+    row(
+        settings,
+        "W2",
+        "gets/s, Snapshot::get",
+        snapshot_gets,
+        limit,
+        shared,
     );
     if !settings.json {
         println!(
@@ -311,6 +347,8 @@ fn w2(data: &Data, settings: &Settings) -> Result<(), BenchError> {
         json!({
             "workload": "W2", "entries": data.len(), "runs": settings.runs,
             "gets_per_s": gets.round(), "raw_redb_gets_per_s": raw.round(), "ratio": gets / raw,
+            "snapshot_gets_per_s": snapshot_gets.round(), "raw_redb_one_txn_gets_per_s": raw_one_txn.round(),
+            "snapshot_ratio": snapshot_gets / raw_one_txn,
             "seconds": data.len() as f64 / gets, "node_api_gets_per_s": null,
         })
     );

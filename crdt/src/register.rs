@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{Timestamp, VersionId};
 
-/// What a version does to its key. `V` is the value, or `()` where values live elsewhere (the
-/// storage view keeps only a pointer into the log).
+/// What a version does to its key. `V` is the value, or where to find it (the storage view keeps
+/// a pointer into the log).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Op<V> {
     /// Set the key to a value.
@@ -15,10 +15,11 @@ pub enum Op<V> {
 }
 
 impl<V> Op<V> {
-    /// The op with its value dropped.
-    pub fn kind(&self) -> Op<()> {
+    /// The same op with the value mapped by `f`: storage's view keeps a pointer to where the
+    /// value lives instead of the value.
+    pub fn map<U>(&self, f: impl FnOnce(&V) -> U) -> Op<U> {
         match self {
-            Op::Put(_) => Op::Put(()),
+            Op::Put(value) => Op::Put(f(value)),
             Op::Delete => Op::Delete,
         }
     }

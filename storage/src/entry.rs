@@ -9,23 +9,22 @@ pub const ENTRY_FORMAT: u8 = 1;
 
 /// One write in an author's feed. The namespace, author and position are not repeated inside:
 /// the signed head binds the whole feed to them.
+///
+/// Key and value borrow from the bytes they are encoded from or decoded out of, so reading a
+/// value copies it once, into the caller's buffer.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct Entry {
+pub struct Entry<'a> {
     /// The author's hybrid-logical-clock time of the write.
     pub timestamp: Timestamp,
     /// The key written.
-    #[serde(with = "crate::serde_bytes::bytes")]
-    pub key: Vec<u8>,
+    #[serde(borrow)]
+    pub key: &'a [u8],
     /// The new value, or a delete.
-    pub op: Op<Value>,
+    #[serde(borrow)]
+    pub op: Op<&'a [u8]>,
     /// The versions of `key` the author saw live when it wrote.
     pub supersedes: Vec<VersionId>,
 }
-
-/// A value as stored in an entry.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Value(#[serde(with = "crate::serde_bytes::bytes")] pub Vec<u8>);
 
 /// Bytes that are not an entry of a format this build reads.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,20 +41,28 @@ pub enum EntryError {
     Malformed(String),
 }
 
-impl Entry {
+impl<'a> Entry<'a> {
     /// The entry's bytes: the format byte, then the postcard encoding of the fields in order.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.key.len() + self.value_len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the entry's bytes to `out`, reusing its allocation.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(ENTRY_FORMAT);
         // Serializing plain data into a Vec cannot fail.
-        postcard::to_extend(self, out).expect("entries always encode")
+        let extended =
+            postcard::to_extend(self, std::mem::take(out)).expect("entries always encode");
+        *out = extended;
     }
 
     /// Decodes an entry, refusing trailing bytes so that one entry has exactly one encoding.
     ///
     /// # Errors
     /// [`EntryError`] for anything that is not a complete entry of [`ENTRY_FORMAT`].
-    pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
+    pub fn decode(bytes: &'a [u8]) -> Result<Entry<'a>, EntryError> {
         let (&format, body) = bytes.split_first().ok_or(EntryError::Empty)?;
         if format != ENTRY_FORMAT {
             return Err(EntryError::UnknownFormat(format));
@@ -73,7 +80,7 @@ impl Entry {
 
     fn value_len(&self) -> usize {
         match &self.op {
-            Op::Put(value) => value.0.len(),
+            Op::Put(value) => value.len(),
             Op::Delete => 0,
         }
     }
@@ -84,11 +91,11 @@ mod tests {
     use super::*;
     use weft_crdt::AuthorId;
 
-    fn sample() -> Entry {
+    fn sample() -> Entry<'static> {
         Entry {
             timestamp: Timestamp(7_386_690_599_959_157_260),
-            key: b"k000000000000001".to_vec(),
-            op: Op::Put(Value(vec![42; 100])),
+            key: b"k000000000000001",
+            op: Op::Put(&[42; 100]),
             supersedes: vec![VersionId {
                 author: AuthorId([9; 32]),
                 seq: 3,

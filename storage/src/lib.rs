@@ -34,7 +34,7 @@ pub use error::{Error, Result};
 pub use head::SignedHead;
 pub use ids::{AuthorId, NamespaceId};
 pub use store::{
-    DB_FILE, FeedInfo, HistoryItem, Info, KEYS_DIR, NamespaceInfo, Options, Scan, Store,
+    DB_FILE, FeedInfo, HistoryItem, Info, KEYS_DIR, NamespaceInfo, Options, Scan, Snapshot, Store,
     VersionInfo,
 };
 pub use verify::{Problem, VerifyReport};

@@ -1,21 +1,7 @@
-//! Serde helpers that let postcard read and write byte strings in one piece instead of one
-//! element at a time, and that give `[u8; 64]` (which serde lacks) a representation.
+//! A serde representation for `[u8; 64]` (signatures), which serde lacks: a byte string.
 
 use serde::de::{Error, Visitor};
 use serde::{Deserializer, Serializer};
-
-/// `#[serde(with = "bytes")]` for `Vec<u8>`.
-pub mod bytes {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        d.deserialize_byte_buf(BytesVisitor)
-    }
-}
 
 /// `#[serde(with = "array64")]` for `[u8; 64]` (signatures).
 pub mod array64 {

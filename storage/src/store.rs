@@ -12,11 +12,11 @@ use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable}
 use serde::{Deserialize, Serialize};
 use weft_crdt::{Op, Register, Timestamp, VersionId};
 
-use crate::entry::{Entry, Value};
+use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{self, AuthorId, NamespaceId};
-use crate::tables::{self, ENTRIES, FEEDS, META, NAMESPACES, TREE, VIEW, feed_key, view_key};
+use crate::tables::{self, ENTRIES, FEEDS, META, NAMESPACES, VIEW, feed_key, view_key};
 use crate::tree::{self, Frontier, Hash, Node};
 use crate::view::{ViewTables, decode_register, write_of};
 
@@ -223,7 +223,6 @@ impl Store {
                 .insert(namespace.as_bytes(), 0)?;
             txn.open_table(FEEDS)?;
             txn.open_table(ENTRIES)?;
-            txn.open_table(TREE)?;
             ViewTables::open(&txn)?;
         }
         txn.commit()?;
@@ -318,8 +317,14 @@ impl Store {
                 .feeds
                 .insert((record.ns, record.head.author), feed.value());
             if record.head.author == author && record.head.length > 0 {
-                let last = read_entry(&entries, feed.value(), record.head.length - 1)?;
-                floor = floor.max(last.timestamp.0);
+                let seq = record.head.length - 1;
+                let row = entries.get(feed_key(feed.value(), seq))?.ok_or_else(|| {
+                    Error::Damaged(format!(
+                        "entry {seq} of local feed {} is missing",
+                        feed.value()
+                    ))
+                })?;
+                floor = floor.max(decode_row(feed.value(), seq, row.value())?.timestamp.0);
             }
         }
         drop((meta, feeds, entries, txn));
@@ -408,7 +413,6 @@ impl Store {
         {
             let mut feeds = txn.open_table(FEEDS)?;
             let mut entries = txn.open_table(ENTRIES)?;
-            let mut tree_nodes = txn.open_table(TREE)?;
             let mut view = ViewTables::open(&txn)?;
             let length = match known_feed {
                 Some(id) => {
@@ -424,10 +428,10 @@ impl Store {
                     0
                 }
             };
-            let mut frontier = load_frontier(&entries, &tree_nodes, feed, length)?;
-            let mut row = Vec::new();
-            for (key, op) in ops {
-                let register = view.register(ns_number, &key)?;
+            let mut frontier = load_frontier(&entries, feed, length)?;
+            let (mut bytes, mut row) = (Vec::new(), Vec::new());
+            for (key, op) in &ops {
+                let register = view.register(ns_number, key)?;
                 let id = VersionId {
                     author: self.author,
                     seq: frontier.length(),
@@ -436,23 +440,20 @@ impl Store {
                     timestamp: self.clock.now(),
                     key,
                     op: match op {
-                        Op::Put(value) => Op::Put(Value(value)),
+                        Op::Put(value) => Op::Put(&value[..]),
                         Op::Delete => Op::Delete,
                     },
                     supersedes: register.heads(),
                 };
-                let bytes = entry.encode();
+                bytes.clear();
+                entry.encode_into(&mut bytes);
                 let leaf = tree::leaf_hash(&bytes);
                 row.clear();
                 row.extend_from_slice(&leaf);
+                frontier.push(leaf, |_, parent| row.extend_from_slice(&parent));
                 row.extend_from_slice(&bytes);
                 entries.insert(feed_key(feed, id.seq), &row[..])?;
-                let mut completed = Vec::new();
-                frontier.push(leaf, |node, hash| completed.push((node, hash)));
-                for (node, hash) in completed {
-                    tree_nodes.insert(feed_key(feed, node.flat_index()), &hash)?;
-                }
-                view.apply(ns_number, &entry.key, write_of(&entry, id))?;
+                view.apply(ns_number, key, write_of(&entry, id, feed))?;
                 ids.push(id);
             }
             let head = SignedHead::sign(&self.author_key, *ns, frontier.length(), frontier.root());
@@ -501,16 +502,7 @@ impl Store {
     /// [`Error::UnknownNamespace`]; database failures; [`Error::Corrupt`] if the view points at
     /// an entry that is not there.
     pub fn get(&self, ns: &NamespaceId, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let ns_number = self.namespace_number(ns)?;
-        let txn = self.db.begin_read()?;
-        let register = read_register(&txn.open_table(VIEW)?, ns_number, key)?;
-        match register.winner() {
-            Some(winner) if matches!(winner.op, Op::Put(())) => {
-                let entries = txn.open_table(ENTRIES)?;
-                self.value_of(&entries, ns_number, &winner.id)
-            }
-            _ => Ok(None),
-        }
+        self.snapshot()?.get(ns, key)
     }
 
     /// Every live version of `key`, the last writer first: the multi-value read.
@@ -518,25 +510,23 @@ impl Store {
     /// # Errors
     /// As [`Store::get`].
     pub fn get_all(&self, ns: &NamespaceId, key: &[u8]) -> Result<Vec<VersionInfo>> {
-        let ns_number = self.namespace_number(ns)?;
+        self.snapshot()?.get_all(ns, key)
+    }
+
+    /// A consistent read-only view of the replica as of the last commit. Reads through one
+    /// snapshot skip the per-call cost of starting a read transaction and opening tables, and
+    /// see no write committed after it was taken. Holding one for long keeps the pages it
+    /// reads from being reused, so the file grows while it lives.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
         let txn = self.db.begin_read()?;
-        let register = read_register(&txn.open_table(VIEW)?, ns_number, key)?;
-        let entries = txn.open_table(ENTRIES)?;
-        register
-            .live()
-            .iter()
-            .map(|version| {
-                let value = match version.op {
-                    Op::Put(()) => self.value_of(&entries, ns_number, &version.id)?,
-                    Op::Delete => None,
-                };
-                Ok(VersionInfo {
-                    id: version.id,
-                    timestamp: version.timestamp,
-                    value,
-                })
-            })
-            .collect()
+        Ok(Snapshot {
+            store: self,
+            view: txn.open_table(VIEW)?,
+            entries: txn.open_table(ENTRIES)?,
+        })
     }
 
     /// Every version of `key` held in the feeds, oldest first, live or superseded.
@@ -573,9 +563,9 @@ impl Store {
             let Some(row) = entries.get(feed_key(feed, id.seq))? else {
                 continue;
             };
-            let entry = Entry::decode(row.value().get(32..).unwrap_or_default())?;
+            let entry = decode_row(feed, id.seq, row.value())?;
             let value = match entry.op {
-                Op::Put(value) => Some(value.0),
+                Op::Put(value) => Some(value.to_vec()),
                 Op::Delete => None,
             };
             items.push(HistoryItem {
@@ -597,7 +587,7 @@ impl Store {
     /// # Errors
     /// [`Error::UnknownNamespace`] and database failures here; each item can fail like
     /// [`Store::get`].
-    pub fn scan(&self, ns: &NamespaceId, prefix: &[u8], values: bool) -> Result<Scan<'_>> {
+    pub fn scan(&self, ns: &NamespaceId, prefix: &[u8], values: bool) -> Result<Scan> {
         let ns_number = self.namespace_number(ns)?;
         let txn = self.db.begin_read()?;
         let view = txn.open_table(VIEW)?;
@@ -607,8 +597,6 @@ impl Store {
             None => view.range(&low[..]..)?,
         };
         Ok(Scan {
-            store: self,
-            ns: ns_number,
             range,
             entries: txn.open_table(ENTRIES)?,
             values,
@@ -717,14 +705,16 @@ impl Store {
             .expect("a feed with a head has an id");
         let txn = self.db.begin_read()?;
         let entries = txn.open_table(ENTRIES)?;
-        let tree_nodes = txn.open_table(TREE)?;
         let mut bytes = Vec::with_capacity((end - start) as usize);
         for row in entries.range(feed_key(feed, start)..feed_key(feed, end))? {
-            bytes.push(row?.1.value().get(32..).unwrap_or_default().to_vec());
+            let (key, row) = row?;
+            let seq = key.value() as u64;
+            let parts = tables::split_row(seq, row.value()).ok_or_else(|| {
+                Error::Damaged(format!("entry {seq} of local feed {feed} is truncated"))
+            })?;
+            bytes.push(parts.entry.to_vec());
         }
-        let nodes = tree::proof_nodes(length, start, end, |node| {
-            read_node(&entries, &tree_nodes, feed, node)
-        })?;
+        let nodes = tree::proof_nodes(length, start, end, |node| read_node(&entries, feed, node))?;
         Ok((bytes, nodes))
     }
 
@@ -751,37 +741,63 @@ impl Store {
     pub(crate) fn feed_id(&self, ns: u32, author: &AuthorId) -> Option<u64> {
         self.ids().feeds.get(&(ns, *author)).copied()
     }
+}
 
-    fn value_of(
-        &self,
-        entries: &ReadOnlyTable<u128, &[u8]>,
-        ns: u32,
-        id: &VersionId,
-    ) -> Result<Option<Vec<u8>>> {
-        let feed = self.feed_id(ns, &id.author).ok_or_else(|| {
-            Error::Damaged(format!(
-                "the view names a feed of {} that is not stored",
-                id.author
-            ))
-        })?;
-        let entry = read_entry(entries, feed, id.seq)?;
-        Ok(match entry.op {
-            Op::Put(value) => Some(value.0),
-            Op::Delete => None,
-        })
+/// A consistent read-only view of a [`Store`], from [`Store::snapshot`].
+pub struct Snapshot<'a> {
+    store: &'a Store,
+    view: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    entries: ReadOnlyTable<u128, &'static [u8]>,
+}
+
+impl Snapshot<'_> {
+    /// As [`Store::get`], as of the snapshot.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn get(&self, ns: &NamespaceId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let register = read_register(&self.view, self.store.namespace_number(ns)?, key)?;
+        match register.winner() {
+            Some(winner) => match winner.op {
+                Op::Put(feed) => value_at(&self.entries, feed, winner.id.seq),
+                Op::Delete => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// As [`Store::get_all`], as of the snapshot.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn get_all(&self, ns: &NamespaceId, key: &[u8]) -> Result<Vec<VersionInfo>> {
+        let register = read_register(&self.view, self.store.namespace_number(ns)?, key)?;
+        register
+            .live()
+            .iter()
+            .map(|version| {
+                let value = match version.op {
+                    Op::Put(feed) => value_at(&self.entries, feed, version.id.seq)?,
+                    Op::Delete => None,
+                };
+                Ok(VersionInfo {
+                    id: version.id,
+                    timestamp: version.timestamp,
+                    value,
+                })
+            })
+            .collect()
     }
 }
 
 /// Items of [`Store::scan`].
-pub struct Scan<'a> {
-    store: &'a Store,
-    ns: u32,
+pub struct Scan {
     range: redb::Range<'static, &'static [u8], &'static [u8]>,
     entries: ReadOnlyTable<u128, &'static [u8]>,
     values: bool,
 }
 
-impl Iterator for Scan<'_> {
+impl Iterator for Scan {
     /// A key, and its value when asked for.
     type Item = Result<(Vec<u8>, Option<Vec<u8>>)>;
 
@@ -798,17 +814,15 @@ impl Iterator for Scan<'_> {
             let Some(winner) = register.winner() else {
                 continue;
             };
-            if !matches!(winner.op, Op::Put(())) {
+            let Op::Put(feed) = winner.op else {
                 continue;
-            }
+            };
             let user_key = key.value()[4..].to_vec();
             if !self.values {
                 return Some(Ok((user_key, None)));
             }
             return Some(
-                self.store
-                    .value_of(&self.entries, self.ns, &winner.id)
-                    .map(|value| (user_key, value)),
+                value_at(&self.entries, feed, winner.id.seq).map(|value| (user_key, value)),
             );
         }
     }
@@ -827,7 +841,7 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-fn read_register(view: &ReadOnlyTable<&[u8], &[u8]>, ns: u32, key: &[u8]) -> Result<Register<()>> {
+fn read_register(view: &ReadOnlyTable<&[u8], &[u8]>, ns: u32, key: &[u8]) -> Result<Register<u64>> {
     decode_register(
         view.get(&view_key(ns, key)[..])?
             .as_ref()
@@ -835,59 +849,56 @@ fn read_register(view: &ReadOnlyTable<&[u8], &[u8]>, ns: u32, key: &[u8]) -> Res
     )
 }
 
-fn read_entry(
+/// The entry in the [`ENTRIES`] row of `seq` in `feed`.
+pub(crate) fn decode_row(feed: u64, seq: u64, row: &[u8]) -> Result<Entry<'_>> {
+    let damaged = |what: String| Error::Damaged(format!("entry {seq} of local feed {feed} {what}"));
+    let parts = tables::split_row(seq, row).ok_or_else(|| damaged("is truncated".into()))?;
+    Entry::decode(parts.entry).map_err(|e| damaged(format!("does not decode ({e})")))
+}
+
+/// The value of entry `seq` of `feed`, or `None` for a delete.
+fn value_at(
     entries: &impl ReadableTable<u128, &'static [u8]>,
     feed: u64,
     seq: u64,
-) -> Result<Entry> {
+) -> Result<Option<Vec<u8>>> {
     let row = entries
         .get(feed_key(feed, seq))?
         .ok_or_else(|| Error::Damaged(format!("entry {seq} of local feed {feed} is missing")))?;
-    Entry::decode(row.value().get(32..).unwrap_or_default()).map_err(|e| {
-        Error::Damaged(format!(
-            "entry {seq} of local feed {feed} does not decode ({e})"
-        ))
+    Ok(match decode_row(feed, seq, row.value())?.op {
+        Op::Put(value) => Some(value.to_vec()),
+        Op::Delete => None,
     })
 }
 
-/// The hash of a tree node: a leaf's from its entry row, a parent's from the tree table.
+/// The hash of a tree node, from the entry row of its last leaf ([`tables::node_location`]).
 fn read_node(
     entries: &impl ReadableTable<u128, &'static [u8]>,
-    tree_nodes: &impl ReadableTable<u128, &'static [u8; 32]>,
     feed: u64,
     node: Node,
 ) -> Result<Hash> {
+    let (seq, at) = tables::node_location(node);
     let missing = || {
         Error::Damaged(format!(
             "tree node {} of local feed {feed} is missing",
             node.flat_index()
         ))
     };
-    if node.depth == 0 {
-        let row = entries
-            .get(feed_key(feed, node.offset))?
-            .ok_or_else(missing)?;
-        row.value()
-            .get(..32)
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(missing)
-    } else {
-        Ok(*tree_nodes
-            .get(feed_key(feed, node.flat_index()))?
-            .ok_or_else(missing)?
-            .value())
-    }
+    let row = entries.get(feed_key(feed, seq))?.ok_or_else(missing)?;
+    row.value()
+        .get(at..at + 32)
+        .and_then(|hash| hash.try_into().ok())
+        .ok_or_else(missing)
 }
 
 fn load_frontier(
     entries: &impl ReadableTable<u128, &'static [u8]>,
-    tree_nodes: &impl ReadableTable<u128, &'static [u8; 32]>,
     feed: u64,
     length: u64,
 ) -> Result<Frontier> {
     let hashes = tree::peaks(length)
         .into_iter()
-        .map(|node| read_node(entries, tree_nodes, feed, node))
+        .map(|node| read_node(entries, feed, node))
         .collect::<Result<Vec<Hash>>>()?;
     Ok(Frontier::new(length, hashes)?)
 }

@@ -23,16 +23,17 @@ pub const NAMESPACES: TableDefinition<&[u8; 32], u32> = TableDefinition::new("na
 /// head. Feed ids are local and assigned in order.
 pub const FEEDS: TableDefinition<u64, &[u8]> = TableDefinition::new("feeds-1");
 
-/// `(feed id << 64) | seq (u128) → leaf hash (32 bytes) ‖ encoded entry`. Keeping the leaf
-/// hash beside the entry lets `verify` name the exact entry whose bytes changed.
+/// `(feed id << 64) | seq (u128) → leaf hash (32) ‖ parent hashes (32 each) ‖ encoded entry`.
+///
+/// The row of entry `seq` carries the tree nodes that appending it completed: the parents whose
+/// last leaf is `seq`, at depths `1..=seq.trailing_ones()`, lowest first. So the whole merkle
+/// tree lives in the entry rows and an append writes one row. Keeping the leaf hash beside the
+/// entry lets `verify` name the exact entry whose bytes changed.
 pub const ENTRIES: TableDefinition<u128, &[u8]> = TableDefinition::new("entries-1");
 
-/// `(feed id << 64) | flat index (u128) → hash (32 bytes)`: every complete parent node of a
-/// feed's merkle tree (odd flat indexes). Leaf hashes live in [`ENTRIES`].
-pub const TREE: TableDefinition<u128, &[u8; 32]> = TableDefinition::new("tree-1");
-
-/// `namespace number (u32 BE) ‖ key → Register<()>`: the live versions of every key, last
-/// writer first, without values (those stay in the log).
+/// `namespace number (u32 BE) ‖ key → Register<u64>`: the live versions of every key, last
+/// writer first. A put's value is not copied here: the register holds the local feed id whose
+/// entry row (with the version's seq) holds it.
 pub const VIEW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("view-1");
 
 /// `namespace number (u32 BE) ‖ key length (u32 BE) ‖ key ‖ author (32) ‖ seq (u64 BE) → ()`:
@@ -62,4 +63,38 @@ pub fn superseded_prefix(ns: u32, key: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);
     out
+}
+
+/// How many parent hashes the [`ENTRIES`] row of entry `seq` carries.
+pub fn row_parents(seq: u64) -> usize {
+    seq.trailing_ones() as usize
+}
+
+/// An [`ENTRIES`] row taken apart.
+pub struct EntryRow<'a> {
+    /// The entry's leaf hash.
+    pub leaf: &'a [u8; 32],
+    /// The parents completed by the entry, depth 1 first, 32 bytes each.
+    pub parents: &'a [u8],
+    /// The encoded entry.
+    pub entry: &'a [u8],
+}
+
+/// Splits the [`ENTRIES`] row of entry `seq`; `None` if it is too short to hold its hashes.
+pub fn split_row(seq: u64, row: &[u8]) -> Option<EntryRow<'_>> {
+    let (leaf, rest) = row.split_first_chunk::<32>()?;
+    let parents_len = 32 * row_parents(seq);
+    let (parents, entry) = (rest.get(..parents_len)?, &rest[parents_len..]);
+    Some(EntryRow {
+        leaf,
+        parents,
+        entry,
+    })
+}
+
+/// Where a tree node's hash is stored: the seq of the [`ENTRIES`] row of its last leaf, and
+/// the hash's byte offset in that row.
+pub fn node_location(node: crate::tree::Node) -> (u64, usize) {
+    let last_leaf = ((node.offset + 1) << node.depth) - 1;
+    (last_leaf, 32 * node.depth as usize)
 }

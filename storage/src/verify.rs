@@ -8,7 +8,7 @@ use crate::entry::Entry;
 use crate::error::Result;
 use crate::ids::{AuthorId, NamespaceId};
 use crate::store::{FeedRecord, Store};
-use crate::tables::{ENTRIES, FEEDS, NAMESPACES, SUPERSEDED, TREE, VIEW, feed_key};
+use crate::tables::{self, ENTRIES, FEEDS, NAMESPACES, SUPERSEDED, VIEW, feed_key};
 use crate::tree::{self, Frontier};
 use crate::view::{ViewTables, rebuild};
 
@@ -78,7 +78,6 @@ impl Store {
         {
             let feeds = txn.open_table(FEEDS)?;
             let entries = txn.open_table(ENTRIES)?;
-            let tree_nodes = txn.open_table(TREE)?;
             let namespaces = txn.open_table(NAMESPACES)?;
             for row in feeds.iter()? {
                 let (feed, record) = row?;
@@ -111,9 +110,8 @@ impl Store {
                     ));
                     continue;
                 }
-                let (checked, found) = check_feed(&entries, &tree_nodes, feed.value(), &record);
-                report.entries += checked;
-                if let Some((entry, reason)) = found? {
+                let found = check_feed(&entries, feed.value(), &record, &mut report.entries)?;
+                if let Some((entry, reason)) = found {
                     report.problems.push(problem(entry, reason));
                 }
             }
@@ -175,79 +173,67 @@ impl Store {
     }
 }
 
-/// Checks one feed's entries, tree and head. Returns how many entries were read, and the first
-/// problem with the index of the entry it concerns.
-#[allow(clippy::type_complexity)]
+/// A problem found in a feed: the entry it concerns, if one, and what is wrong.
+type Finding = (Option<u64>, String);
+
+/// Checks one feed's entries, tree nodes and head, counting the entries read into `checked`.
+/// Returns the first problem.
 fn check_feed(
     entries: &impl ReadableTable<u128, &'static [u8]>,
-    tree_nodes: &impl ReadableTable<u128, &'static [u8; 32]>,
     feed: u64,
     record: &FeedRecord,
-) -> (u64, Result<Option<(Option<u64>, String)>>) {
+    checked: &mut u64,
+) -> Result<Option<Finding>> {
     let mut frontier = Frontier::default();
-    let mut checked = 0;
-    let result = (|| {
-        for row in entries.range(feed_key(feed, 0)..=feed_key(feed, u64::MAX))? {
-            let (key, row) = row?;
-            let seq = key.value() as u64;
-            if seq != frontier.length() {
-                return Ok(Some((
-                    Some(frontier.length()),
-                    "entry is missing".to_string(),
-                )));
-            }
-            checked += 1;
-            let row = row.value();
-            let Some((stored_leaf, bytes)) = row.split_first_chunk::<32>() else {
-                return Ok(Some((Some(seq), "entry row is truncated".into())));
-            };
-            let leaf = tree::leaf_hash(bytes);
-            if leaf != *stored_leaf {
-                return Ok(Some((
-                    Some(seq),
-                    "entry bytes do not match their stored hash".into(),
-                )));
-            }
-            if let Err(e) = Entry::decode(bytes) {
-                return Ok(Some((Some(seq), e.to_string())));
-            }
-            let mut completed = Vec::new();
-            frontier.push(leaf, |node, hash| completed.push((node, hash)));
-            for (node, hash) in completed {
-                let stored = tree_nodes
-                    .get(feed_key(feed, node.flat_index()))?
-                    .map(|h| *h.value());
-                if stored != Some(hash) {
-                    return Ok(Some((
-                        Some(seq),
-                        format!("tree node {} is missing or wrong", node.flat_index()),
-                    )));
-                }
-            }
+    let mut parents = Vec::new();
+    for row in entries.range(feed_key(feed, 0)..=feed_key(feed, u64::MAX))? {
+        let (key, row) = row?;
+        let seq = key.value() as u64;
+        if seq != frontier.length() {
+            return Ok(Some((Some(frontier.length()), "entry is missing".into())));
         }
-        let head = &record.head;
-        if frontier.length() != head.length {
+        *checked += 1;
+        let Some(parts) = tables::split_row(seq, row.value()) else {
+            return Ok(Some((Some(seq), "entry row is truncated".into())));
+        };
+        let leaf = tree::leaf_hash(parts.entry);
+        if leaf != *parts.leaf {
             return Ok(Some((
-                None,
-                format!(
-                    "{} entries stored, but the head says {}",
-                    frontier.length(),
-                    head.length
-                ),
+                Some(seq),
+                "entry bytes do not match their stored hash".into(),
             )));
         }
-        if frontier.root() != head.root {
+        if let Err(e) = Entry::decode(parts.entry) {
+            return Ok(Some((Some(seq), e.to_string())));
+        }
+        parents.clear();
+        frontier.push(leaf, |_, hash| parents.extend_from_slice(&hash));
+        if parents != parts.parents {
             return Ok(Some((
-                None,
-                "the tree's root does not match the signed head".into(),
+                Some(seq),
+                "tree nodes stored with the entry are wrong".into(),
             )));
         }
-        if head.verify().is_err() {
-            return Ok(Some((None, "the head's signature does not verify".into())));
-        }
-        Ok(None)
-    })();
-    (checked, result)
+    }
+    let head = &record.head;
+    if frontier.length() != head.length {
+        let reason = format!(
+            "{} entries stored, but the head says {}",
+            frontier.length(),
+            head.length
+        );
+        return Ok(Some((None, reason)));
+    }
+    if frontier.root() != head.root {
+        return Ok(Some((
+            None,
+            "the tree's root does not match the signed head".into(),
+        )));
+    }
+    if head.verify().is_err() {
+        return Ok(Some((None, "the head's signature does not verify".into())));
+    }
+    Ok(None)
 }
 
 /// The first row key at which two tables differ, in key or value.

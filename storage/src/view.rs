@@ -6,7 +6,7 @@ use weft_crdt::{Applied, Register, SupersededSet, Version, VersionId, Write};
 
 use crate::entry::Entry;
 use crate::error::{Error, Result};
-use crate::store::FeedRecord;
+use crate::store::{FeedRecord, decode_row};
 use crate::tables::{self, ENTRIES, FEEDS, superseded_prefix, view_key};
 
 /// One key's superseded set, as rows of [`tables::SUPERSEDED`].
@@ -62,7 +62,7 @@ impl<'txn> ViewTables<'txn> {
     }
 
     /// The register of `key` in namespace number `ns`, empty if the key has no live version.
-    pub fn register(&self, ns: u32, key: &[u8]) -> Result<Register<()>> {
+    pub fn register(&self, ns: u32, key: &[u8]) -> Result<Register<u64>> {
         decode_register(
             self.view
                 .get(&view_key(ns, key)[..])?
@@ -72,7 +72,7 @@ impl<'txn> ViewTables<'txn> {
     }
 
     /// Merges one version of `key` into the view.
-    pub fn apply(&mut self, ns: u32, key: &[u8], write: Write<()>) -> Result<Applied> {
+    pub fn apply(&mut self, ns: u32, key: &[u8], write: Write<u64>) -> Result<Applied> {
         let mut register = self.register(ns, key)?;
         let mut superseded = StoredSuperseded {
             table: &mut self.superseded,
@@ -88,7 +88,7 @@ impl<'txn> ViewTables<'txn> {
 }
 
 /// Decodes a [`tables::VIEW`] value; a missing row is an empty register.
-pub(crate) fn decode_register(bytes: Option<&[u8]>) -> Result<Register<()>> {
+pub(crate) fn decode_register(bytes: Option<&[u8]>) -> Result<Register<u64>> {
     match bytes {
         None => Ok(Register::default()),
         Some(bytes) => postcard::from_bytes(bytes).map_err(|e| {
@@ -99,13 +99,14 @@ pub(crate) fn decode_register(bytes: Option<&[u8]>) -> Result<Register<()>> {
     }
 }
 
-/// The view write an entry makes.
-pub(crate) fn write_of(entry: &Entry, id: VersionId) -> Write<()> {
+/// The view write an entry of local feed `feed` makes: a put points at the feed, whose entry
+/// row holds the value.
+pub(crate) fn write_of(entry: &Entry<'_>, id: VersionId, feed: u64) -> Write<u64> {
     Write {
         version: Version {
             id,
             timestamp: entry.timestamp,
-            op: entry.op.kind(),
+            op: entry.op.map(|_| feed),
         },
         supersedes: entry.supersedes.clone(),
     }
@@ -128,12 +129,12 @@ pub(crate) fn rebuild(txn: &WriteTransaction, tables: &mut ViewTables<'_>) -> Re
         for row in entries.range(range)? {
             let (key, row) = row?;
             let seq = key.value() as u64;
-            let entry = Entry::decode(row.value().get(32..).unwrap_or_default())?;
+            let entry = decode_row(feed.value(), seq, row.value())?;
             let id = VersionId {
                 author: record.head.author,
                 seq,
             };
-            tables.apply(record.ns, &entry.key, write_of(&entry, id))?;
+            tables.apply(record.ns, entry.key, write_of(&entry, id, feed.value()))?;
             replayed += 1;
         }
     }

@@ -401,3 +401,17 @@ proptest! {
         prop_assert_eq!(&scanned(&store), &model);
     }
 }
+
+#[test]
+fn a_snapshot_reads_as_of_when_it_was_taken() {
+    let (_dir, store) = fresh();
+    let ns = store.default_namespace();
+    store.put(&ns, b"k", b"old").expect("put");
+    let snapshot = store.snapshot().expect("snapshot");
+    store.put(&ns, b"k", b"new").expect("put");
+    store.put(&ns, b"other", b"x").expect("put");
+    assert_eq!(snapshot.get(&ns, b"k").expect("get"), Some(b"old".to_vec()));
+    assert_eq!(snapshot.get(&ns, b"other").expect("get"), None);
+    assert_eq!(snapshot.get_all(&ns, b"k").expect("get_all").len(), 1);
+    assert_eq!(store.get(&ns, b"k").expect("get"), Some(b"new".to_vec()));
+}
