@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError};
 
 use ed25519_dalek::SigningKey;
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable};
@@ -16,7 +16,7 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{self, AuthorId, NamespaceId};
-use crate::tables::{self, ENTRIES, FEEDS, META, NAMESPACES, VIEW, feed_key, view_key};
+use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, META, NAMESPACES, VIEW, feed_key, view_key};
 use crate::tree::{self, Frontier, Hash, Node};
 use crate::view::{ViewTables, decode_register, write_of};
 
@@ -118,14 +118,6 @@ pub struct FeedInfo {
     pub length: u64,
 }
 
-/// Local numbers of namespaces and feeds, read at open and extended after each commit that
-/// adds one, so reads need no extra lookups. Only committed ids enter it.
-#[derive(Default)]
-struct Ids {
-    namespaces: HashMap<NamespaceId, u32>,
-    feeds: HashMap<(u32, AuthorId), u64>,
-}
-
 /// Hands out timestamps that only grow, even across restarts with a clock that went back.
 struct Clock {
     hlc: uhlc::HLC,
@@ -160,7 +152,8 @@ pub struct Store {
     default_namespace: NamespaceId,
     options: Options,
     clock: Clock,
-    ids: RwLock<Ids>,
+    /// The local number of each namespace, read at open so reads need no extra lookup.
+    namespaces: HashMap<NamespaceId, u32>,
 }
 
 impl std::fmt::Debug for Store {
@@ -222,6 +215,7 @@ impl Store {
             txn.open_table(NAMESPACES)?
                 .insert(namespace.as_bytes(), 0)?;
             txn.open_table(FEEDS)?;
+            txn.open_table(FEED_IDS)?;
             txn.open_table(ENTRIES)?;
             ViewTables::open(&txn)?;
         }
@@ -300,12 +294,10 @@ impl Store {
             });
         }
 
-        let mut known = Ids::default();
+        let mut namespaces = HashMap::new();
         for row in txn.open_table(NAMESPACES)?.iter()? {
             let (id, number) = row?;
-            known
-                .namespaces
-                .insert(NamespaceId(*id.value()), number.value());
+            namespaces.insert(NamespaceId(*id.value()), number.value());
         }
         let mut floor = 0;
         let feeds = txn.open_table(FEEDS)?;
@@ -313,9 +305,6 @@ impl Store {
         for row in feeds.iter()? {
             let (feed, record) = row?;
             let record = FeedRecord::decode(record.value())?;
-            known
-                .feeds
-                .insert((record.ns, record.head.author), feed.value());
             if record.head.author == author && record.head.length > 0 {
                 let seq = record.head.length - 1;
                 let row = entries.get(feed_key(feed.value(), seq))?.ok_or_else(|| {
@@ -338,7 +327,7 @@ impl Store {
             default_namespace,
             options,
             clock: Clock::new(floor),
-            ids: RwLock::new(known),
+            namespaces,
         })
     }
 
@@ -407,25 +396,25 @@ impl Store {
             Durability::None
         })
         .map_err(redb::Error::from)?;
-        let known_feed = self.feed_id(ns_number, &self.author);
         let mut ids = Vec::with_capacity(ops.len());
-        let feed;
         {
             let mut feeds = txn.open_table(FEEDS)?;
+            let mut feed_ids = txn.open_table(FEED_IDS)?;
             let mut entries = txn.open_table(ENTRIES)?;
             let mut view = ViewTables::open(&txn)?;
-            let length = match known_feed {
-                Some(id) => {
-                    feed = id;
-                    let record = feeds
-                        .get(id)?
-                        .map(|r| FeedRecord::decode(r.value()))
-                        .transpose()?;
-                    record.map_or(0, |r| r.head.length)
+            let index_key = tables::feed_ids_key(ns_number, &self.author);
+            let known = feed_ids.get(&index_key[..])?.map(|id| id.value());
+            let (feed, length) = match known {
+                Some(feed) => {
+                    let record = feeds.get(feed)?.ok_or_else(|| {
+                        Error::Damaged(format!("feed {feed} is indexed but has no record"))
+                    })?;
+                    (feed, FeedRecord::decode(record.value())?.head.length)
                 }
                 None => {
-                    feed = feeds.last()?.map_or(0, |(id, _)| id.value() + 1);
-                    0
+                    let feed = feeds.last()?.map_or(0, |(id, _)| id.value() + 1);
+                    feed_ids.insert(&index_key[..], feed)?;
+                    (feed, 0)
                 }
             };
             let mut frontier = load_frontier(&entries, feed, length)?;
@@ -465,9 +454,6 @@ impl Store {
             feeds.insert(feed, &record[..])?;
         }
         txn.commit()?;
-        if known_feed.is_none() {
-            self.ids_mut().feeds.insert((ns_number, self.author), feed);
-        }
         Ok(ids)
     }
 
@@ -538,6 +524,7 @@ impl Store {
         let txn = self.db.begin_read()?;
         let register = read_register(&txn.open_table(VIEW)?, ns_number, key)?;
         let entries = txn.open_table(ENTRIES)?;
+        let feed_ids = txn.open_table(FEED_IDS)?;
         let mut versions: Vec<(VersionId, bool)> =
             register.live().iter().map(|v| (v.id, true)).collect();
         let prefix = tables::superseded_prefix(ns_number, key);
@@ -557,7 +544,7 @@ impl Store {
         let mut items = Vec::with_capacity(versions.len());
         for (id, live) in versions {
             // Superseded rows may name versions this replica has not received.
-            let Some(feed) = self.feed_id(ns_number, &id.author) else {
+            let Some(feed) = feed_of(&feed_ids, ns_number, &id.author)? else {
                 continue;
             };
             let Some(row) = entries.get(feed_key(feed, id.seq))? else {
@@ -610,12 +597,8 @@ impl Store {
     pub fn info(&self) -> Result<Info> {
         let txn = self.db.begin_read()?;
         let mut namespaces: Vec<NamespaceInfo> = Vec::new();
-        let mut numbers: Vec<(u32, NamespaceId)> = self
-            .ids()
-            .namespaces
-            .iter()
-            .map(|(id, n)| (*n, *id))
-            .collect();
+        let mut numbers: Vec<(u32, NamespaceId)> =
+            self.namespaces.iter().map(|(id, n)| (*n, *id)).collect();
         numbers.sort();
         let view = txn.open_table(VIEW)?;
         for (number, id) in &numbers {
@@ -663,17 +646,28 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub fn head(&self, ns: &NamespaceId, author: &AuthorId) -> Result<Option<SignedHead>> {
+        let txn = self.db.begin_read()?;
+        Ok(self
+            .feed_record(&txn, ns, author)?
+            .map(|(_, record)| record.head))
+    }
+
+    /// The feed id and record of `author`'s feed in `ns`, if this replica holds any of it.
+    fn feed_record(
+        &self,
+        txn: &redb::ReadTransaction,
+        ns: &NamespaceId,
+        author: &AuthorId,
+    ) -> Result<Option<(u64, FeedRecord)>> {
         let ns_number = self.namespace_number(ns)?;
-        let Some(feed) = self.feed_id(ns_number, author) else {
+        let Some(feed) = feed_of(&txn.open_table(FEED_IDS)?, ns_number, author)? else {
             return Ok(None);
         };
-        let txn = self.db.begin_read()?;
         let record = txn
             .open_table(FEEDS)?
             .get(feed)?
-            .map(|r| FeedRecord::decode(r.value()))
-            .transpose()?;
-        Ok(record.map(|r| r.head))
+            .ok_or_else(|| Error::Damaged(format!("feed {feed} is indexed but has no record")))?;
+        Ok(Some((feed, FeedRecord::decode(record.value())?)))
     }
 
     /// The encoded entries `[start, end)` of `author`'s feed in `ns`, and the proof nodes that
@@ -689,9 +683,10 @@ impl Store {
         end: u64,
         length: u64,
     ) -> Result<(Vec<Vec<u8>>, Vec<Hash>)> {
-        let held = self.head(ns, author)?.map_or(0, |head| head.length);
+        let txn = self.db.begin_read()?;
+        let found = self.feed_record(&txn, ns, author)?;
+        let held = found.as_ref().map_or(0, |(_, record)| record.head.length);
         tree::check_range(start, end, length)?;
-        tree::check_range(start, end, held)?;
         if length > held {
             return Err(tree::ProofError::BadRange {
                 start,
@@ -700,10 +695,10 @@ impl Store {
             }
             .into());
         }
-        let feed = self
-            .feed_id(self.namespace_number(ns)?, author)
-            .expect("a feed with a head has an id");
-        let txn = self.db.begin_read()?;
+        let Some((feed, _)) = found else {
+            // Nothing held, and the range is empty: no entries, and the peaks of nothing.
+            return Ok((Vec::new(), Vec::new()));
+        };
         let entries = txn.open_table(ENTRIES)?;
         let mut bytes = Vec::with_capacity((end - start) as usize);
         for row in entries.range(feed_key(feed, start)..feed_key(feed, end))? {
@@ -722,24 +717,11 @@ impl Store {
         &self.db
     }
 
-    fn ids(&self) -> std::sync::RwLockReadGuard<'_, Ids> {
-        self.ids.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn ids_mut(&self) -> std::sync::RwLockWriteGuard<'_, Ids> {
-        self.ids.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn namespace_number(&self, ns: &NamespaceId) -> Result<u32> {
-        self.ids()
-            .namespaces
+        self.namespaces
             .get(ns)
             .copied()
             .ok_or(Error::UnknownNamespace(*ns))
-    }
-
-    pub(crate) fn feed_id(&self, ns: u32, author: &AuthorId) -> Option<u64> {
-        self.ids().feeds.get(&(ns, *author)).copied()
     }
 }
 
@@ -839,6 +821,17 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// The local feed id of `author` in namespace number `ns`, if any.
+pub(crate) fn feed_of(
+    feed_ids: &impl ReadableTable<&'static [u8], u64>,
+    ns: u32,
+    author: &AuthorId,
+) -> Result<Option<u64>> {
+    Ok(feed_ids
+        .get(&tables::feed_ids_key(ns, author)[..])?
+        .map(|id| id.value()))
 }
 
 fn read_register(view: &ReadOnlyTable<&[u8], &[u8]>, ns: u32, key: &[u8]) -> Result<Register<u64>> {

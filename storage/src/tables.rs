@@ -23,6 +23,19 @@ pub const NAMESPACES: TableDefinition<&[u8; 32], u32> = TableDefinition::new("na
 /// head. Feed ids are local and assigned in order.
 pub const FEEDS: TableDefinition<u64, &[u8]> = TableDefinition::new("feeds-1");
 
+/// `namespace number (u32 BE) ‖ author (32 bytes) → feed id (u64)`: which local feed holds an
+/// author's entries in a namespace. Writers read it inside their transaction, so two writers
+/// can never give one author two feeds.
+pub const FEED_IDS: TableDefinition<&[u8], u64> = TableDefinition::new("feed-ids-1");
+
+/// The [`FEED_IDS`] key of `author` in namespace number `ns`.
+pub fn feed_ids_key(ns: u32, author: &crate::ids::AuthorId) -> [u8; 36] {
+    let mut key = [0u8; 36];
+    key[..4].copy_from_slice(&ns.to_be_bytes());
+    key[4..].copy_from_slice(author.as_bytes());
+    key
+}
+
 /// `(feed id << 64) | seq (u128) → leaf hash (32) ‖ parent hashes (32 each) ‖ encoded entry`.
 ///
 /// The row of entry `seq` carries the tree nodes that appending it completed: the parents whose

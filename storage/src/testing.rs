@@ -72,7 +72,10 @@ impl Store {
     }
 
     fn test_feed(&self, ns: &NamespaceId, author: &AuthorId) -> u64 {
-        self.feed_id(self.test_namespace_number(ns), author)
+        let txn = redb::ReadableDatabase::begin_read(self.db()).expect("read");
+        let feed_ids = txn.open_table(crate::tables::FEED_IDS).expect("feed ids");
+        crate::store::feed_of(&feed_ids, self.test_namespace_number(ns), author)
+            .expect("read")
             .expect("feed exists")
     }
 }

@@ -7,8 +7,8 @@ use redb::{ReadableTable, TableDefinition};
 use crate::entry::Entry;
 use crate::error::Result;
 use crate::ids::{AuthorId, NamespaceId};
-use crate::store::{FeedRecord, Store};
-use crate::tables::{self, ENTRIES, FEEDS, NAMESPACES, SUPERSEDED, VIEW, feed_key};
+use crate::store::{FeedRecord, Store, feed_of};
+use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, NAMESPACES, SUPERSEDED, VIEW, feed_key};
 use crate::tree::{self, Frontier};
 use crate::view::{ViewTables, rebuild};
 
@@ -79,6 +79,7 @@ impl Store {
             let feeds = txn.open_table(FEEDS)?;
             let entries = txn.open_table(ENTRIES)?;
             let namespaces = txn.open_table(NAMESPACES)?;
+            let feed_ids = txn.open_table(FEED_IDS)?;
             for row in feeds.iter()? {
                 let (feed, record) = row?;
                 report.feeds += 1;
@@ -107,6 +108,13 @@ impl Store {
                     report.problems.push(problem(
                         None,
                         "the feed's namespace does not match its head".into(),
+                    ));
+                    continue;
+                }
+                if feed_of(&feed_ids, record.ns, &record.head.author)? != Some(feed.value()) {
+                    report.problems.push(problem(
+                        None,
+                        "the feed index does not point at this feed".into(),
                     ));
                     continue;
                 }

@@ -415,3 +415,37 @@ fn a_snapshot_reads_as_of_when_it_was_taken() {
     assert_eq!(snapshot.get_all(&ns, b"k").expect("get_all").len(), 1);
     assert_eq!(store.get(&ns, b"k").expect("get"), Some(b"new".to_vec()));
 }
+
+/// The first writes of a new feed from several threads at once all land in one feed: the
+/// feed is found or created inside the write transaction. (An earlier version consulted a cache
+/// updated only after commit, leaving a narrow window for a second feed; this test guards the
+/// invariant but could not reproduce that window on demand.)
+#[test]
+fn concurrent_first_writers_share_one_feed() {
+    for round in 0..5 {
+        let (_dir, store) = fresh();
+        let ns = store.default_namespace();
+        let start = std::sync::Barrier::new(4);
+        std::thread::scope(|scope| {
+            for thread in 0..4u8 {
+                let (store, start) = (&store, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    for i in 0..25u8 {
+                        store.put(&ns, &[thread, i], &[i]).expect("put");
+                    }
+                });
+            }
+        });
+        let info = store.info().expect("info");
+        let feeds = &info.namespaces[0].feeds;
+        assert_eq!(
+            feeds.len(),
+            1,
+            "round {round}: one author, one feed: {feeds:?}"
+        );
+        assert_eq!(feeds[0].length, 100);
+        assert_eq!(info.namespaces[0].keys, 100);
+        assert!(store.verify().expect("verify").is_clean());
+    }
+}
