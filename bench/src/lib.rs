@@ -262,6 +262,22 @@ fn shuffled(n: u64) -> Vec<u64> {
     order
 }
 
+/// Reads every key in `order` with `get`, checking each value against W1's; returns gets per
+/// second. Every reader returns an owned copy of the value, as `Store::get` does.
+fn time_gets(
+    data: &Data,
+    order: &[u64],
+    mut get: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, BenchError>,
+) -> Result<f64, BenchError> {
+    let start = Instant::now();
+    for &i in order {
+        if get(&data.keys[i as usize])?.as_deref() != Some(&data.values[i as usize][..]) {
+            return Err(BenchError::WrongValue(i));
+        }
+    }
+    Ok(rate(order.len() as u64, start.elapsed()))
+}
+
 fn w2(data: &Data, settings: &Settings) -> Result<(), BenchError> {
     let order = shuffled(data.len());
     let (mut gets, mut raw) = (Vec::new(), Vec::new());
@@ -270,51 +286,23 @@ fn w2(data: &Data, settings: &Settings) -> Result<(), BenchError> {
         let dir = tempfile::tempdir()?;
         let (store, _) = w1b_weft(data, dir.path())?;
         let ns = store.default_namespace();
-        let start = Instant::now();
-        for &i in &order {
-            let value = store.get(&ns, &data.keys[i as usize])?;
-            if value.as_deref() != Some(&data.values[i as usize][..]) {
-                return Err(BenchError::WrongValue(i));
-            }
-        }
-        gets.push(rate(data.len(), start.elapsed()));
-
-        let start = Instant::now();
+        gets.push(time_gets(data, &order, |key| Ok(store.get(&ns, key)?))?);
         let snapshot = store.snapshot()?;
-        for &i in &order {
-            let value = snapshot.get(&ns, &data.keys[i as usize])?;
-            if value.as_deref() != Some(&data.values[i as usize][..]) {
-                return Err(BenchError::WrongValue(i));
-            }
-        }
-        snapshot_gets.push(rate(data.len(), start.elapsed()));
+        snapshot_gets.push(time_gets(data, &order, |key| Ok(snapshot.get(&ns, key)?))?);
 
         let (db, _) = w1b_raw(data, dir.path())?;
-        let start = Instant::now();
-        for &i in &order {
+        raw.push(time_gets(data, &order, |key| {
             let txn = db.begin_read().map_err(redb::Error::from)?;
             let table = txn.open_table(RAW).map_err(redb::Error::from)?;
-            let value = table
-                .get(&data.keys[i as usize][..])
-                .map_err(redb::Error::from)?;
-            if value.as_ref().map(|v| v.value()) != Some(&data.values[i as usize][..]) {
-                return Err(BenchError::WrongValue(i));
-            }
-        }
-        raw.push(rate(data.len(), start.elapsed()));
-
-        let start = Instant::now();
+            let value = table.get(key).map_err(redb::Error::from)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })?);
         let txn = db.begin_read().map_err(redb::Error::from)?;
         let table = txn.open_table(RAW).map_err(redb::Error::from)?;
-        for &i in &order {
-            let value = table
-                .get(&data.keys[i as usize][..])
-                .map_err(redb::Error::from)?;
-            if value.as_ref().map(|v| v.value()) != Some(&data.values[i as usize][..]) {
-                return Err(BenchError::WrongValue(i));
-            }
-        }
-        raw_one_txn.push(rate(data.len(), start.elapsed()));
+        raw_one_txn.push(time_gets(data, &order, |key| {
+            let value = table.get(key).map_err(redb::Error::from)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })?);
     }
     let (gets, raw) = (median(gets), median(raw));
     let (snapshot_gets, raw_one_txn) = (median(snapshot_gets), median(raw_one_txn));

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
-use weft_storage::{NamespaceId, Options, Store, VersionInfo, format_timestamp};
+use weft_storage::{NamespaceId, Options, Store, VersionId, VersionInfo, format_timestamp};
 
 use crate::args::{Cli, Command, Workload};
 use crate::output::{escape, put_bytes};
@@ -71,13 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, None) => unreachable!("clap requires a value or --file"),
             };
             let id = store.put(&ns, key.as_bytes(), &value)?;
-            if json {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({"author": id.author.to_string(), "seq": id.seq})
-                )?;
-            }
+            write_written(&mut out, &id, json)?;
             ExitCode::SUCCESS
         }
         Command::Get { key, all: false } => match store.get(&ns, key.as_bytes())? {
@@ -111,13 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 not_found(&key)
             } else {
                 let id = store.delete(&ns, key.as_bytes())?;
-                if json {
-                    writeln!(
-                        out,
-                        "{}",
-                        json!({"author": id.author.to_string(), "seq": id.seq})
-                    )?;
-                }
+                write_written(&mut out, &id, json)?;
                 ExitCode::SUCCESS
             }
         }
@@ -226,6 +214,18 @@ fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 fn not_found(key: &OsString) -> ExitCode {
     eprintln!("weft: key not found: {}", escape(key.as_bytes()));
     ExitCode::from(NOT_FOUND)
+}
+
+/// A write's new version, for `--json` (plain output stays quiet, as for `cp`).
+fn write_written(out: &mut impl Write, id: &VersionId, json: bool) -> io::Result<()> {
+    if json {
+        writeln!(
+            out,
+            "{}",
+            json!({"author": id.author.to_string(), "seq": id.seq})
+        )?;
+    }
+    Ok(())
 }
 
 /// `{"key": …, "value": …}`, the import/export line.
