@@ -191,7 +191,12 @@ impl Store {
                 dir: dir.to_owned(),
             });
         }
-        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        // The data is the user's own: other local users get no access to a dir made here.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error(dir))?;
         let keys_dir = dir.join(KEYS_DIR);
         fs::DirBuilder::new()
             .mode(0o700)

@@ -348,6 +348,14 @@ fn bad_data_dirs_give_clear_errors() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+    let dir_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&data).expect("data dir").permissions(),
+    );
+    assert_eq!(
+        dir_mode & 0o777,
+        0o700,
+        "a data dir weft creates is private"
+    );
 }
 
 #[derive(Clone, Debug)]
