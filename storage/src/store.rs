@@ -541,9 +541,15 @@ impl Store {
             .range(&low[..]..=&high[..])?
         {
             let (row, _) = row?;
-            let tail = &row.value()[row.value().len() - 40..];
-            let author = AuthorId(tail[..32].try_into().expect("32 of 40 bytes"));
-            let seq = u64::from_be_bytes(tail[32..].try_into().expect("8 of 40 bytes"));
+            let tail = row
+                .value()
+                .len()
+                .checked_sub(40)
+                .map(|at| &row.value()[at..])
+                .ok_or_else(|| Error::Damaged("a superseded row is truncated".into()))?;
+            let (author, seq) = tail.split_at(32);
+            let author = AuthorId(author.try_into().expect("32 of 40 bytes"));
+            let seq = u64::from_be_bytes(seq.try_into().expect("8 of 40 bytes"));
             versions.push((VersionId { author, seq }, false));
         }
         let mut items = Vec::with_capacity(versions.len());
