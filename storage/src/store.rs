@@ -312,13 +312,8 @@ impl Store {
             let record = FeedRecord::decode(record.value())?;
             if record.head.author == author && record.head.length > 0 {
                 let seq = record.head.length - 1;
-                let row = entries.get(feed_key(feed.value(), seq))?.ok_or_else(|| {
-                    Error::Damaged(format!(
-                        "entry {seq} of local feed {} is missing",
-                        feed.value()
-                    ))
-                })?;
-                floor = floor.max(decode_row(feed.value(), seq, row.value())?.timestamp.0);
+                let last = with_entry(&entries, feed.value(), seq, |entry| entry.timestamp.0)?;
+                floor = floor.max(last);
             }
         }
         drop((meta, feeds, entries, txn));
@@ -615,8 +610,8 @@ impl Store {
         for (number, id) in &numbers {
             let mut keys = 0;
             let low = number.to_be_bytes();
-            let rows = match number.checked_add(1) {
-                Some(next) => view.range(&low[..]..&next.to_be_bytes()[..])?,
+            let rows = match prefix_end(&low) {
+                Some(high) => view.range(&low[..]..&high[..])?,
                 None => view.range(&low[..]..)?,
             };
             for row in rows {
@@ -866,13 +861,23 @@ fn value_at(
     feed: u64,
     seq: u64,
 ) -> Result<Option<Vec<u8>>> {
-    let row = entries
-        .get(feed_key(feed, seq))?
-        .ok_or_else(|| Error::Damaged(format!("entry {seq} of local feed {feed} is missing")))?;
-    Ok(match decode_row(feed, seq, row.value())?.op {
+    with_entry(entries, feed, seq, |entry| match entry.op {
         Op::Put(value) => Some(value.to_vec()),
         Op::Delete => None,
     })
+}
+
+/// Calls `read` with entry `seq` of `feed`, which must be stored.
+fn with_entry<T>(
+    entries: &impl ReadableTable<u128, &'static [u8]>,
+    feed: u64,
+    seq: u64,
+    read: impl FnOnce(Entry<'_>) -> T,
+) -> Result<T> {
+    let row = entries
+        .get(feed_key(feed, seq))?
+        .ok_or_else(|| Error::Damaged(format!("entry {seq} of local feed {feed} is missing")))?;
+    Ok(read(decode_row(feed, seq, row.value())?))
 }
 
 /// The hash of a tree node, from the entry row of its last leaf ([`tables::node_location`]).
