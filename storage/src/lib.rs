@@ -11,6 +11,8 @@
 //!   transaction that appends to the feed, extends the tree, signs the head and updates the view,
 //!   so the log and the view never disagree.
 //! - `view`: merging versions into the view, with the rules of `weft_crdt`.
+//! - `replicate`: [`Store::feeds`], [`Store::read_run`] and [`Store::ingest`]: sending and
+//!   receiving verified runs of feeds.
 //! - `verify`: [`Store::verify`] and [`Store::reindex`].
 //!
 //! `docs/format.md` at the repository root describes every byte.
@@ -20,6 +22,7 @@ pub mod entry;
 mod error;
 pub mod head;
 pub mod ids;
+mod replicate;
 mod serde_bytes;
 mod store;
 pub mod tables;
@@ -33,9 +36,10 @@ pub use entry::Entry;
 pub use error::{Error, Result};
 pub use head::SignedHead;
 pub use ids::{AuthorId, NamespaceId};
+pub use replicate::{HeldFeed, IngestError, Ingested, Invalid, Run};
 pub use store::{
-    DB_FILE, FeedInfo, HistoryItem, Info, KEYS_DIR, NamespaceInfo, Options, Scan, Snapshot, Store,
-    VersionInfo,
+    DB_FILE, FeedInfo, HistoryItem, Info, KEYS_DIR, MAX_CLOCK_AHEAD, NamespaceInfo, Options, Scan,
+    Snapshot, Store, VersionInfo,
 };
 pub use verify::{Problem, VerifyReport};
 pub use weft_crdt::{Op, Timestamp, VersionId};

@@ -56,6 +56,11 @@ pub(crate) struct FeedRecord {
     pub ns: u32,
     /// The latest signed head.
     pub head: SignedHead,
+    /// How many entries of the feed are stored: always a prefix, and at most `head.length`.
+    pub held: u64,
+    /// The hashes of [`tree::extension_nodes`]`(held, head.length)`: with the stored tree they
+    /// prove the held prefix against `head`. Empty when everything is held.
+    pub extension: Vec<Hash>,
 }
 
 impl FeedRecord {
@@ -114,9 +119,15 @@ pub struct NamespaceInfo {
 pub struct FeedInfo {
     /// Its author.
     pub author: AuthorId,
-    /// Its length.
+    /// How many of its entries are held.
     pub length: u64,
+    /// The length of its latest signed head: more than `length` while a catch-up is under way.
+    pub signed_length: u64,
 }
+
+/// How far ahead of the local clock a remote timestamp may be and still move it: 500 ms, in
+/// NTP64 units (the low 32 bits are fractions of a second), as uhlc allows by default.
+pub const MAX_CLOCK_AHEAD: u64 = 1 << 31;
 
 /// Hands out timestamps that only grow, even across restarts with a clock that went back.
 struct Clock {
@@ -130,6 +141,21 @@ impl Clock {
             hlc: uhlc::HLCBuilder::new().build(),
             last: Mutex::new(floor),
         }
+    }
+
+    /// Moves the clock past a timestamp seen in a remote entry, so that a later local write
+    /// orders after it. A timestamp further ahead of this machine's clock than
+    /// [`MAX_CLOCK_AHEAD`] does not move the clock, so one peer with a wrong clock cannot drag
+    /// every replica's clock into the future. The entry is still stored: a later local write of
+    /// its key supersedes it explicitly, whatever the timestamps say. Returns whether it moved.
+    pub(crate) fn observe(&self, remote: Timestamp) -> bool {
+        let now = self.hlc.new_timestamp().get_time().as_u64();
+        if remote.0 > now.saturating_add(MAX_CLOCK_AHEAD) {
+            return false;
+        }
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        *last = remote.0.max(*last);
+        true
     }
 
     fn now(&self) -> Timestamp {
@@ -173,13 +199,27 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 impl Store {
-    /// Creates a replica in `dir`: an author keypair, a default namespace and an empty
-    /// database. `dir` may be missing or empty.
+    /// Creates a replica in `dir`: an author keypair, a new namespace (with its key, so this
+    /// replica may hand out the right to write later) and an empty database. `dir` may be
+    /// missing or empty.
     ///
     /// # Errors
     /// [`Error::AlreadyInitialized`] if `dir` holds a replica, [`Error::NotAWeftDir`] if it
     /// holds other files; nothing is changed in either case.
     pub fn init(dir: &Path, options: Options) -> Result<Store> {
+        Store::create(dir, options, None)
+    }
+
+    /// Creates a replica in `dir` of an existing namespace, to be filled by replication: an
+    /// author keypair and an empty database whose default namespace is `namespace`.
+    ///
+    /// # Errors
+    /// As [`Store::init`].
+    pub fn init_joined(dir: &Path, options: Options, namespace: NamespaceId) -> Result<Store> {
+        Store::create(dir, options, Some(namespace))
+    }
+
+    fn create(dir: &Path, options: Options, joined: Option<NamespaceId>) -> Result<Store> {
         let db_path = dir.join(DB_FILE);
         if db_path.exists() {
             return Err(Error::AlreadyInitialized {
@@ -204,9 +244,15 @@ impl Store {
             .map_err(io_error(&keys_dir))?;
         let author_key = ids::generate_keypair().map_err(io_error(dir))?;
         write_secret(&keys_dir.join(AUTHOR_KEY_FILE), &author_key)?;
-        let namespace_key = ids::generate_keypair().map_err(io_error(dir))?;
-        let namespace = NamespaceId(namespace_key.verifying_key().to_bytes());
-        write_secret(&namespace_key_path(dir, &namespace), &namespace_key)?;
+        let namespace = match joined {
+            Some(namespace) => namespace,
+            None => {
+                let namespace_key = ids::generate_keypair().map_err(io_error(dir))?;
+                let namespace = NamespaceId(namespace_key.verifying_key().to_bytes());
+                write_secret(&namespace_key_path(dir, &namespace), &namespace_key)?;
+                namespace
+            }
+        };
 
         // The database comes last: until it exists the dir is not a replica, and a failed init
         // can be retried into a fresh dir without a half-made one being opened.
@@ -310,8 +356,8 @@ impl Store {
         for row in feeds.iter()? {
             let (feed, record) = row?;
             let record = FeedRecord::decode(record.value())?;
-            if record.head.author == author && record.head.length > 0 {
-                let seq = record.head.length - 1;
+            if record.head.author == author && record.held > 0 {
+                let seq = record.held - 1;
                 let last = with_entry(&entries, feed.value(), seq, |entry| entry.timestamp.0)?;
                 floor = floor.max(last);
             }
@@ -390,12 +436,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(if self.options.durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })
-        .map_err(redb::Error::from)?;
+        txn.set_durability(self.durability())?;
         let mut ids = Vec::with_capacity(ops.len());
         {
             let mut feeds = txn.open_table(FEEDS)?;
@@ -409,7 +450,7 @@ impl Store {
                     let record = feeds.get(feed)?.ok_or_else(|| {
                         Error::Damaged(format!("feed {feed} is indexed but has no record"))
                     })?;
-                    (feed, FeedRecord::decode(record.value())?.head.length)
+                    (feed, FeedRecord::decode(record.value())?.held)
                 }
                 None => {
                     let feed = feeds.last()?.map_or(0, |(id, _)| id.value() + 1);
@@ -448,7 +489,9 @@ impl Store {
             let head = SignedHead::sign(&self.author_key, *ns, frontier.length(), frontier.root());
             let record = postcard::to_allocvec(&FeedRecord {
                 ns: ns_number,
+                held: head.length,
                 head,
+                extension: Vec::new(),
             })
             .expect("feed records always encode");
             feeds.insert(feed, &record[..])?;
@@ -632,7 +675,8 @@ impl Store {
             if let Some(i) = numbers.iter().position(|(n, _)| *n == record.ns) {
                 namespaces[i].feeds.push(FeedInfo {
                     author: record.head.author,
-                    length: record.head.length,
+                    length: record.held,
+                    signed_length: record.head.length,
                 });
             }
         }
@@ -691,7 +735,7 @@ impl Store {
     ) -> Result<(Vec<Vec<u8>>, Vec<Hash>)> {
         let txn = self.db.begin_read()?;
         let found = self.feed_record(&txn, ns, author)?;
-        let held = found.as_ref().map_or(0, |(_, record)| record.head.length);
+        let held = found.as_ref().map_or(0, |(_, record)| record.held);
         tree::check_range(start, end, length)?;
         if length > held {
             return Err(tree::ProofError::BadRange {
@@ -723,7 +767,24 @@ impl Store {
         &self.db
     }
 
-    fn namespace_number(&self, ns: &NamespaceId) -> Result<u32> {
+    pub(crate) fn clock_observe(&self, remote: Timestamp) -> bool {
+        self.clock.observe(remote)
+    }
+
+    /// The durability of a commit under this store's options.
+    pub(crate) fn durability(&self) -> Durability {
+        if self.options.durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        }
+    }
+
+    pub(crate) fn namespace_ids(&self) -> Vec<NamespaceId> {
+        self.namespaces.keys().copied().collect()
+    }
+
+    pub(crate) fn namespace_number(&self, ns: &NamespaceId) -> Result<u32> {
         self.namespaces
             .get(ns)
             .copied()
@@ -868,7 +929,7 @@ fn value_at(
 }
 
 /// Calls `read` with entry `seq` of `feed`, which must be stored.
-fn with_entry<T>(
+pub(crate) fn with_entry<T>(
     entries: &impl ReadableTable<u128, &'static [u8]>,
     feed: u64,
     seq: u64,
@@ -881,7 +942,7 @@ fn with_entry<T>(
 }
 
 /// The hash of a tree node, from the entry row of its last leaf ([`tables::node_location`]).
-fn read_node(
+pub(crate) fn read_node(
     entries: &impl ReadableTable<u128, &'static [u8]>,
     feed: u64,
     node: Node,
@@ -900,7 +961,7 @@ fn read_node(
         .ok_or_else(missing)
 }
 
-fn load_frontier(
+pub(crate) fn load_frontier(
     entries: &impl ReadableTable<u128, &'static [u8]>,
     feed: u64,
     length: u64,

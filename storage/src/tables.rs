@@ -13,15 +13,17 @@ use redb::TableDefinition;
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta-1");
 
 /// The layout version written under `"format"` in [`META`].
-pub const STORE_FORMAT: u8 = 1;
+pub const STORE_FORMAT: u8 = 2;
 
 /// `namespace id (32 bytes) → u32`: the local number of each namespace, which prefixes its
 /// keys in [`VIEW`] and [`SUPERSEDED`] to keep them short.
 pub const NAMESPACES: TableDefinition<&[u8; 32], u32> = TableDefinition::new("namespaces-1");
 
-/// `feed id (u64) → FeedRecord`: one row per (namespace, author) feed, with its latest signed
+/// `feed id (u64) → FeedRecord`: one row per (namespace, author) feed: the latest signed head
+/// known, how many of its entries are held (a prefix; fewer than the head's length while a
+/// catch-up is under way), and the tree nodes that prove the held prefix against the longer
 /// head. Feed ids are local and assigned in order.
-pub const FEEDS: TableDefinition<u64, &[u8]> = TableDefinition::new("feeds-1");
+pub const FEEDS: TableDefinition<u64, &[u8]> = TableDefinition::new("feeds-2");
 
 /// `namespace number (u32 BE) ‖ author (32 bytes) → feed id (u64)`: which local feed holds an
 /// author's entries in a namespace. Writers read it inside their transaction, so two writers

@@ -19,7 +19,7 @@
 pub type Hash = [u8; 32];
 
 /// A node of the tree: the one over leaves `[offset << depth, (offset + 1) << depth)`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Node {
     /// 0 for a leaf.
     pub depth: u32,
@@ -41,15 +41,15 @@ impl Node {
         (self.offset << (self.depth + 1)) + (1u64 << self.depth) - 1
     }
 
-    fn first_leaf(&self) -> u64 {
+    pub(crate) fn first_leaf(&self) -> u64 {
         self.offset << self.depth
     }
 
-    fn end_leaf(&self) -> u64 {
+    pub(crate) fn end_leaf(&self) -> u64 {
         (self.offset + 1) << self.depth
     }
 
-    fn children(&self) -> (Node, Node) {
+    pub(crate) fn children(&self) -> (Node, Node) {
         let depth = self.depth - 1;
         (
             Node {
@@ -284,6 +284,76 @@ pub fn root_from_range(
     Ok(root_hash(length, &peak_hashes))
 }
 
+/// The nodes that, together with the peaks of a feed's first `held` entries, fix the root of a
+/// feed of `length` entries: the maximal subtrees covering `[held, length)`, left to right.
+/// This is how a replica that holds a prefix of a feed proves that prefix against a longer
+/// signed head, and how a catch-up batch proves itself to a replica that holds everything
+/// before it: at most one node per level, so O(log length).
+///
+/// # Errors
+/// [`ProofError::BadRange`] when `held > length`.
+pub fn extension_nodes(held: u64, length: u64) -> Result<Vec<Node>, ProofError> {
+    check_range(held, length, length)?;
+    fn walk(at: Node, held: u64, out: &mut Vec<Node>) {
+        if at.end_leaf() <= held {
+            return;
+        }
+        if at.first_leaf() >= held {
+            out.push(at);
+            return;
+        }
+        let (left, right) = at.children();
+        walk(left, held, out);
+        walk(right, held, out);
+    }
+    let mut out = Vec::new();
+    for peak in peaks(length) {
+        walk(peak, held, &mut out);
+    }
+    Ok(out)
+}
+
+impl Frontier {
+    /// The root of a feed of `length` entries that starts with the entries pushed so far, given
+    /// the hashes of [`extension_nodes`]`(self.length(), length)`.
+    ///
+    /// # Errors
+    /// [`ProofError::BadRange`] when `length` is shorter than the frontier,
+    /// [`ProofError::WrongNodeCount`] when `extension` has too few or too many hashes.
+    pub fn extended_root(&self, length: u64, extension: &[Hash]) -> Result<Hash, ProofError> {
+        check_range(self.length, length, length)?;
+        let mut held = self.peaks.iter().map(|(_, hash)| hash);
+        let mut extension = extension.iter();
+        fn rebuild<'a>(
+            at: Node,
+            end: u64,
+            held: &mut impl Iterator<Item = &'a Hash>,
+            extension: &mut impl Iterator<Item = &'a Hash>,
+        ) -> Result<Hash, ProofError> {
+            // A node wholly inside the held prefix is one of its peaks: the peaks of a shorter
+            // length are exactly the maximal aligned blocks below it.
+            if at.end_leaf() <= end {
+                return held.next().copied().ok_or(ProofError::WrongNodeCount);
+            }
+            if at.first_leaf() >= end {
+                return extension.next().copied().ok_or(ProofError::WrongNodeCount);
+            }
+            let (left, right) = at.children();
+            let left = rebuild(left, end, held, extension)?;
+            let right = rebuild(right, end, held, extension)?;
+            Ok(parent_hash(&left, &right))
+        }
+        let peak_hashes = peaks(length)
+            .into_iter()
+            .map(|peak| rebuild(peak, self.length, &mut held, &mut extension))
+            .collect::<Result<Vec<Hash>, ProofError>>()?;
+        if held.next().is_some() || extension.next().is_some() {
+            return Err(ProofError::WrongNodeCount);
+        }
+        Ok(root_hash(length, &peak_hashes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,5 +499,49 @@ mod tests {
             root_from_range(8, start, range, &proof),
             Err(ProofError::BadRange { .. })
         ));
+    }
+
+    #[test]
+    fn every_prefix_extends_to_every_longer_head() {
+        for length in 0..=40u64 {
+            let (leaves, nodes, root) = build(length);
+            for held in 0..=length {
+                let mut frontier = Frontier::default();
+                for leaf in &leaves[..held as usize] {
+                    frontier.push(*leaf, |_, _| {});
+                }
+                let extension: Vec<Hash> = extension_nodes(held, length)
+                    .expect("held <= length")
+                    .into_iter()
+                    .map(|n| nodes[&(n.depth, n.offset)])
+                    .collect();
+                assert!(extension.len() <= 2 * (64 - length.leading_zeros() as usize));
+                assert_eq!(frontier.extended_root(length, &extension), Ok(root));
+                for i in 0..extension.len() {
+                    let mut bad = extension.clone();
+                    bad[i][7] ^= 1;
+                    assert_ne!(frontier.extended_root(length, &bad), Ok(root));
+                    let mut short = extension.clone();
+                    short.remove(i);
+                    assert_eq!(
+                        frontier.extended_root(length, &short),
+                        Err(ProofError::WrongNodeCount)
+                    );
+                }
+                let mut long = extension.clone();
+                long.push([0; 32]);
+                assert_eq!(
+                    frontier.extended_root(length, &long),
+                    Err(ProofError::WrongNodeCount)
+                );
+                if length > held {
+                    assert_ne!(
+                        frontier.extended_root(length - 1, &extension),
+                        Ok(root),
+                        "held {held} length {length}"
+                    );
+                }
+            }
+        }
     }
 }

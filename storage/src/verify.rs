@@ -224,15 +224,15 @@ fn check_feed(
         }
     }
     let head = &record.head;
-    if frontier.length() != head.length {
+    if frontier.length() != record.held {
         let reason = format!(
-            "{} entries stored, but the head says {}",
+            "{} entries stored, but the feed record says {}",
             frontier.length(),
-            head.length
+            record.held
         );
         return Ok(Some((None, reason)));
     }
-    if frontier.root() != head.root {
+    if frontier.extended_root(head.length, &record.extension) != Ok(head.root) {
         return Ok(Some((
             None,
             "the tree's root does not match the signed head".into(),

@@ -1,0 +1,380 @@
+//! What replication needs from a store: the heads it holds, runs of a feed to send with their
+//! proof, and verified ingest of runs that peers send.
+//!
+//! Feeds are replicated as prefixes: a replica holds entries `[0, held)` of each feed and asks
+//! for what comes next. A run `[start, end)` is sent with the author's latest signed head (of
+//! `length ≥ end`) and the hashes of [`tree::extension_nodes`]`(end, length)`. The receiver,
+//! holding `[0, held)` with `start ≤ held`, pushes the new entries onto the peaks it has and
+//! checks that, with the extension, they rebuild the signed root. That is one signature check
+//! and a few blake3 hashes per entry, whatever the run's length.
+
+use std::collections::HashMap;
+
+use redb::{ReadableDatabase, ReadableTable};
+use weft_crdt::{Op, VersionId};
+
+use crate::entry::Entry;
+use crate::error::{Error, Result};
+use crate::head::SignedHead;
+use crate::ids::{AuthorId, NamespaceId};
+use crate::store::{FeedRecord, Store, feed_of, load_frontier, read_node};
+use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, feed_key};
+use crate::tree::{self, Hash, Node, ProofError};
+use crate::view::{ViewTables, write_of};
+
+/// A run of entries of one feed with what proves it: the unit of replication.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Run {
+    /// The author's signed head the run is proven against; `head.length ≥ start +
+    /// entries.len()`.
+    pub head: SignedHead,
+    /// The index of the first entry.
+    pub start: u64,
+    /// The encoded entries `[start, start + entries.len())`.
+    pub entries: Vec<Vec<u8>>,
+    /// The hashes of [`tree::extension_nodes`]`(start + entries.len(), head.length)`.
+    pub extension: Vec<Hash>,
+}
+
+impl Run {
+    /// One past the last entry.
+    pub fn end(&self) -> u64 {
+        self.start.saturating_add(self.entries.len() as u64)
+    }
+}
+
+/// A feed as a replica holds it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct HeldFeed {
+    /// The latest signed head known.
+    pub head: SignedHead,
+    /// How many entries are stored (a prefix of the feed).
+    pub held: u64,
+}
+
+/// What [`Store::ingest`] did with a valid run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ingested {
+    /// New entries were stored; the feed now holds `held` entries.
+    Appended {
+        /// How many entries were new.
+        added: u64,
+        /// The feed's held length after the run.
+        held: u64,
+    },
+    /// Every entry of the run was already held.
+    AlreadyHeld,
+    /// The run starts after the end of what is held: the entries between are needed first.
+    Gap {
+        /// How many entries are held.
+        held: u64,
+    },
+}
+
+/// Why a peer's run was refused. Every case is the sender's fault, and nothing was stored.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+#[non_exhaustive]
+pub enum Invalid {
+    /// The head names a namespace this replica does not hold.
+    #[error("unknown namespace {0}")]
+    UnknownNamespace(NamespaceId),
+    /// The run claims entries of this replica's own author, which only this replica writes.
+    #[error("a run of this replica's own feed")]
+    OwnFeed,
+    /// The run does not fit its head.
+    #[error("run {start}..{end} does not fit a head of length {length}")]
+    BadRange {
+        /// First entry.
+        start: u64,
+        /// One past the last.
+        end: u64,
+        /// The head's length.
+        length: u64,
+    },
+    /// The head's signature or the entries' proof does not hold.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// A proven entry that this replica will not store: it does not decode, or breaks a limit.
+    #[error("entry {seq}: {reason}")]
+    Entry {
+        /// Its index in the feed.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Why [`Store::ingest`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The run is invalid; the peer that sent it is at fault.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The store failed; the run may be fine.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// Turns any store-side failure into [`IngestError::Store`].
+fn store_err<E: Into<Error>>(error: E) -> IngestError {
+    IngestError::Store(error.into())
+}
+
+impl Store {
+    /// Every feed held in `ns`, with its latest signed head and held length.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNamespace`]; database failures.
+    pub fn feeds(&self, ns: &NamespaceId) -> Result<Vec<HeldFeed>> {
+        let ns_number = self.namespace_number(ns)?;
+        let txn = self.db().begin_read()?;
+        let feed_ids = txn.open_table(FEED_IDS)?;
+        let feeds = txn.open_table(FEEDS)?;
+        let low = tables::feed_ids_key(ns_number, &AuthorId([0; 32]));
+        let high = tables::feed_ids_key(ns_number, &AuthorId([0xff; 32]));
+        let mut out = Vec::new();
+        for row in feed_ids.range(&low[..]..=&high[..])? {
+            let (_, feed) = row?;
+            let record = feeds.get(feed.value())?.ok_or_else(|| {
+                Error::Damaged(format!(
+                    "feed {} is indexed but has no record",
+                    feed.value()
+                ))
+            })?;
+            let record = FeedRecord::decode(record.value())?;
+            out.push(HeldFeed {
+                head: record.head,
+                held: record.held,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The namespaces this replica holds, in no particular order.
+    pub fn namespaces(&self) -> Vec<NamespaceId> {
+        self.namespace_ids()
+    }
+
+    /// Entries of `author`'s feed in `ns` from `start`, at most `max_entries` of them and, past
+    /// the first, at most `max_bytes` of entry bytes, proven against the latest signed head
+    /// held. `None` when nothing from `start` on is held.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNamespace`]; database failures; [`Error::Damaged`] when a stored row
+    /// needed is missing or truncated.
+    pub fn read_run(
+        &self,
+        ns: &NamespaceId,
+        author: &AuthorId,
+        start: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Option<Run>> {
+        let ns_number = self.namespace_number(ns)?;
+        let txn = self.db().begin_read()?;
+        let Some(feed) = feed_of(&txn.open_table(FEED_IDS)?, ns_number, author)? else {
+            return Ok(None);
+        };
+        let record = txn
+            .open_table(FEEDS)?
+            .get(feed)?
+            .ok_or_else(|| Error::Damaged(format!("feed {feed} is indexed but has no record")))?;
+        let record = FeedRecord::decode(record.value())?;
+        if start >= record.held || max_entries == 0 {
+            return Ok(None);
+        }
+        let entries_table = txn.open_table(ENTRIES)?;
+        let last = record.held.min(start.saturating_add(max_entries as u64));
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        for row in entries_table.range(feed_key(feed, start)..feed_key(feed, last))? {
+            let (key, row) = row?;
+            let seq = key.value() as u64;
+            let parts = tables::split_row(seq, row.value()).ok_or_else(|| {
+                Error::Damaged(format!("entry {seq} of local feed {feed} is truncated"))
+            })?;
+            if !entries.is_empty() && bytes + parts.entry.len() > max_bytes {
+                break;
+            }
+            bytes += parts.entry.len();
+            entries.push(parts.entry.to_vec());
+        }
+        let end = start + entries.len() as u64;
+        let held_extension: HashMap<Node, Hash> =
+            tree::extension_nodes(record.held, record.head.length)?
+                .into_iter()
+                .zip(record.extension.iter().copied())
+                .collect();
+        let mut extension = Vec::new();
+        for node in tree::extension_nodes(end, record.head.length)? {
+            extension.push(node_hash(
+                &entries_table,
+                feed,
+                record.held,
+                &held_extension,
+                node,
+            )?);
+        }
+        Ok(Some(Run {
+            head: record.head,
+            start,
+            entries,
+            extension,
+        }))
+    }
+
+    /// Verifies a run of a remote feed and stores its new entries, merging them into the view,
+    /// in one transaction. Entries already held are skipped; a run that starts past what is
+    /// held stores nothing and reports the gap.
+    ///
+    /// # Errors
+    /// [`IngestError::Invalid`] when the run does not verify or holds an entry this replica
+    /// refuses; [`IngestError::Store`] when the store fails. Nothing is stored in either case.
+    pub fn ingest(&self, run: &Run) -> Result<Ingested, IngestError> {
+        let head = &run.head;
+        let ns_number = self
+            .namespace_number(&head.namespace)
+            .map_err(|_| Invalid::UnknownNamespace(head.namespace))?;
+        if head.author == self.author() {
+            return Err(Invalid::OwnFeed.into());
+        }
+        let end = run.start.checked_add(run.entries.len() as u64);
+        let Some(end) = end.filter(|end| *end <= head.length) else {
+            return Err(Invalid::BadRange {
+                start: run.start,
+                end: run.end(),
+                length: head.length,
+            }
+            .into());
+        };
+        let mut txn = self.db().begin_write().map_err(store_err)?;
+        txn.set_durability(self.durability()).map_err(store_err)?;
+        let outcome = {
+            let mut feeds = txn.open_table(FEEDS).map_err(store_err)?;
+            let mut feed_ids = txn.open_table(FEED_IDS).map_err(store_err)?;
+            let mut entries = txn.open_table(ENTRIES).map_err(store_err)?;
+            let mut view = ViewTables::open(&txn)?;
+            let index_key = tables::feed_ids_key(ns_number, &head.author);
+            let known = feed_ids
+                .get(&index_key[..])
+                .map_err(store_err)?
+                .map(|id| id.value());
+            let (feed, held) = match known {
+                Some(feed) => {
+                    let record = feeds.get(feed).map_err(store_err)?.ok_or_else(|| {
+                        Error::Damaged(format!("feed {feed} is indexed but has no record"))
+                    })?;
+                    (feed, FeedRecord::decode(record.value())?.held)
+                }
+                None => {
+                    let last = feeds.last().map_err(store_err)?;
+                    (last.map_or(0, |(id, _)| id.value() + 1), 0)
+                }
+            };
+            if run.start > held {
+                return Ok(Ingested::Gap { held });
+            }
+            if end <= held {
+                return Ok(Ingested::AlreadyHeld);
+            }
+            let new = &run.entries[(held - run.start) as usize..];
+
+            // Verify everything before the first insert.
+            let mut frontier = load_frontier(&entries, feed, held)?;
+            let mut rows = Vec::with_capacity(new.len());
+            for bytes in new {
+                let leaf = tree::leaf_hash(bytes);
+                let mut row = Vec::with_capacity(32 * 3 + bytes.len());
+                row.extend_from_slice(&leaf);
+                frontier.push(leaf, |_, parent| row.extend_from_slice(&parent));
+                row.extend_from_slice(bytes);
+                rows.push(row);
+            }
+            if frontier
+                .extended_root(head.length, &run.extension)
+                .map_err(Invalid::Proof)?
+                != head.root
+            {
+                return Err(Invalid::Proof(ProofError::RootMismatch).into());
+            }
+            head.verify().map_err(Invalid::Proof)?;
+
+            if known.is_none() {
+                feed_ids.insert(&index_key[..], feed).map_err(store_err)?;
+            }
+            for (i, (bytes, row)) in new.iter().zip(&rows).enumerate() {
+                let seq = held + i as u64;
+                let entry = Entry::decode(bytes).map_err(|e| Invalid::Entry {
+                    seq,
+                    reason: e.to_string(),
+                })?;
+                let op = match entry.op {
+                    Op::Put(value) => Op::Put(value.to_vec()),
+                    Op::Delete => Op::Delete,
+                };
+                self.validate(entry.key, &op).map_err(|e| Invalid::Entry {
+                    seq,
+                    reason: e.to_string(),
+                })?;
+                entries
+                    .insert(feed_key(feed, seq), &row[..])
+                    .map_err(store_err)?;
+                let id = VersionId {
+                    author: head.author,
+                    seq,
+                };
+                view.apply(ns_number, entry.key, write_of(&entry, id, feed))?;
+                if !self.clock_observe(entry.timestamp) {
+                    tracing::debug!(author = %head.author, seq, "remote timestamp too far ahead to move the clock");
+                }
+            }
+            let record = FeedRecord {
+                ns: ns_number,
+                head: head.clone(),
+                held: end,
+                extension: if end == head.length {
+                    Vec::new()
+                } else {
+                    run.extension.clone()
+                },
+            };
+            let record = postcard::to_allocvec(&record).expect("feed records always encode");
+            feeds.insert(feed, &record[..]).map_err(store_err)?;
+            Ingested::Appended {
+                added: new.len() as u64,
+                held: end,
+            }
+        };
+        txn.commit().map_err(store_err)?;
+        Ok(outcome)
+    }
+}
+
+/// The hash of `node` of a feed holding `[0, held)`: from the entry rows when the node lies in
+/// the held prefix, from the stored extension when it lies past it, and hashed from its
+/// children when it straddles the end. A node the extension does not cover cannot be asked for:
+/// every maximal node past `held` in a decomposition from an earlier end is one of them.
+fn node_hash(
+    entries: &impl ReadableTable<u128, &'static [u8]>,
+    feed: u64,
+    held: u64,
+    extension: &HashMap<Node, Hash>,
+    node: Node,
+) -> Result<Hash> {
+    if node.end_leaf() <= held {
+        return read_node(entries, feed, node);
+    }
+    if node.first_leaf() >= held {
+        return extension.get(&node).copied().ok_or_else(|| {
+            Error::Damaged(format!(
+                "tree node {} of local feed {feed} is not in its stored extension",
+                node.flat_index()
+            ))
+        });
+    }
+    let (left, right) = node.children();
+    let left = node_hash(entries, feed, held, extension, left)?;
+    let right = node_hash(entries, feed, held, extension, right)?;
+    Ok(tree::parent_hash(&left, &right))
+}

@@ -1,0 +1,278 @@
+//! Replication at the store level: runs served from one replica and ingested by another,
+//! partial holders serving onward, and every kind of bad run refused with nothing changed.
+
+use weft_storage::{IngestError, Ingested, Invalid, NamespaceId, Op, Options, Run, Store};
+
+const ANY: usize = usize::MAX;
+
+fn options() -> Options {
+    Options {
+        durable: false,
+        ..Options::default()
+    }
+}
+
+fn origin() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::init(&dir.path().join("data"), options()).expect("init");
+    (dir, store)
+}
+
+fn joined(ns: NamespaceId) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::init_joined(&dir.path().join("data"), options(), ns).expect("join");
+    (dir, store)
+}
+
+fn write_batches(store: &Store, sizes: &[usize]) {
+    let ns = store.default_namespace();
+    let mut i = 0;
+    for size in sizes {
+        let ops = (0..*size)
+            .map(|_| {
+                i += 1;
+                (
+                    format!("key{:03}", i % 13).into_bytes(),
+                    Op::Put(format!("value {i}").into_bytes()),
+                )
+            })
+            .collect();
+        store.write(&ns, ops).expect("write");
+    }
+}
+
+/// Pulls `from`'s feed of `author` into `to` in runs of `step`, as catch-up does.
+fn pull(from: &Store, to: &Store, author: &weft_storage::AuthorId, step: usize) -> u64 {
+    let ns = to.default_namespace();
+    let mut runs = 0;
+    loop {
+        let held = held(to, author);
+        let Some(run) = from
+            .read_run(&ns, author, held, step, ANY)
+            .expect("read_run")
+        else {
+            return runs;
+        };
+        match to.ingest(&run).expect("a served run ingests") {
+            Ingested::Appended { .. } => runs += 1,
+            other => panic!("expected new entries from {held}, got {other:?}"),
+        }
+    }
+}
+
+fn held(store: &Store, author: &weft_storage::AuthorId) -> u64 {
+    store
+        .feeds(&store.default_namespace())
+        .expect("feeds")
+        .iter()
+        .find(|f| f.head.author == *author)
+        .map_or(0, |f| f.held)
+}
+
+/// Every key with every live version, for comparing replicas.
+fn dump(store: &Store) -> Vec<(Vec<u8>, Vec<(weft_storage::VersionId, Option<Vec<u8>>)>)> {
+    let ns = store.default_namespace();
+    (0..13)
+        .map(|i| {
+            let key = format!("key{i:03}").into_bytes();
+            let versions = store
+                .get_all(&ns, &key)
+                .expect("get_all")
+                .into_iter()
+                .map(|v| (v.id, v.value))
+                .collect();
+            (key, versions)
+        })
+        .collect()
+}
+
+#[test]
+fn runs_of_any_size_replicate_a_feed_and_verify_midway() {
+    let (_a_dir, a) = origin();
+    write_batches(&a, &[5, 1, 10, 3, 17]);
+    for step in [1, 3, 7, 36, 100] {
+        let (_b_dir, b) = joined(a.default_namespace());
+        // Stop part way: the partial feed verifies against the longer head.
+        let ns = a.default_namespace();
+        let run = a
+            .read_run(&ns, &a.author(), 0, step.min(20), ANY)
+            .expect("read")
+            .expect("something held");
+        b.ingest(&run).expect("ingest");
+        let report = b.verify().expect("verify");
+        assert!(report.is_clean(), "partial feed: {:?}", report.problems);
+        let feeds = b.feeds(&ns).expect("feeds");
+        assert_eq!(feeds[0].head.length, 36);
+        assert_eq!(feeds[0].held, step.min(20) as u64);
+
+        pull(&a, &b, &a.author(), step);
+        assert_eq!(held(&b, &a.author()), 36, "step {step}");
+        assert_eq!(dump(&a), dump(&b), "step {step}");
+        assert!(b.verify().expect("verify").is_clean());
+        assert_eq!(
+            b.history(&ns, b"key001").expect("history"),
+            a.history(&ns, b"key001").expect("history")
+        );
+    }
+}
+
+#[test]
+fn a_partial_holder_serves_what_it_holds_with_proofs_to_the_longer_head() {
+    let (_a_dir, a) = origin();
+    write_batches(&a, &[40]);
+    let ns = a.default_namespace();
+    let (_c_dir, c) = joined(ns);
+    let run = a
+        .read_run(&ns, &a.author(), 0, 23, ANY)
+        .expect("read")
+        .expect("held");
+    c.ingest(&run).expect("ingest");
+
+    for step in [1, 4, 23] {
+        let (_b_dir, b) = joined(ns);
+        pull(&c, &b, &a.author(), step);
+        assert_eq!(held(&b, &a.author()), 23);
+        assert!(b.verify().expect("verify").is_clean());
+        // And the rest comes from the origin.
+        pull(&a, &b, &a.author(), step);
+        assert_eq!(held(&b, &a.author()), 40);
+        assert_eq!(dump(&a), dump(&b));
+    }
+}
+
+#[test]
+fn concurrent_writes_become_siblings_with_one_winner_everywhere() {
+    let (_a_dir, a) = origin();
+    let ns = a.default_namespace();
+    let (_b_dir, b) = joined(ns);
+    a.put(&ns, b"key001", b"from a").expect("put");
+    b.put(&ns, b"key001", b"from b").expect("put");
+    pull(&a, &b, &a.author(), 10);
+    pull(&b, &a, &b.author(), 10);
+    let on_a = a.get_all(&ns, b"key001").expect("get_all");
+    assert_eq!(on_a.len(), 2, "both writes are live: {on_a:?}");
+    assert_eq!(dump(&a), dump(&b));
+    assert_eq!(
+        a.get(&ns, b"key001").expect("get"),
+        b.get(&ns, b"key001").expect("get")
+    );
+    // A write made after seeing both supersedes both, wherever it is read.
+    b.put(&ns, b"key001", b"merged").expect("put");
+    pull(&b, &a, &b.author(), 10);
+    assert_eq!(a.get_all(&ns, b"key001").expect("get_all").len(), 1);
+    assert_eq!(
+        a.get(&ns, b"key001").expect("get"),
+        Some(b"merged".to_vec())
+    );
+}
+
+fn refused(store: &Store, run: &Run) -> Invalid {
+    let before = store.feeds(&store.default_namespace()).expect("feeds");
+    let keys = dump(store);
+    let error = match store.ingest(run) {
+        Err(IngestError::Invalid(invalid)) => invalid,
+        other => panic!("expected the run to be refused, got {other:?}"),
+    };
+    assert_eq!(
+        store.feeds(&store.default_namespace()).expect("feeds"),
+        before
+    );
+    assert_eq!(dump(store), keys, "a refused run changed the view");
+    error
+}
+
+#[test]
+fn bad_runs_are_refused_and_change_nothing() {
+    let (_a_dir, a) = origin();
+    write_batches(&a, &[10, 10]);
+    let ns = a.default_namespace();
+    let (_b_dir, b) = joined(ns);
+    let good = a
+        .read_run(&ns, &a.author(), 0, 8, ANY)
+        .expect("read")
+        .expect("held");
+
+    let mut flipped = good.clone();
+    flipped.entries[3][10] ^= 1;
+    assert!(matches!(refused(&b, &flipped), Invalid::Proof(_)));
+
+    let mut wrong_extension = good.clone();
+    wrong_extension.extension[0][0] ^= 1;
+    assert!(matches!(refused(&b, &wrong_extension), Invalid::Proof(_)));
+
+    let mut short_extension = good.clone();
+    short_extension.extension.pop();
+    assert!(matches!(refused(&b, &short_extension), Invalid::Proof(_)));
+
+    let mut forged = good.clone();
+    forged.head.signature[5] ^= 1;
+    assert!(matches!(refused(&b, &forged), Invalid::Proof(_)));
+
+    let mut longer = good.clone();
+    longer.head.length += 1;
+    assert!(matches!(refused(&b, &longer), Invalid::Proof(_)));
+
+    let mut past_head = good.clone();
+    past_head.start = 15;
+    assert!(matches!(refused(&b, &past_head), Invalid::BadRange { .. }));
+
+    // A feed of a namespace b does not hold, though validly signed.
+    let (_o_dir, other) = origin();
+    write_batches(&other, &[3]);
+    let foreign = other
+        .read_run(&other.default_namespace(), &other.author(), 0, 3, ANY)
+        .expect("read")
+        .expect("held");
+    assert!(matches!(
+        refused(&b, &foreign),
+        Invalid::UnknownNamespace(_)
+    ));
+
+    // a's own feed can only come from a.
+    assert_eq!(refused(&a, &good), Invalid::OwnFeed);
+
+    // Expected states: a run past the end of what is held, and one already held.
+    let later = a
+        .read_run(&ns, &a.author(), 12, 3, ANY)
+        .expect("read")
+        .expect("held");
+    assert_eq!(b.ingest(&later).expect("gap"), Ingested::Gap { held: 0 });
+    assert!(matches!(
+        b.ingest(&good).expect("good"),
+        Ingested::Appended { added: 8, held: 8 }
+    ));
+    assert_eq!(b.ingest(&good).expect("again"), Ingested::AlreadyHeld);
+    assert!(b.verify().expect("verify").is_clean());
+}
+
+#[test]
+fn runs_respect_the_byte_budget_but_always_carry_one_entry() {
+    let (_a_dir, a) = origin();
+    let ns = a.default_namespace();
+    a.write(
+        &ns,
+        (0..10)
+            .map(|i| (format!("k{i}").into_bytes(), Op::Put(vec![7u8; 1000])))
+            .collect(),
+    )
+    .expect("write");
+    let run = a
+        .read_run(&ns, &a.author(), 0, 100, 3500)
+        .expect("read")
+        .expect("held");
+    assert_eq!(run.entries.len(), 3);
+    let run = a
+        .read_run(&ns, &a.author(), 0, 100, 10)
+        .expect("read")
+        .expect("held");
+    assert_eq!(
+        run.entries.len(),
+        1,
+        "a budget smaller than one entry still sends one"
+    );
+    assert!(
+        a.read_run(&ns, &a.author(), 10, 100, ANY)
+            .expect("read")
+            .is_none()
+    );
+}
