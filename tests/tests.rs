@@ -1,3 +1,4 @@
 //! weft's cross-crate integration tests, in one binary.
 
 mod crash;
+mod net;

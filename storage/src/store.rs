@@ -71,7 +71,7 @@ impl FeedRecord {
 }
 
 /// One version of a key as reads return it.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct VersionInfo {
     /// Where it was written.
     pub id: VersionId,
@@ -82,7 +82,7 @@ pub struct VersionInfo {
 }
 
 /// One version in a key's history.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct HistoryItem {
     /// The version.
     pub version: VersionInfo,
@@ -91,7 +91,7 @@ pub struct HistoryItem {
 }
 
 /// A summary of the replica.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Info {
     /// The local author.
     pub author: AuthorId,
@@ -104,7 +104,7 @@ pub struct Info {
 }
 
 /// A namespace in [`Info`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NamespaceInfo {
     /// Its id.
     pub id: NamespaceId,
@@ -115,7 +115,7 @@ pub struct NamespaceInfo {
 }
 
 /// A feed in [`Info`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FeedInfo {
     /// Its author.
     pub author: AuthorId,
@@ -624,11 +624,35 @@ impl Store {
     /// [`Error::UnknownNamespace`] and database failures here; each item can fail like
     /// [`Store::get`].
     pub fn scan(&self, ns: &NamespaceId, prefix: &[u8], values: bool) -> Result<Scan> {
+        self.scan_after(ns, prefix, None, values)
+    }
+
+    /// As [`Store::scan`], starting after the key `after` when given: how a scan is paged.
+    ///
+    /// # Errors
+    /// As [`Store::scan`].
+    pub fn scan_after(
+        &self,
+        ns: &NamespaceId,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        values: bool,
+    ) -> Result<Scan> {
         let ns_number = self.namespace_number(ns)?;
         let txn = self.db.begin_read()?;
         let view = txn.open_table(VIEW)?;
-        let low = view_key(ns_number, prefix);
-        let range = match prefix_end(&low) {
+        let start = view_key(ns_number, prefix);
+        let low = match after {
+            Some(after) => {
+                // The least key greater than `after`.
+                let mut next = view_key(ns_number, after);
+                next.push(0);
+                next.max(start.clone())
+            }
+            None => start.clone(),
+        };
+        let range = match prefix_end(&start) {
+            Some(high) if low >= high => view.range(&high[..]..&high[..])?,
             Some(high) => view.range(&low[..]..&high[..])?,
             None => view.range(&low[..]..)?,
         };

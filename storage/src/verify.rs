@@ -3,6 +3,7 @@
 use std::fmt;
 
 use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
 
 use crate::entry::Entry;
 use crate::error::Result;
@@ -19,7 +20,7 @@ const SCRATCH_SUPERSEDED: TableDefinition<&[u8], ()> =
     TableDefinition::new("verify-scratch-superseded");
 
 /// What [`Store::verify`] found.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct VerifyReport {
     /// Feeds checked.
     pub feeds: u64,
@@ -37,7 +38,7 @@ impl VerifyReport {
 }
 
 /// One thing that does not check out.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// The namespace concerned, when known.
     pub namespace: Option<NamespaceId>,

@@ -1,0 +1,244 @@
+//! What a node is told: listen addresses, peers, discovery; read from flags and the optional
+//! config file in the data dir. Also the node's persistent libp2p identity.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::identity::{Keypair, ed25519};
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+/// The optional config file inside the data dir.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// The node's libp2p secret key, inside the data dir's `keys/` (mode 0600).
+pub const IDENTITY_FILE: &str = "node.key";
+
+/// The local API socket inside the data dir (mode 0600).
+pub const SOCKET_FILE: &str = "node.sock";
+
+/// The port a node listens on unless told otherwise; when it is taken (a second node on the
+/// same machine), the node falls back to a port the OS picks.
+pub const DEFAULT_PORT: u16 = 4919;
+
+/// The config file: every field optional.
+///
+/// ```json
+/// {"peers": ["/ip4/192.168.1.7/tcp/4919/p2p/12D3Koo..."], "listen": ["/ip4/0.0.0.0/tcp/4919"], "mdns": true}
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Peers to dial at start and whenever they are not connected.
+    #[serde(default)]
+    pub peers: Vec<Multiaddr>,
+    /// Addresses to listen on, replacing the defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<Multiaddr>,
+    /// Whether to find peers on the local network by mDNS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdns: Option<bool>,
+}
+
+/// Why the config or identity could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file is not valid.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line and column.
+        reason: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl ConfigFile {
+    /// Reads `dir`'s config file; a missing file is the empty config.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the file cannot be read or is not a valid config.
+    pub fn load(dir: &Path) -> Result<ConfigFile, ConfigError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
+            Err(source) => return Err(ConfigError::Io { path, source }),
+        };
+        serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes the config file into `dir`, replacing any.
+    ///
+    /// # Errors
+    /// [`ConfigError::Io`].
+    pub fn save(&self, dir: &Path) -> Result<(), ConfigError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = serde_json::to_string_pretty(self).expect("a config always serializes");
+        fs::write(&path, text + "\n").map_err(|source| ConfigError::Io { path, source })
+    }
+}
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to keep dialing.
+    pub peers: Vec<Multiaddr>,
+    /// Whether mDNS discovery is on.
+    pub mdns: bool,
+    /// How often connected peers exchange heads, besides on connect.
+    pub sync_interval: Duration,
+}
+
+impl NodeConfig {
+    /// The default listen addresses: every interface, TCP and QUIC, on [`DEFAULT_PORT`].
+    pub fn default_listen() -> Vec<Multiaddr> {
+        vec![
+            format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")
+                .parse()
+                .expect("a valid multiaddr"),
+            format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1")
+                .parse()
+                .expect("a valid multiaddr"),
+        ]
+    }
+
+    /// Flags over the config file over the defaults. Peers from both are used.
+    pub fn resolve(
+        file: ConfigFile,
+        listen: Vec<Multiaddr>,
+        peers: Vec<Multiaddr>,
+        no_mdns: bool,
+    ) -> NodeConfig {
+        let listen = if !listen.is_empty() {
+            listen
+        } else if !file.listen.is_empty() {
+            file.listen
+        } else {
+            NodeConfig::default_listen()
+        };
+        let mut all_peers = file.peers;
+        for peer in peers {
+            if !all_peers.contains(&peer) {
+                all_peers.push(peer);
+            }
+        }
+        NodeConfig {
+            listen,
+            peers: all_peers,
+            mdns: !no_mdns && file.mdns.unwrap_or(true),
+            sync_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The node's identity from `dir/keys/node.key`, created on first use.
+///
+/// # Errors
+/// [`ConfigError`] when the key cannot be read or written, or is not a key.
+pub fn load_identity(dir: &Path) -> Result<Keypair, ConfigError> {
+    let path = dir.join(weft_storage::KEYS_DIR).join(IDENTITY_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let invalid = || ConfigError::Invalid {
+                path: path.clone(),
+                reason: "not a 64-hex-digit ed25519 secret key".into(),
+            };
+            let mut bytes = weft_storage::ids::from_hex(text.trim()).ok_or_else(invalid)?;
+            let secret = ed25519::SecretKey::try_from_bytes(&mut bytes).map_err(|_| invalid())?;
+            Ok(ed25519::Keypair::from(secret).into())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = ed25519::SecretKey::generate();
+            let hex = weft_storage::ids::to_hex(secret.as_ref());
+            let io = |source| ConfigError::Io {
+                path: path.clone(),
+                source,
+            };
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io)?;
+            writeln!(file, "{hex}").map_err(io)?;
+            file.sync_all().map_err(io)?;
+            Ok(ed25519::Keypair::from(secret).into())
+        }
+        Err(source) => Err(ConfigError::Io { path, source }),
+    }
+}
+
+/// The peer id of the node that runs on `dir`, creating its identity if needed.
+///
+/// # Errors
+/// As [`load_identity`].
+pub fn peer_id(dir: &Path) -> Result<PeerId, ConfigError> {
+    Ok(load_identity(dir)?.public().to_peer_id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_file_is_optional_strict_and_merged_under_flags() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(
+            ConfigFile::load(dir.path()).expect("missing is empty"),
+            ConfigFile::default()
+        );
+        fs::write(
+            dir.path().join(CONFIG_FILE),
+            r#"{"peers": ["/ip4/127.0.0.1/tcp/1"], "mdns": false}"#,
+        )
+        .expect("write");
+        let file = ConfigFile::load(dir.path()).expect("valid");
+        let flag_peer: Multiaddr = "/ip4/127.0.0.1/tcp/2".parse().expect("addr");
+        let config = NodeConfig::resolve(file, vec![], vec![flag_peer], false);
+        assert_eq!(config.peers.len(), 2);
+        assert!(!config.mdns, "the file turned mdns off");
+        assert_eq!(config.listen, NodeConfig::default_listen());
+
+        fs::write(dir.path().join(CONFIG_FILE), r#"{"peerz": []}"#).expect("write");
+        let err = ConfigFile::load(dir.path()).expect_err("unknown field");
+        assert!(err.to_string().contains("peerz"), "{err}");
+        fs::write(
+            dir.path().join(CONFIG_FILE),
+            r#"{"peers": ["not an address"]}"#,
+        )
+        .expect("write");
+        assert!(ConfigFile::load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn the_identity_persists_and_garbage_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::create_dir(dir.path().join(weft_storage::KEYS_DIR)).expect("mkdir");
+        let first = peer_id(dir.path()).expect("created");
+        assert_eq!(peer_id(dir.path()).expect("read"), first);
+        let path = dir.path().join(weft_storage::KEYS_DIR).join(IDENTITY_FILE);
+        fs::write(&path, "zz").expect("write");
+        assert!(matches!(
+            load_identity(dir.path()),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,1139 @@
+//! The running node: one task owns the swarm; callers hold a cloneable [`NodeHandle`].
+//!
+//! The task never waits on the store: every store call is queued on the store thread with
+//! [`StoreWorker::try_run`], and its result comes back as a [`Done`] the task then acts on.
+//! When the queue is full, inbound requests are refused as busy and runs are dropped to be
+//! asked again, so a slow disk slows sync down instead of growing memory.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{
+    self, OutboundFailure, OutboundRequestId, ProtocolSupport, ResponseChannel,
+};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, ping};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+use weft_storage::{
+    AuthorId, IngestError, Ingested, Invalid, NamespaceId, Op, Run, Store, VersionId,
+};
+
+use crate::config::NodeConfig;
+use crate::sync::{FeedId, Syncer};
+use crate::transport::{self, WireCounters};
+use crate::wire::{
+    self, HEADS_PER_RESPONSE, MAX_MESSAGE, MAX_PUSH, PUSH_BYTES, RUN_BYTES, RUN_ENTRIES, Refusal,
+    Request, Response, Topic, WireHead, WireRun,
+};
+use crate::worker::{Closed, StoreWorker};
+
+/// How long a peer that sent bad data is kept away.
+const BAN: Duration = Duration::from_secs(300);
+
+/// The largest sync request read: requests are a few dozen bytes.
+const MAX_REQUEST: usize = 1024;
+
+/// Commands from handles to the swarm task.
+const COMMAND_QUEUE: usize = 256;
+
+/// Why a node could not start or a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] weft_storage::Error),
+    /// The node has shut down.
+    #[error("the node has shut down")]
+    Closed,
+    /// A listen address could not be used.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// The transport could not be built.
+    #[error("cannot set up the transport: {0}")]
+    Transport(String),
+}
+
+impl From<Closed> for NodeError {
+    fn from(_: Closed) -> Self {
+        NodeError::Closed
+    }
+}
+
+/// What a node reports about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// This node's peer id.
+    pub peer_id: String,
+    /// Where it listens.
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: Vec<PeerStatus>,
+    /// Every feed the node knows of.
+    pub feeds: Vec<FeedStatus>,
+    /// Bytes written and read on TCP connections.
+    pub wire_sent: u64,
+    /// See `wire_sent`.
+    pub wire_received: u64,
+    /// Completed head exchanges: sync is caught up once one has happened and no feed is
+    /// behind.
+    pub head_exchanges: u64,
+    /// Whether runs are being fetched or ingested.
+    pub syncing: bool,
+}
+
+/// A connected peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Its peer id.
+    pub id: String,
+    /// The addresses it is connected on.
+    pub addrs: Vec<String>,
+}
+
+/// A feed as the node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedStatus {
+    /// Its namespace.
+    pub namespace: NamespaceId,
+    /// Its author.
+    pub author: AuthorId,
+    /// Entries stored here.
+    pub held: u64,
+    /// The longest length a connected peer advertised.
+    pub best_remote: u64,
+}
+
+impl Status {
+    /// Whether a head exchange has happened and every feed holds what peers advertised.
+    pub fn caught_up(&self) -> bool {
+        self.head_exchanges > 0
+            && !self.syncing
+            && self.feeds.iter().all(|f| f.held >= f.best_remote)
+    }
+}
+
+enum Command {
+    Published { run: Run },
+    Status(oneshot::Sender<Status>),
+    Dial(Multiaddr),
+    Shutdown,
+}
+
+/// A cheap, cloneable handle to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    worker: StoreWorker,
+    peer_id: PeerId,
+    counters: Arc<WireCounters>,
+}
+
+impl NodeHandle {
+    /// The store behind the node, for reads. See [`StoreWorker::run`].
+    pub fn worker(&self) -> &StoreWorker {
+        &self.worker
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The node's TCP byte counters.
+    pub fn counters(&self) -> &WireCounters {
+        &self.counters
+    }
+
+    /// Writes a batch to the local feed, then gossips the new entries (or, when they are over
+    /// [`PUSH_BYTES`], the new head alone, and peers fetch the entries). The write is durable
+    /// when this returns, whatever happens to the gossip.
+    ///
+    /// Cancel safety: once queued, the write happens even if the future is dropped.
+    ///
+    /// # Errors
+    /// [`NodeError::Store`] as [`Store::write`]; [`NodeError::Closed`].
+    pub async fn write(
+        &self,
+        ns: NamespaceId,
+        ops: Vec<(Vec<u8>, Op<Vec<u8>>)>,
+    ) -> Result<Vec<VersionId>, NodeError> {
+        let (ids, run) = self
+            .worker
+            .run(move |store| write_and_read_push(store, &ns, ops))
+            .await??;
+        if let Some(run) = run {
+            // The write is done; a node shutting down just does not gossip it.
+            let _ = self.commands.send(Command::Published { run }).await;
+        }
+        Ok(ids)
+    }
+
+    /// Dials a peer now, and whenever it is not connected, as if it were configured.
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.commands
+            .send(Command::Dial(addr))
+            .await
+            .map_err(|_| NodeError::Closed)
+    }
+
+    /// The node's status.
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        let (reply, status) = oneshot::channel();
+        self.commands
+            .send(Command::Status(reply))
+            .await
+            .map_err(|_| NodeError::Closed)?;
+        status.await.map_err(|_| NodeError::Closed)
+    }
+}
+
+fn write_and_read_push(
+    store: &Store,
+    ns: &NamespaceId,
+    ops: Vec<(Vec<u8>, Op<Vec<u8>>)>,
+) -> Result<(Vec<VersionId>, Option<Run>), weft_storage::Error> {
+    let author = store.author();
+    let before = store
+        .head(ns, &author)
+        .ok()
+        .flatten()
+        .map_or(0, |h| h.length);
+    let ids = store.write(ns, ops)?;
+    let Some(head) = store.head(ns, &author)? else {
+        return Ok((ids, None));
+    };
+    let run = store.read_run(ns, &author, before, usize::MAX, PUSH_BYTES)?;
+    let run = match run {
+        Some(run)
+            if run.end() == head.length
+                && run.entries.iter().map(Vec::len).sum::<usize>() <= PUSH_BYTES =>
+        {
+            run
+        }
+        _ => Run {
+            start: head.length,
+            head,
+            entries: Vec::new(),
+            extension: Vec::new(),
+        },
+    };
+    Ok((ids, Some(run)))
+}
+
+/// A running node. Dropping it without [`Node::shutdown`] leaves the task running.
+pub struct Node {
+    handle: NodeHandle,
+    listen: Vec<Multiaddr>,
+    task: tokio::task::JoinHandle<()>,
+    store_thread: std::thread::JoinHandle<()>,
+}
+
+impl Node {
+    /// Starts a node on `store`: listens, dials the configured peers and starts syncing.
+    /// Returns once every listener has its first address.
+    ///
+    /// # Errors
+    /// [`NodeError::Listen`] when an address cannot be listened on (a taken
+    /// [`crate::config::DEFAULT_PORT`] falls back to any port), [`NodeError::Transport`].
+    pub async fn start(
+        store: Store,
+        keypair: Keypair,
+        config: NodeConfig,
+    ) -> Result<Node, NodeError> {
+        let namespaces = store.namespaces();
+        let mut local_feeds = Vec::new();
+        for ns in &namespaces {
+            for feed in store.feeds(ns)? {
+                local_feeds.push(((*ns, feed.head.author), feed.held));
+            }
+        }
+        let (worker, store_thread) = StoreWorker::spawn(store);
+        let counters = Arc::new(WireCounters::default());
+        let mut swarm = build_swarm(&keypair, &config, Arc::clone(&counters))?;
+        let mut topics = HashMap::new();
+        for ns in &namespaces {
+            let topic = Topic::of(ns);
+            let gossip = IdentTopic::new(topic.gossip_name());
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&gossip)
+                .map_err(|e| NodeError::Transport(e.to_string()))?;
+            let _ = swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_topic_params(gossip.clone(), gossipsub::TopicScoreParams::default());
+            topics.insert(gossip.hash(), *ns);
+        }
+        let listen = listen_all(&mut swarm, &config.listen).await?;
+        for addr in &listen {
+            info!(%addr, "listening");
+        }
+        let mut syncer = Syncer::default();
+        for (feed, held) in local_feeds {
+            syncer.set_held(feed, held);
+        }
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let handle = NodeHandle {
+            commands,
+            worker: worker.clone(),
+            peer_id: *swarm.local_peer_id(),
+            counters: Arc::clone(&counters),
+        };
+        let mut task = Task {
+            counters,
+            by_topic: topics.values().map(|ns| (Topic::of(ns), *ns)).collect(),
+            topics,
+            swarm,
+            worker,
+            syncer,
+            pending: HashMap::new(),
+            jobs: FuturesUnordered::new(),
+            banned: HashMap::new(),
+            bootstrap: config.peers.clone(),
+            listen: listen.clone(),
+            head_exchanges: 0,
+        };
+        task.dial_bootstrap();
+        let task = tokio::spawn(task.run(receiver, config.sync_interval));
+        Ok(Node {
+            handle,
+            listen,
+            task,
+            store_thread,
+        })
+    }
+
+    /// A handle for calls into the node.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// The addresses the node listened on at start.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen
+    }
+
+    /// Stops the swarm, lets the store finish every queued job, and closes it. Every
+    /// [`NodeHandle`] must be dropped first, or this waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.handle.commands.send(Command::Shutdown).await;
+        let _ = self.task.await;
+        drop(self.handle);
+        let thread = self.store_thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<SyncCodec>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+fn build_swarm(
+    key: &Keypair,
+    config: &NodeConfig,
+    counters: Arc<WireCounters>,
+) -> Result<Swarm<Behaviour>, NodeError> {
+    let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
+    let transport = transport::build(key, counters).map_err(|e| transport_error(&e))?;
+    let peer_id = key.public().to_peer_id();
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        // Entries carry their authors' signatures: libp2p's own signing would be wasted work,
+        // and anonymous messages need an id from their content to be told apart.
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(|message| MessageId::from(blake3::hash(&message.data).as_bytes().to_vec()))
+        .validate_messages()
+        .max_transmit_size(MAX_PUSH)
+        .heartbeat_interval(Duration::from_millis(500))
+        .build()
+        .map_err(|e| transport_error(&e))?;
+    let mut gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)
+            .map_err(|e| transport_error(&e))?;
+    gossipsub
+        .with_peer_score(
+            gossipsub::PeerScoreParams::default(),
+            gossipsub::PeerScoreThresholds::default(),
+        )
+        .map_err(|e| transport_error(&e))?;
+    let sync = request_response::Behaviour::new(
+        [(
+            StreamProtocol::new(wire::SYNC_PROTOCOL),
+            ProtocolSupport::Full,
+        )],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+    );
+    let mdns = if config.mdns {
+        match mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id) {
+            Ok(mdns) => Some(mdns),
+            Err(e) => {
+                warn!(error = %e, "mDNS is unavailable; peers must be given with --peer");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let behaviour = Behaviour {
+        gossipsub,
+        sync,
+        identify: identify::Behaviour::new(identify::Config::new("/weft/1".into(), key.public())),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        mdns: Toggle::from(mdns),
+    };
+    Ok(Swarm::new(
+        transport,
+        behaviour,
+        peer_id,
+        libp2p::swarm::Config::with_tokio_executor()
+            .with_idle_connection_timeout(Duration::from_secs(120)),
+    ))
+}
+
+/// Listens on every address, falling back to an OS-picked port when the default port is taken,
+/// and waits for each listener's first address.
+async fn listen_all(
+    swarm: &mut Swarm<Behaviour>,
+    addrs: &[Multiaddr],
+) -> Result<Vec<Multiaddr>, NodeError> {
+    let mut listeners = HashSet::new();
+    for addr in addrs {
+        let id = match swarm.listen_on(addr.clone()) {
+            Ok(id) => id,
+            Err(e) if uses_default_port(addr) => {
+                warn!(%addr, error = %e, "default port taken; listening on any free port");
+                let any = with_port_zero(addr);
+                swarm
+                    .listen_on(any.clone())
+                    .map_err(|e| NodeError::Listen {
+                        addr: any,
+                        reason: e.to_string(),
+                    })?
+            }
+            Err(e) => {
+                return Err(NodeError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        listeners.insert(id);
+    }
+    let mut found = Vec::new();
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    while !listeners.is_empty() {
+        tokio::select! {
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { listener_id, address } => {
+                    listeners.remove(&listener_id);
+                    found.push(address);
+                }
+                SwarmEvent::ListenerClosed { listener_id, reason, .. } if listeners.contains(&listener_id) => {
+                    return Err(NodeError::Listen {
+                        addr: addrs.first().cloned().unwrap_or_else(Multiaddr::empty),
+                        reason: format!("{reason:?}"),
+                    });
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(NodeError::Listen {
+                        addr: addrs.first().cloned().unwrap_or_else(Multiaddr::empty),
+                        reason: error.to_string(),
+                    });
+                }
+                _ => {}
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    Ok(found)
+}
+
+fn uses_default_port(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| {
+        matches!(p, Protocol::Tcp(port) | Protocol::Udp(port) if port == crate::config::DEFAULT_PORT)
+    })
+}
+
+fn with_port_zero(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(_) => Protocol::Tcp(0),
+            Protocol::Udp(_) => Protocol::Udp(0),
+            other => other,
+        })
+        .collect()
+}
+
+/// The sync protocol's codec: one capped postcard message per stream direction.
+#[derive(Clone, Default)]
+struct SyncCodec;
+
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Request>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Ok(wire::read_message(io, MAX_REQUEST).await?)
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Response>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Ok(wire::read_message(io, MAX_MESSAGE).await?)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Request,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(wire::write_message(io, &request).await?)
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Response,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(wire::write_message(io, &response).await?)
+    }
+}
+
+/// What an outbound request was for.
+enum Pending {
+    Heads { ns: NamespaceId },
+    Run { feed: FeedId, start: u64 },
+}
+
+/// Store work finished, for the swarm task to act on.
+enum Done {
+    Serve {
+        channel: ResponseChannel<Response>,
+        response: Response,
+    },
+    Ingested {
+        feed: FeedId,
+        from: Source,
+        result: Result<Ingested, IngestError>,
+        held: u64,
+    },
+    /// The store thread dropped a job (it is shutting down).
+    Lost,
+}
+
+/// Where a run came from: a catch-up response, or gossip that must be validated.
+enum Source {
+    Sync(PeerId),
+    Gossip {
+        peer: PeerId,
+        id: MessageId,
+        head_length: u64,
+    },
+}
+
+impl Source {
+    fn peer(&self) -> PeerId {
+        match self {
+            Source::Sync(peer) | Source::Gossip { peer, .. } => *peer,
+        }
+    }
+}
+
+struct Task {
+    swarm: Swarm<Behaviour>,
+    worker: StoreWorker,
+    syncer: Syncer<PeerId>,
+    topics: HashMap<TopicHash, NamespaceId>,
+    by_topic: HashMap<Topic, NamespaceId>,
+    pending: HashMap<OutboundRequestId, Pending>,
+    jobs: FuturesUnordered<BoxFuture<'static, Done>>,
+    banned: HashMap<PeerId, Instant>,
+    bootstrap: Vec<Multiaddr>,
+    listen: Vec<Multiaddr>,
+    head_exchanges: u64,
+    counters: Arc<WireCounters>,
+}
+
+impl Task {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Finish local work (ingests, served reads) before taking new remote work.
+            tokio::select! {
+                biased;
+                Some(done) = self.jobs.next(), if !self.jobs.is_empty() => self.on_done(done),
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(command) => self.on_command(command),
+                },
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                _ = tick.tick() => {
+                    self.dial_bootstrap();
+                    let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                    for peer in peers {
+                        self.ask_heads(peer);
+                    }
+                }
+            }
+            self.send_wants();
+        }
+        info!("node stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Published { run } => {
+                let feed = (run.head.namespace, run.head.author);
+                self.syncer.set_held(feed, run.head.length);
+                let topic = IdentTopic::new(Topic::of(&run.head.namespace).gossip_name());
+                let bytes = wire::encode(&WireRun::from_run(run));
+                match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+                    Ok(_) => {}
+                    // Peers that are not subscribed yet catch up by head exchange.
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+                    Err(e) => debug!(error = %e, "gossip publish failed; peers will catch up"),
+                }
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Dial(addr) => {
+                if !self.bootstrap.contains(&addr) {
+                    self.bootstrap.push(addr);
+                }
+                self.dial_bootstrap();
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn status(&self) -> Status {
+        let mut listen: Vec<String> = self.swarm.listeners().map(ToString::to_string).collect();
+        if listen.is_empty() {
+            listen = self.listen.iter().map(ToString::to_string).collect();
+        }
+        Status {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listen,
+            peers: self
+                .swarm
+                .connected_peers()
+                .map(|peer| PeerStatus {
+                    id: peer.to_string(),
+                    addrs: Vec::new(),
+                })
+                .collect(),
+            feeds: self
+                .syncer
+                .progress()
+                .map(|((namespace, author), progress)| FeedStatus {
+                    namespace: *namespace,
+                    author: *author,
+                    held: progress.held,
+                    best_remote: progress.best_remote,
+                })
+                .collect(),
+            wire_sent: self.counters.sent.load(Ordering::Relaxed),
+            wire_received: self.counters.received.load(Ordering::Relaxed),
+            head_exchanges: self.head_exchanges,
+            syncing: self.syncer.busy(),
+        }
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            let peer = addr.iter().find_map(|p| match p {
+                Protocol::P2p(peer) => Some(peer),
+                _ => None,
+            });
+            if let Some(peer) = peer
+                && (self.swarm.is_connected(&peer) || self.is_banned(&peer))
+            {
+                continue;
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                debug!(%addr, error = %e, "dial failed");
+            }
+        }
+    }
+
+    fn is_banned(&mut self, peer: &PeerId) -> bool {
+        match self.banned.get(peer) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                self.banned.remove(peer);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Drops a peer that sent bad data: logged with its id, disconnected, kept away for
+    /// [`BAN`], and its requests forgotten.
+    fn penalize(&mut self, peer: PeerId, reason: &dyn std::fmt::Display) {
+        warn!(%peer, %reason, "rejecting bad data from peer; disconnecting it");
+        self.banned.insert(peer, Instant::now() + BAN);
+        self.syncer.peer_gone(&peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn ask_heads(&mut self, peer: PeerId) {
+        let namespaces: Vec<NamespaceId> = self.by_topic.values().copied().collect();
+        for ns in namespaces {
+            self.ask_heads_page(peer, ns, None);
+        }
+    }
+
+    fn ask_heads_page(&mut self, peer: PeerId, ns: NamespaceId, after: Option<AuthorId>) {
+        let request = Request::Heads {
+            topic: Topic::of(&ns),
+            after,
+        };
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        self.pending.insert(id, Pending::Heads { ns });
+    }
+
+    fn send_wants(&mut self) {
+        for want in self.syncer.wants() {
+            let (ns, author) = want.feed;
+            let request = Request::Run {
+                topic: Topic::of(&ns),
+                author,
+                start: want.start,
+                max_entries: RUN_ENTRIES,
+            };
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&want.peer, request);
+            self.pending.insert(
+                id,
+                Pending::Run {
+                    feed: want.feed,
+                    start: want.start,
+                },
+            );
+        }
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    if !self.swarm.is_connected(&peer) && !self.is_banned(&peer) {
+                        debug!(%peer, %addr, "found by mDNS");
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.add_peer_address(peer_id, addr);
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                if self.is_banned(&peer_id) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                if num_established.get() == 1 {
+                    info!(peer = %peer_id, addr = %endpoint.get_remote_address(), "peer connected");
+                    self.ask_heads(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                info!(peer = %peer_id, "peer disconnected");
+                self.syncer.peer_gone(&peer_id);
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if !self.listen.contains(&address) {
+                    info!(addr = %address, "listening");
+                    self.listen.push(address);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen.retain(|a| *a != address);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_sync(&mut self, event: request_response::Event<Request, Response>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.serve(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.on_response(peer, request_id, response),
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let pending = self.pending.remove(&request_id);
+                if let Some(Pending::Run { feed, .. }) = &pending {
+                    self.syncer.failed(&peer, *feed);
+                }
+                match error {
+                    OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        self.penalize(peer, &format!("unreadable sync response: {e}"));
+                    }
+                    OutboundFailure::UnsupportedProtocols => {
+                        debug!(%peer, "peer does not speak weft sync");
+                    }
+                    other => debug!(%peer, error = %other, "sync request failed"),
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => match error {
+                request_response::InboundFailure::Io(e)
+                    if e.kind() == std::io::ErrorKind::InvalidData =>
+                {
+                    self.penalize(peer, &format!("unreadable sync request: {e}"));
+                }
+                other => debug!(%peer, error = %other, "serving a sync request failed"),
+            },
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn serve(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+        let topic = match &request {
+            Request::Heads { topic, .. } | Request::Run { topic, .. } => *topic,
+        };
+        let Some(ns) = self.by_topic.get(&topic).copied() else {
+            self.respond(channel, Response::Refused(Refusal::NotShared));
+            return;
+        };
+        let job = self.worker.try_run(move |store| match request {
+            Request::Heads { after, .. } => match store.feeds(&ns) {
+                Ok(feeds) => {
+                    let mut heads: Vec<WireHead> = feeds
+                        .iter()
+                        .filter(|f| after.is_none_or(|after| f.head.author > after))
+                        .map(|f| WireHead::from_head(&f.head))
+                        .collect();
+                    let more = heads.len() > HEADS_PER_RESPONSE;
+                    heads.truncate(HEADS_PER_RESPONSE);
+                    Response::Heads { heads, more }
+                }
+                Err(e) => {
+                    warn!(error = %e, "reading heads to serve");
+                    Response::Refused(Refusal::Internal)
+                }
+            },
+            Request::Run {
+                author,
+                start,
+                max_entries,
+                ..
+            } => {
+                let max = max_entries.min(RUN_ENTRIES) as usize;
+                match store.read_run(&ns, &author, start, max, RUN_BYTES) {
+                    Ok(run) => Response::Run(run.map(WireRun::from_run)),
+                    Err(e) => {
+                        warn!(error = %e, "reading a run to serve");
+                        Response::Refused(Refusal::Internal)
+                    }
+                }
+            }
+        });
+        match job {
+            Ok(result) => self.jobs.push(
+                async move {
+                    match result.await {
+                        Ok(response) => Done::Serve { channel, response },
+                        Err(_) => Done::Lost,
+                    }
+                }
+                .boxed(),
+            ),
+            Err(_) => {
+                debug!(%peer, "store busy; refusing a sync request");
+                self.respond(channel, Response::Refused(Refusal::Busy));
+            }
+        }
+    }
+
+    fn respond(&mut self, channel: ResponseChannel<Response>, response: Response) {
+        // Fails only when the peer has gone or the request timed out.
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_response(channel, response);
+    }
+
+    fn on_response(&mut self, peer: PeerId, id: OutboundRequestId, response: Response) {
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        match (pending, response) {
+            (Pending::Heads { ns, .. }, Response::Heads { heads, more }) => {
+                if heads.len() > HEADS_PER_RESPONSE {
+                    self.penalize(peer, &"more heads than a response may carry");
+                    return;
+                }
+                let last = heads.last().map(|h| h.author);
+                for head in heads {
+                    let head = head.into_head(ns);
+                    if head.author == self.worker.facts().author {
+                        continue;
+                    }
+                    if let Err(e) = head.verify() {
+                        self.penalize(peer, &format!("head of {}: {e}", head.author));
+                        return;
+                    }
+                    self.syncer.advertised(peer, (ns, head.author), head.length);
+                }
+                if more && let Some(last) = last {
+                    self.ask_heads_page(peer, ns, Some(last));
+                } else {
+                    self.head_exchanges += 1;
+                }
+            }
+            (Pending::Run { feed, start, .. }, Response::Run(run)) => {
+                let Some(run) = run else {
+                    self.syncer.received(&peer, feed, start, 0);
+                    return;
+                };
+                let entries = run.entries.len() as u64;
+                let fits = run.start == start
+                    && run.head.author == feed.1
+                    && entries <= u64::from(RUN_ENTRIES);
+                if !fits || !self.syncer.received(&peer, feed, start, entries) {
+                    self.syncer.failed(&peer, feed);
+                    self.penalize(
+                        peer,
+                        &format!(
+                            "sent a run it was not asked for (asked from {start}, got {} from {})",
+                            entries, run.start
+                        ),
+                    );
+                    return;
+                }
+                self.ingest(feed, run.into_run(feed.0), Source::Sync(peer));
+            }
+            (Pending::Run { feed, .. }, Response::Refused(reason)) => {
+                debug!(%peer, ?reason, "run refused");
+                self.syncer.failed(&peer, feed);
+            }
+            (Pending::Heads { .. }, Response::Refused(reason)) => {
+                debug!(%peer, ?reason, "heads refused");
+            }
+            (pending, _) => {
+                if let Pending::Run { feed, .. } = pending {
+                    self.syncer.failed(&peer, feed);
+                }
+                self.penalize(peer, &"answered with the wrong kind of response");
+            }
+        }
+    }
+
+    fn ingest(&mut self, feed: FeedId, run: Run, from: Source) {
+        let job = self.worker.try_run(move |store| {
+            let result = store.ingest(&run);
+            if let Ok(Ingested::Gap { .. } | Ingested::AlreadyHeld) = &result {
+                // Nothing was verified: check the head before believing or forwarding it.
+                if let Err(e) = run.head.verify() {
+                    return (Err(IngestError::Invalid(Invalid::Proof(e))), 0);
+                }
+            }
+            let held = store
+                .feeds(&run.head.namespace)
+                .ok()
+                .and_then(|feeds| feeds.into_iter().find(|f| f.head.author == run.head.author))
+                .map_or(0, |f| f.held);
+            (result, held)
+        });
+        match job {
+            Ok(result) => self.jobs.push(
+                async move {
+                    match result.await {
+                        Ok((result, held)) => Done::Ingested {
+                            feed,
+                            from,
+                            result,
+                            held,
+                        },
+                        Err(_) => Done::Lost,
+                    }
+                }
+                .boxed(),
+            ),
+            Err(_) => {
+                debug!("store busy; dropping a run to ask for it again");
+                if let Source::Sync(_) = from {
+                    self.syncer.ingested(feed, 0, false);
+                } else if let Source::Gossip { peer, id, .. } = from {
+                    self.report(&id, &peer, MessageAcceptance::Ignore);
+                }
+            }
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Serve { channel, response } => self.respond(channel, response),
+            Done::Ingested {
+                feed,
+                from,
+                result,
+                held,
+            } => {
+                let ok = matches!(
+                    result,
+                    Ok(Ingested::Appended { .. } | Ingested::AlreadyHeld)
+                );
+                if let Source::Sync(_) = from {
+                    self.syncer.ingested(feed, held, ok);
+                } else {
+                    self.syncer.set_held(feed, held);
+                }
+                let peer = from.peer();
+                match (&result, &from) {
+                    (Err(IngestError::Invalid(invalid)), _) => {
+                        if let Source::Gossip { id, peer, .. } = &from {
+                            self.report(id, peer, MessageAcceptance::Reject);
+                        }
+                        self.penalize(peer, invalid);
+                    }
+                    (Err(e), _) => {
+                        warn!(error = %e, "ingest failed");
+                        if let Source::Gossip { id, peer, .. } = &from {
+                            self.report(id, peer, MessageAcceptance::Ignore);
+                        }
+                    }
+                    (
+                        Ok(outcome),
+                        Source::Gossip {
+                            id,
+                            peer,
+                            head_length,
+                        },
+                    ) => {
+                        self.report(id, peer, MessageAcceptance::Accept);
+                        if let Ingested::Gap { .. } = outcome {
+                            self.syncer.advertised(*peer, feed, *head_length);
+                        }
+                    }
+                    (Ok(Ingested::Appended { added, held }), Source::Sync(_)) => {
+                        debug!(%peer, added, held, "caught up a run");
+                    }
+                    (Ok(_), Source::Sync(_)) => {}
+                }
+            }
+            Done::Lost => {}
+        }
+    }
+
+    fn report(&mut self, id: &MessageId, peer: &PeerId, acceptance: MessageAcceptance) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, peer, acceptance);
+    }
+
+    fn on_gossip(&mut self, peer: PeerId, id: MessageId, message: gossipsub::Message) {
+        let Some(ns) = self.topics.get(&message.topic).copied() else {
+            self.report(&id, &peer, MessageAcceptance::Reject);
+            self.penalize(peer, &"gossip on a namespace this node does not hold");
+            return;
+        };
+        let push: WireRun = match wire::decode(&message.data, MAX_PUSH) {
+            Ok(push) => push,
+            Err(e) => {
+                self.report(&id, &peer, MessageAcceptance::Reject);
+                self.penalize(peer, &format!("unreadable gossip: {e}"));
+                return;
+            }
+        };
+        let run = push.into_run(ns);
+        let feed = (ns, run.head.author);
+        if run.head.author == self.worker.facts().author {
+            self.report(&id, &peer, MessageAcceptance::Ignore);
+            return;
+        }
+        let head_length = run.head.length;
+        self.ingest(
+            feed,
+            run,
+            Source::Gossip {
+                peer,
+                id,
+                head_length,
+            },
+        );
+    }
+}

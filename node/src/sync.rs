@@ -1,0 +1,326 @@
+//! The catch-up state machine: which runs to ask which peer for, knowing nothing of libp2p.
+//!
+//! The node feeds it what it learns (the held length of each local feed, the heads peers
+//! advertise, runs received and how their ingest went) and asks it for the next requests.
+//! Per feed it keeps one request in flight and at most [`MAX_QUEUED_PER_FEED`] runs received
+//! but not yet ingested, so fetching the next run overlaps ingesting the last; across feeds it
+//! caps requests plus queued runs at [`MAX_OUTSTANDING`]. That bounds the memory catch-up can
+//! take to about `MAX_OUTSTANDING` runs, whatever the feed sizes.
+//!
+//! It is generic over the peer type so that tests and simulations can use plain numbers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use weft_storage::{AuthorId, NamespaceId};
+
+/// Runs requested or awaiting ingest, across all feeds.
+pub const MAX_OUTSTANDING: usize = 16;
+
+/// Runs of one feed received but not yet ingested.
+pub const MAX_QUEUED_PER_FEED: usize = 2;
+
+/// A feed: an author's log in a namespace.
+pub type FeedId = (NamespaceId, AuthorId);
+
+/// A run to ask for.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Want<P> {
+    /// Who to ask.
+    pub peer: P,
+    /// Which feed.
+    pub feed: FeedId,
+    /// From which entry.
+    pub start: u64,
+}
+
+#[derive(Debug)]
+struct FeedState<P> {
+    /// Entries stored locally.
+    held: u64,
+    /// Where the next request starts: past `held` by the runs received and queued.
+    next: u64,
+    /// Runs received and not yet ingested.
+    queued: usize,
+    /// The peer asked, when a request is in flight.
+    asked: Option<P>,
+    /// The length each peer last advertised.
+    remote: HashMap<P, u64>,
+}
+
+impl<P> FeedState<P> {
+    fn new(held: u64) -> Self {
+        FeedState {
+            held,
+            next: held,
+            queued: 0,
+            asked: None,
+            remote: HashMap::new(),
+        }
+    }
+
+    fn best(&self) -> u64 {
+        self.remote.values().copied().max().unwrap_or(0)
+    }
+}
+
+/// The catch-up state of every feed of every namespace the node holds.
+#[derive(Debug)]
+pub struct Syncer<P> {
+    feeds: BTreeMap<FeedId, FeedState<P>>,
+    outstanding: usize,
+}
+
+impl<P> Default for Syncer<P> {
+    fn default() -> Self {
+        Syncer {
+            feeds: BTreeMap::new(),
+            outstanding: 0,
+        }
+    }
+}
+
+/// How a feed stands, for status displays.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FeedProgress {
+    /// Entries stored locally.
+    pub held: u64,
+    /// The longest length any connected peer advertised.
+    pub best_remote: u64,
+}
+
+impl<P: Clone + Eq + Hash> Syncer<P> {
+    /// Records how many entries of a feed are stored, as the store reports after an ingest or
+    /// a local write.
+    pub fn set_held(&mut self, feed: FeedId, held: u64) {
+        let state = self
+            .feeds
+            .entry(feed)
+            .or_insert_with(|| FeedState::new(held));
+        state.held = state.held.max(held);
+        state.next = state.next.max(state.held);
+    }
+
+    /// Records that `peer` holds `length` entries of `feed`.
+    pub fn advertised(&mut self, peer: P, feed: FeedId, length: u64) {
+        let state = self.feeds.entry(feed).or_insert_with(|| FeedState::new(0));
+        let known = state.remote.entry(peer).or_insert(0);
+        *known = (*known).max(length);
+    }
+
+    /// Forgets what `peer` advertised and any request to it, as when it disconnects.
+    pub fn peer_gone(&mut self, peer: &P) {
+        for state in self.feeds.values_mut() {
+            state.remote.remove(peer);
+            if state.asked.as_ref() == Some(peer) {
+                state.asked = None;
+                self.outstanding -= 1;
+            }
+        }
+    }
+
+    /// The requests to send now. Each is in flight until [`Syncer::received`] or
+    /// [`Syncer::failed`] is called for it.
+    pub fn wants(&mut self) -> Vec<Want<P>> {
+        let mut out = Vec::new();
+        for (feed, state) in &mut self.feeds {
+            if self.outstanding >= MAX_OUTSTANDING {
+                break;
+            }
+            if state.asked.is_some() || state.queued >= MAX_QUEUED_PER_FEED {
+                continue;
+            }
+            // Ask whoever has the most; ties go to any of them.
+            let Some((peer, length)) = state
+                .remote
+                .iter()
+                .max_by_key(|(_, length)| **length)
+                .map(|(peer, length)| (peer.clone(), *length))
+            else {
+                continue;
+            };
+            if length <= state.next {
+                continue;
+            }
+            state.asked = Some(peer.clone());
+            self.outstanding += 1;
+            out.push(Want {
+                peer,
+                feed: *feed,
+                start: state.next,
+            });
+        }
+        out
+    }
+
+    /// A run of `entries` entries from `start` arrived for the request to `peer`; it is queued
+    /// for ingest, which must report through [`Syncer::ingested`]. Returns false, changing
+    /// nothing, when no such request is in flight: the peer sent a run it was never asked for.
+    pub fn received(&mut self, peer: &P, feed: FeedId, start: u64, entries: u64) -> bool {
+        let Some(state) = self.feeds.get_mut(&feed) else {
+            return false;
+        };
+        if state.asked.as_ref() != Some(peer) || start != state.next {
+            return false;
+        }
+        state.asked = None;
+        if entries == 0 {
+            // The peer holds less than it said: stop asking it until it advertises again.
+            state.remote.remove(peer);
+            self.outstanding -= 1;
+            return true;
+        }
+        state.next = start + entries;
+        state.queued += 1;
+        true
+    }
+
+    /// The request to `peer` for `feed` failed or was refused; it may be asked again.
+    pub fn failed(&mut self, peer: &P, feed: FeedId) {
+        if let Some(state) = self.feeds.get_mut(&feed)
+            && state.asked.as_ref() == Some(peer)
+        {
+            state.asked = None;
+            self.outstanding -= 1;
+        }
+    }
+
+    /// A queued run of `feed` was ingested, leaving `held` entries stored; `ok` is false when
+    /// it was refused or the store failed, so later queued runs will not fit and the next
+    /// request restarts from `held`.
+    pub fn ingested(&mut self, feed: FeedId, held: u64, ok: bool) {
+        let Some(state) = self.feeds.get_mut(&feed) else {
+            return;
+        };
+        if state.queued > 0 {
+            state.queued -= 1;
+            self.outstanding -= 1;
+        }
+        state.held = state.held.max(held);
+        if !ok || state.next < state.held {
+            state.next = state.held;
+        }
+    }
+
+    /// Every feed's held and best-known remote length.
+    pub fn progress(&self) -> impl Iterator<Item = (&FeedId, FeedProgress)> {
+        self.feeds.iter().map(|(feed, state)| {
+            (
+                feed,
+                FeedProgress {
+                    held: state.held,
+                    best_remote: state.best(),
+                },
+            )
+        })
+    }
+
+    /// Whether any request is in flight or run awaits ingest.
+    pub fn busy(&self) -> bool {
+        self.outstanding > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(n: u8) -> FeedId {
+        (NamespaceId([1; 32]), AuthorId([n; 32]))
+    }
+
+    #[test]
+    fn asks_the_peer_ahead_and_pipelines_one_run_past_ingest() {
+        let mut syncer = Syncer::default();
+        syncer.set_held(feed(1), 10);
+        syncer.advertised(7u32, feed(1), 5);
+        assert!(syncer.wants().is_empty(), "the peer is behind");
+        syncer.advertised(8u32, feed(1), 100);
+        let wants = syncer.wants();
+        assert_eq!(
+            wants,
+            vec![Want {
+                peer: 8,
+                feed: feed(1),
+                start: 10
+            }]
+        );
+        assert!(syncer.wants().is_empty(), "one request per feed at a time");
+
+        assert!(syncer.received(&8, feed(1), 10, 30));
+        // The next request goes out before the first run is ingested.
+        assert_eq!(syncer.wants()[0].start, 40);
+        assert!(syncer.received(&8, feed(1), 40, 30));
+        assert!(
+            syncer.wants().is_empty(),
+            "no more than {MAX_QUEUED_PER_FEED} runs wait for ingest"
+        );
+        syncer.ingested(feed(1), 40, true);
+        assert_eq!(syncer.wants()[0].start, 70);
+        syncer.ingested(feed(1), 70, true);
+        assert!(syncer.received(&8, feed(1), 70, 30));
+        syncer.ingested(feed(1), 100, true);
+        assert!(syncer.wants().is_empty());
+        assert!(!syncer.busy());
+        let progress: Vec<_> = syncer.progress().map(|(_, p)| p).collect();
+        assert_eq!(
+            progress,
+            vec![FeedProgress {
+                held: 100,
+                best_remote: 100
+            }]
+        );
+    }
+
+    #[test]
+    fn unasked_runs_are_refused_and_failed_ingest_restarts_from_held() {
+        let mut syncer = Syncer::default();
+        syncer.advertised(1u32, feed(1), 50);
+        assert!(!syncer.received(&1, feed(1), 0, 10), "nothing was asked");
+        let want = syncer.wants().remove(0);
+        assert!(!syncer.received(&2, feed(1), 0, 10), "asked someone else");
+        assert!(!syncer.received(&1, feed(1), 5, 10), "not the range asked");
+        assert!(syncer.received(&want.peer, feed(1), 0, 10));
+        assert_eq!(syncer.wants()[0].start, 10);
+        assert!(syncer.received(&1, feed(1), 10, 10));
+        syncer.ingested(feed(1), 0, false);
+        syncer.ingested(feed(1), 0, false);
+        assert_eq!(syncer.wants()[0].start, 0);
+    }
+
+    #[test]
+    fn a_gone_peer_frees_its_request_and_another_is_asked() {
+        let mut syncer = Syncer::default();
+        syncer.advertised(1u32, feed(1), 50);
+        syncer.advertised(2u32, feed(1), 40);
+        assert_eq!(syncer.wants()[0].peer, 1);
+        syncer.peer_gone(&1);
+        let wants = syncer.wants();
+        assert_eq!(wants[0].peer, 2);
+        syncer.failed(&2, feed(1));
+        assert_eq!(syncer.wants()[0].peer, 2);
+        // A peer answering with nothing is not asked again until it advertises.
+        assert!(syncer.received(&2, feed(1), 0, 0));
+        assert!(syncer.wants().is_empty());
+        assert!(!syncer.busy());
+    }
+
+    #[test]
+    fn outstanding_runs_are_capped_across_feeds() {
+        let mut syncer = Syncer::default();
+        for n in 0..40 {
+            syncer.advertised(1u32, feed(n), 1000);
+        }
+        let first = syncer.wants();
+        assert_eq!(first.len(), MAX_OUTSTANDING);
+        for want in &first {
+            assert!(syncer.received(&1, want.feed, want.start, 10));
+        }
+        assert!(
+            syncer.wants().is_empty(),
+            "queued runs count against the cap"
+        );
+        syncer.ingested(first[0].feed, 10, true);
+        assert_eq!(syncer.wants().len(), 1);
+    }
+}

@@ -1,0 +1,367 @@
+//! The bytes peers exchange: the catch-up protocol's requests and responses, the gossip push,
+//! and the plain async functions that read and write them with a size cap.
+//!
+//! Every message is one postcard value. On a request-response stream the message is the whole
+//! stream (the writer closes its side after it); gossip carries one message per publication.
+//! The protocol version is in the protocol name ([`SYNC_PROTOCOL`]); a peer speaking another
+//! version is simply not a sync peer. `docs/format.md` lists every field.
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use serde::{Deserialize, Serialize};
+use weft_storage::tree::Hash;
+use weft_storage::{AuthorId, NamespaceId, Run, SignedHead};
+
+/// The catch-up protocol's name and version.
+pub const SYNC_PROTOCOL: &str = "/weft/sync/1";
+
+/// The largest sync message read: a run's byte budget plus room for its framing and proof.
+pub const MAX_MESSAGE: usize = RUN_BYTES + (1 << 20) + 64 * 1024;
+
+/// The entry bytes a run may carry past its first entry. One entry always fits whatever its
+/// size, since an entry is at most a 4 KiB key and a 1 MiB value plus a few bytes.
+pub const RUN_BYTES: usize = 2 << 20;
+
+/// The most entries a run request asks for.
+pub const RUN_ENTRIES: u32 = 8192;
+
+/// The most heads one response carries; a namespace with more authors is paged with `after`.
+pub const HEADS_PER_RESPONSE: usize = 4096;
+
+/// The entry bytes a gossip push carries; past that it carries the head alone and receivers
+/// fetch the entries by catch-up.
+pub const PUSH_BYTES: usize = 64 * 1024;
+
+/// The largest gossip message: a push at its cap plus framing.
+pub const MAX_PUSH: usize = PUSH_BYTES + 4096;
+
+/// A namespace as named on the wire: `blake3("weft/topic/v1" ‖ namespace id)`. Peers that do
+/// not hold a namespace learn nothing of its id from the traffic about it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct Topic(pub [u8; 32]);
+
+impl Topic {
+    /// The topic of `ns`.
+    pub fn of(ns: &NamespaceId) -> Topic {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"weft/topic/v1");
+        hasher.update(ns.as_bytes());
+        Topic(*hasher.finalize().as_bytes())
+    }
+
+    /// The gossipsub topic string: the hash in hex.
+    pub fn gossip_name(&self) -> String {
+        weft_storage::ids::to_hex(&self.0)
+    }
+}
+
+/// A signed head without its namespace, which the topic already names. The signature covers
+/// the namespace, so a head moved to another topic does not verify.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct WireHead {
+    /// The feed's author.
+    pub author: AuthorId,
+    /// Entries in the feed.
+    pub length: u64,
+    /// The feed's merkle root.
+    pub root: Hash,
+    /// The author's signature.
+    #[serde(with = "signature")]
+    pub signature: [u8; 64],
+}
+
+impl WireHead {
+    /// The head as sent.
+    pub fn from_head(head: &SignedHead) -> WireHead {
+        WireHead {
+            author: head.author,
+            length: head.length,
+            root: head.root,
+            signature: head.signature,
+        }
+    }
+
+    /// The head in `ns` (unverified).
+    pub fn into_head(self, ns: NamespaceId) -> SignedHead {
+        SignedHead {
+            namespace: ns,
+            author: self.author,
+            length: self.length,
+            root: self.root,
+            signature: self.signature,
+        }
+    }
+}
+
+/// A run of a feed on the wire.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct WireRun {
+    /// The head it is proven against.
+    pub head: WireHead,
+    /// Its first entry's index.
+    pub start: u64,
+    /// The encoded entries.
+    pub entries: Vec<Vec<u8>>,
+    /// The extension nodes from the run's end to the head.
+    pub extension: Vec<Hash>,
+}
+
+impl WireRun {
+    /// The run as sent.
+    pub fn from_run(run: Run) -> WireRun {
+        WireRun {
+            head: WireHead::from_head(&run.head),
+            start: run.start,
+            entries: run.entries,
+            extension: run.extension,
+        }
+    }
+
+    /// The run in `ns` (unverified).
+    pub fn into_run(self, ns: NamespaceId) -> Run {
+        Run {
+            head: self.head.into_head(ns),
+            start: self.start,
+            entries: self.entries,
+            extension: self.extension,
+        }
+    }
+}
+
+/// A catch-up request.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Every feed head the peer holds in a namespace, by author order after `after`.
+    Heads {
+        /// The namespace.
+        topic: Topic,
+        /// Page after this author.
+        after: Option<AuthorId>,
+    },
+    /// Entries of a feed from `start`, at most `max_entries` (and [`RUN_BYTES`]).
+    Run {
+        /// The namespace.
+        topic: Topic,
+        /// The feed's author.
+        author: AuthorId,
+        /// The first entry wanted.
+        start: u64,
+        /// At most this many.
+        max_entries: u32,
+    },
+}
+
+/// A catch-up response.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Heads of a namespace; `more` when another page follows.
+    Heads {
+        /// Up to [`HEADS_PER_RESPONSE`] heads, in author order.
+        heads: Vec<WireHead>,
+        /// Whether there are more after the last.
+        more: bool,
+    },
+    /// A run, or `None` when nothing from the start asked for is held.
+    Run(Option<WireRun>),
+    /// The request was not served.
+    Refused(Refusal),
+}
+
+/// Why a request was not served: what a peer learns, rather than our error text.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Refusal {
+    /// This node does not hold the namespace.
+    NotShared,
+    /// This node is too busy; ask again later.
+    Busy,
+    /// This node failed to read its store.
+    Internal,
+}
+
+/// A gossip publication: a feed's new head and, when they fit [`PUSH_BYTES`], the entries
+/// from `start` up to it.
+pub type Push = WireRun;
+
+/// Why a message could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// More bytes than the cap.
+    #[error("message over {max} bytes")]
+    TooLarge {
+        /// The cap.
+        max: usize,
+    },
+    /// Bytes that are not a message.
+    #[error("malformed message: {0}")]
+    Malformed(#[from] postcard::Error),
+    /// The stream failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<WireError> for std::io::Error {
+    fn from(error: WireError) -> Self {
+        match error {
+            WireError::Io(e) => e,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidData, other),
+        }
+    }
+}
+
+/// Decodes one message from `bytes`, which must hold nothing else.
+///
+/// # Errors
+/// [`WireError::TooLarge`] past `max`, [`WireError::Malformed`] when the bytes are not one `T`.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Result<T, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::TooLarge { max });
+    }
+    let (value, rest) = postcard::take_from_bytes(bytes)?;
+    if !rest.is_empty() {
+        return Err(WireError::Malformed(
+            postcard::Error::DeserializeBadEncoding,
+        ));
+    }
+    Ok(value)
+}
+
+/// Encodes one message.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    postcard::to_allocvec(message).expect("wire messages always encode")
+}
+
+/// Reads a whole stream as one message of at most `max` bytes, never buffering more than
+/// `max + 1`.
+///
+/// Cancel safety: not cancel safe; a cancelled read loses the bytes read so far.
+///
+/// # Errors
+/// As [`decode`], and stream failures.
+pub async fn read_message<T, R>(io: &mut R, max: usize) -> Result<T, WireError>
+where
+    T: for<'de> Deserialize<'de>,
+    R: AsyncRead + Unpin,
+{
+    let mut bytes = Vec::new();
+    io.take(max as u64 + 1).read_to_end(&mut bytes).await?;
+    decode(&bytes, max)
+}
+
+/// Writes one message and closes the writing side.
+///
+/// Cancel safety: not cancel safe; a cancelled write leaves a truncated message.
+///
+/// # Errors
+/// Stream failures.
+pub async fn write_message<T, W>(io: &mut W, message: &T) -> Result<(), WireError>
+where
+    T: Serialize,
+    W: AsyncWrite + Unpin,
+{
+    io.write_all(&encode(message)).await?;
+    io.close().await?;
+    Ok(())
+}
+
+mod signature {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 64], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 64], D::Error> {
+        let bytes: &[u8] = Deserialize::deserialize(deserializer)?;
+        bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::invalid_length(bytes.len(), &"64 bytes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> WireRun {
+        WireRun {
+            head: WireHead {
+                author: AuthorId([1; 32]),
+                length: 5,
+                root: [2; 32],
+                signature: [3; 64],
+            },
+            start: 2,
+            entries: vec![vec![4; 130], vec![5; 130], vec![6; 130]],
+            extension: vec![[7; 32]],
+        }
+    }
+
+    #[test]
+    fn messages_round_trip_through_a_stream() {
+        let messages = [
+            Response::Run(Some(run())),
+            Response::Heads {
+                heads: vec![run().head],
+                more: true,
+            },
+            Response::Refused(Refusal::Busy),
+            Response::Run(None),
+        ];
+        for message in messages {
+            let mut sent = Vec::new();
+            futures::executor::block_on(write_message(&mut sent, &message)).expect("write");
+            let mut stream = futures::io::Cursor::new(sent);
+            let read: Response =
+                futures::executor::block_on(read_message(&mut stream, MAX_MESSAGE)).expect("read");
+            assert_eq!(read, message);
+        }
+    }
+
+    #[test]
+    fn entries_cost_a_length_byte_or_two_on_the_wire() {
+        let message = Response::Run(Some(run()));
+        let bytes = encode(&message);
+        let payload = 3 * 130 + 32 + 32 + 32 + 64;
+        assert!(
+            bytes.len() <= payload + 16,
+            "{} bytes for {payload} of payload",
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn garbage_truncation_trailing_bytes_and_oversize_are_refused() {
+        let good = encode(&Response::Run(Some(run())));
+        assert!(matches!(
+            decode::<Response>(&[0xff, 0x13, 0x00], MAX_MESSAGE),
+            Err(WireError::Malformed(_))
+        ));
+        for cut in 0..good.len() {
+            assert!(
+                decode::<Response>(&good[..cut], MAX_MESSAGE).is_err(),
+                "cut {cut}"
+            );
+        }
+        let mut long = good.clone();
+        long.push(0);
+        assert!(decode::<Response>(&long, MAX_MESSAGE).is_err());
+        assert!(matches!(
+            decode::<Response>(&good, 10),
+            Err(WireError::TooLarge { max: 10 })
+        ));
+        let huge = vec![0u8; 100];
+        let mut stream = futures::io::Cursor::new(huge);
+        let read = futures::executor::block_on(read_message::<Response, _>(&mut stream, 50));
+        assert!(matches!(read, Err(WireError::TooLarge { max: 50 })));
+    }
+
+    #[test]
+    fn topics_hide_the_namespace_id() {
+        let ns = NamespaceId([9; 32]);
+        let topic = Topic::of(&ns);
+        assert_ne!(topic.0, ns.0);
+        assert_eq!(topic, Topic::of(&ns));
+        assert_ne!(topic, Topic::of(&NamespaceId([8; 32])));
+        assert!(!topic.gossip_name().contains(&ns.to_string()));
+    }
+}

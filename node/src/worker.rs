@@ -1,0 +1,110 @@
+//! The store's own thread: redb calls block, so they run there, one at a time, in the order
+//! they were sent, behind a bounded queue.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+
+use tokio::sync::{mpsc, oneshot};
+use weft_storage::{AuthorId, NamespaceId, Store};
+
+/// Jobs queued for the store thread before senders wait (or, with [`StoreWorker::try_run`],
+/// get [`Busy`]).
+const QUEUE: usize = 64;
+
+type Job = Box<dyn FnOnce(&Store) + Send>;
+
+/// A cloneable handle to the store thread. The thread ends, closing the store, once every
+/// handle is dropped and the queued jobs are done.
+#[derive(Clone)]
+pub struct StoreWorker {
+    jobs: mpsc::Sender<Job>,
+    facts: Arc<Facts>,
+}
+
+/// What never changes while a store is open, readable without a trip to its thread.
+#[derive(Debug)]
+pub struct Facts {
+    /// The data dir.
+    pub dir: PathBuf,
+    /// The local author.
+    pub author: AuthorId,
+    /// The default namespace.
+    pub default_namespace: NamespaceId,
+}
+
+/// The store thread's queue is full.
+#[derive(Debug, thiserror::Error)]
+#[error("the store is busy")]
+pub struct Busy;
+
+/// The store thread has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the store has shut down")]
+pub struct Closed;
+
+impl StoreWorker {
+    /// Starts the thread; the returned handle joins it.
+    pub fn spawn(store: Store) -> (StoreWorker, thread::JoinHandle<()>) {
+        let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
+        let facts = Arc::new(Facts {
+            dir: store.dir().to_owned(),
+            author: store.author(),
+            default_namespace: store.default_namespace(),
+        });
+        // The thread owns the store: when it ends, the database is closed.
+        let thread = thread::Builder::new()
+            .name("weft-store".into())
+            .spawn(move || {
+                while let Some(job) = queue.blocking_recv() {
+                    job(&store);
+                }
+            })
+            .expect("the OS can start a thread");
+        (StoreWorker { jobs, facts }, thread)
+    }
+
+    /// Facts fixed at open.
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+
+    /// Runs `job` on the store thread, waiting for room in the queue.
+    ///
+    /// Cancel safety: cancelling before the job is queued drops it; after, the job still runs
+    /// and its result is dropped.
+    ///
+    /// # Errors
+    /// [`Closed`] when the thread has stopped.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Result<T, Closed> {
+        let (reply, result) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |store| {
+                let _ = reply.send(job(store));
+            }))
+            .await
+            .map_err(|_| Closed)?;
+        result.await.map_err(|_| Closed)
+    }
+
+    /// Queues `job` without waiting; its result arrives on the returned receiver. For the
+    /// swarm's task, which must never wait on the store.
+    ///
+    /// # Errors
+    /// [`Busy`] when the queue is full (or the thread has stopped).
+    pub fn try_run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Result<oneshot::Receiver<T>, Busy> {
+        let (reply, result) = oneshot::channel();
+        self.jobs
+            .try_send(Box::new(move |store| {
+                let _ = reply.send(job(store));
+            }))
+            .map_err(|_| Busy)?;
+        Ok(result)
+    }
+}
