@@ -26,7 +26,39 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the replica: an author identity and a default namespace. Prints the namespace id
-    Init,
+    Init {
+        /// Replicate the namespace of a ticket from another device (`weft ticket` prints one)
+        /// instead of creating one; its peers become this replica's bootstrap peers
+        #[arg(long, value_name = "TICKET")]
+        join: Option<String>,
+    },
+    /// Run the node in the foreground: sync with peers and serve the local API (log level from
+    /// RUST_LOG, default info). Ctrl-C or SIGTERM stops it cleanly
+    Node {
+        /// Listen on this address (repeatable) [default: /ip4/0.0.0.0/tcp/4919 and
+        /// /ip4/0.0.0.0/udp/4919/quic-v1, or any free port when 4919 is taken]
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<weft_node::Multiaddr>,
+        /// Dial this peer at start and whenever it is not connected (repeatable); added to the
+        /// `peers` of the config file
+        #[arg(long, value_name = "MULTIADDR")]
+        peer: Vec<weft_node::Multiaddr>,
+        /// Do not look for peers on the local network with mDNS
+        #[arg(long)]
+        no_mdns: bool,
+    },
+    /// Print a ticket: the default namespace and this node's addresses, for `init --join`
+    Ticket,
+    /// Show the node's peers, and each feed's local and best-known remote length
+    Status,
+    /// List connected peers
+    Peers,
+    /// Wait until the running node has caught up with its peers, showing progress
+    Sync {
+        /// Give up (exit 2) after this many seconds
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
     /// Set KEY to VALUE
     Put {
         /// The key (any bytes the shell can pass)
@@ -154,6 +186,33 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         assert!(parse(&["frobnicate"]).is_err());
         assert!(parse(&["get"]).is_err());
+    }
+
+    #[test]
+    fn node_flags_repeat_and_addresses_are_checked() {
+        let cli = parse(&[
+            "node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--peer",
+            "/ip4/127.0.0.1/tcp/1",
+            "--peer",
+            "/ip4/127.0.0.1/tcp/2",
+            "--no-mdns",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Node { ref listen, ref peer, no_mdns: true } if listen.len() == 1 && peer.len() == 2
+        ));
+        assert!(parse(&["node", "--peer", "localhost:4919"]).is_err());
+        assert!(matches!(
+            parse(&["init", "--join", "weft1abc"])
+                .expect("parses")
+                .command,
+            Command::Init { join: Some(_) }
+        ));
+        assert!(parse(&["sync", "--timeout", "soon"]).is_err());
     }
 
     #[test]

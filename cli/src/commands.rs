@@ -8,9 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
-use weft_storage::{NamespaceId, Options, Store, VersionId, VersionInfo, format_timestamp};
+use weft_storage::{NamespaceId, Op, Options, Store, VersionId, VersionInfo, format_timestamp};
 
 use crate::args::{Cli, Command, Workload};
+use crate::backend::Backend;
 use crate::output::{escape, put_bytes};
 
 /// Exit code for "not found".
@@ -36,8 +37,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = data_dir(cli.data_dir)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    if let Command::Init = cli.command {
-        let store = Store::init(&dir, Options::default())?;
+    if let Command::Init { join } = &cli.command {
+        let store = match join {
+            None => Store::init(&dir, Options::default())?,
+            Some(ticket) => crate::network::join(&dir, ticket)?,
+        };
         let ns = store.default_namespace();
         if json {
             writeln!(
@@ -51,10 +55,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let store = Store::open(&dir, Options::default())?;
+    match cli.command {
+        Command::Node {
+            listen,
+            peer,
+            no_mdns,
+        } => return crate::network::node(&dir, listen, peer, no_mdns),
+        Command::Ticket => return crate::network::ticket(&dir, &mut out),
+        Command::Status => return crate::network::status(&dir, &mut out, json),
+        Command::Peers => return crate::network::peers(&dir, &mut out, json),
+        Command::Sync { timeout } => return crate::network::sync(&dir, timeout),
+        _ => {}
+    }
+    let store = Backend::open(&dir)?;
     let ns = store.default_namespace();
     let code = match cli.command {
-        Command::Init | Command::Bench { .. } => unreachable!("handled above"),
+        Command::Init { .. }
+        | Command::Bench { .. }
+        | Command::Node { .. }
+        | Command::Ticket
+        | Command::Status
+        | Command::Peers
+        | Command::Sync { .. } => unreachable!("handled above"),
         Command::Put { key, value, file } => {
             let value = match (value, file) {
                 (_, Some(path)) => {
@@ -70,8 +92,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (Some(v), None) => v.as_bytes().to_vec(),
                 (None, None) => unreachable!("clap requires a value or --file"),
             };
-            let id = store.put(&ns, key.as_bytes(), &value)?;
-            write_written(&mut out, &id, json)?;
+            let ids = store.write(&ns, vec![(key.as_bytes().to_vec(), Op::Put(value))])?;
+            write_written(&mut out, &ids[0], json)?;
             ExitCode::SUCCESS
         }
         Command::Get { key, all: false } => match store.get(&ns, key.as_bytes())? {
@@ -104,8 +126,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if store.get(&ns, key.as_bytes())?.is_none() {
                 not_found(&key)
             } else {
-                let id = store.delete(&ns, key.as_bytes())?;
-                write_written(&mut out, &id, json)?;
+                let ids = store.write(&ns, vec![(key.as_bytes().to_vec(), Op::Delete)])?;
+                write_written(&mut out, &ids[0], json)?;
                 ExitCode::SUCCESS
             }
         }
@@ -277,7 +299,7 @@ fn write_version(
     }
 }
 
-fn info(out: &mut impl Write, store: &Store, json: bool) -> anyhow::Result<()> {
+fn info(out: &mut impl Write, store: &Backend, json: bool) -> anyhow::Result<()> {
     let info = store.info()?;
     let default: NamespaceId = info.default_namespace;
     if json {

@@ -7,17 +7,23 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value};
-use weft_storage::{NamespaceId, Op, Store};
+use weft_storage::{NamespaceId, Op};
+
+use crate::backend::Backend;
 
 use crate::output::get_bytes;
 
 /// Records per commit (and per signature).
 const BATCH: usize = 1000;
 
+/// Key and value bytes past which a batch is committed early, so that one batch stays well
+/// inside the local API's frame limit whatever the record sizes.
+const BATCH_BYTES: usize = 16 << 20;
+
 /// Imports the JSON lines of `file` (stdin for `None` or `-`) in batches of [`BATCH`]. Every
 /// line is parsed and checked against the limits before anything is written, so a bad line
 /// changes nothing. Returns the number of records imported.
-pub fn import(store: &Store, ns: &NamespaceId, file: Option<PathBuf>) -> anyhow::Result<u64> {
+pub fn import(store: &Backend, ns: &NamespaceId, file: Option<PathBuf>) -> anyhow::Result<u64> {
     // Stdin can be read once only, and the file is read twice: spool it next to the database
     // (same disk, same permissions), where it is removed when dropped.
     let spooled;
@@ -50,11 +56,14 @@ pub fn import(store: &Store, ns: &NamespaceId, file: Option<PathBuf>) -> anyhow:
         ProgressBar::hidden()
     };
     let mut batch = Vec::with_capacity(BATCH);
+    let mut bytes = 0;
     for_each_record(&path, |_, key, value| {
+        bytes += key.len() + value.len();
         batch.push((key, Op::Put(value)));
-        if batch.len() == BATCH {
+        if batch.len() == BATCH || bytes > BATCH_BYTES {
+            progress.inc(batch.len() as u64);
             store.write(ns, std::mem::take(&mut batch))?;
-            progress.inc(BATCH as u64);
+            bytes = 0;
         }
         Ok(())
     })?;

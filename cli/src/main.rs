@@ -1,8 +1,10 @@
 //! The `weft` binary: flags in `args`, work in `commands`; the logic lives in the library crates.
 
 mod args;
+mod backend;
 mod commands;
 mod import;
+mod network;
 mod output;
 
 use std::process::ExitCode;

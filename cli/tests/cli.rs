@@ -445,3 +445,155 @@ fn json_output_is_one_object_per_line() {
         true
     );
 }
+
+/// A `weft node` child process on loopback, stopped (SIGTERM) when dropped.
+struct NodeProcess {
+    child: std::process::Child,
+}
+
+impl NodeProcess {
+    fn start(dir: &Dir) -> NodeProcess {
+        let socket = dir.data.join("node.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .arg("--data-dir")
+            .arg(&dir.data)
+            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .env_remove("WEFT_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn weft node");
+        let started = std::time::Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "weft node did not open its socket within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        NodeProcess { child }
+    }
+
+    fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        self.child.wait().expect("node exits")
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal("-TERM");
+        }
+    }
+}
+
+/// The outputs of every read command, to compare with and without a node.
+fn read_outputs(dir: &Dir) -> Vec<(String, i32, Vec<u8>)> {
+    let commands: [&[&str]; 9] = [
+        &["get", "k1"],
+        &["get", "--all", "k1"],
+        &["get", "missing"],
+        &["ls", "--values"],
+        &["ls", "k", "--limit", "2"],
+        &["history", "k1"],
+        &["--json", "info"],
+        &["export"],
+        &["verify"],
+    ];
+    commands
+        .iter()
+        .map(|args| {
+            let run = dir.weft(*args);
+            (args.join(" "), run.code, run.stdout)
+        })
+        .collect()
+}
+
+#[test]
+fn the_cli_works_through_a_running_node_with_identical_output() {
+    let dir = Dir::initialized();
+    dir.weft(["put", "k1", "one"]).ok();
+    dir.weft(["put", "k1", "two"]).ok();
+    dir.weft(["put", "k2", "x"]).ok();
+    dir.weft(["del", "k2"]).ok();
+    let direct = read_outputs(&dir);
+
+    let mut node = NodeProcess::start(&dir);
+    assert_eq!(
+        read_outputs(&dir),
+        direct,
+        "output through the node differs"
+    );
+    // Writes go through the node too, and the node holds the lock meanwhile.
+    dir.weft(["put", "k3", "three"]).ok();
+    dir.weft_stdin(["import"], b"{\"key\":\"i1\",\"value\":\"v\"}\n")
+        .ok();
+    dir.weft(["del", "missing"]).fails(1, "key not found");
+    dir.weft(["put", "", "v"])
+        .fails(2, "keys must not be empty");
+    dir.weft(["status"]).ok();
+    let through_node = read_outputs(&dir);
+
+    // SIGTERM: a clean stop, every acknowledged write kept.
+    assert!(node.signal("-TERM").success());
+    assert!(!dir.data.join("node.sock").exists(), "socket removed");
+    // The file's size on disk changes when redb closes it; everything else must not.
+    let without_size = |outputs: Vec<(String, i32, Vec<u8>)>| {
+        outputs
+            .into_iter()
+            .filter(|(command, ..)| !command.contains("info"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(without_size(read_outputs(&dir)), without_size(through_node));
+    assert_eq!(dir.weft(["get", "i1"]).ok().stdout, b"v");
+    dir.weft(["status"]).fails(2, "no node is running");
+}
+
+#[test]
+fn two_nodes_replicate_a_put_and_a_killed_node_leaves_no_confusion() {
+    let a = Dir::initialized();
+    let mut a_node = NodeProcess::start(&a);
+    let ticket = a.weft(["ticket"]).ok().text();
+    assert!(ticket.starts_with("weft1"), "{ticket}");
+    let b = Dir::new();
+    b.weft(["init", "--join", ticket.trim()]).ok();
+    b.weft(["init", "--join", ticket.trim()])
+        .fails(2, "already exists");
+    Dir::new()
+        .weft(["init", "--join", "nonsense"])
+        .fails(2, "not a weft ticket");
+    let mut b_node = NodeProcess::start(&b);
+
+    let started = std::time::Instant::now();
+    a.weft(["put", "hello", "world"]).ok();
+    loop {
+        let run = b.weft(["get", "hello"]);
+        if run.code == 0 {
+            assert_eq!(run.stdout, b"world");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the put did not reach the other node in 30 s: {}",
+            run.stderr
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    b.weft(["sync", "--timeout", "30"]).ok();
+    let peers = b.weft(["peers"]).ok().text();
+    assert_eq!(peers.lines().count(), 1, "{peers}");
+
+    // A node killed outright leaves its socket behind; the CLI opens the store directly.
+    b_node.signal("-KILL");
+    assert!(b.data.join("node.sock").exists());
+    assert_eq!(b.weft(["get", "hello"]).ok().stdout, b"world");
+    b.weft(["peers"]).fails(2, "no node is running");
+    // And a new node replaces the stale socket.
+    drop(NodeProcess::start(&b));
+    a_node.signal("-TERM");
+}

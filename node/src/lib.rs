@@ -21,6 +21,7 @@ mod transport;
 pub mod wire;
 mod worker;
 
+pub use libp2p::{Multiaddr, PeerId, multiaddr};
 pub use node::{FeedStatus, Node, NodeError, NodeHandle, PeerStatus, Status};
 pub use transport::WireCounters;
 pub use worker::{Busy, Closed, Facts, StoreWorker};

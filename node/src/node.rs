@@ -1084,9 +1084,10 @@ impl Task {
                         },
                     ) => {
                         self.report(id, peer, MessageAcceptance::Accept);
-                        if let Ingested::Gap { .. } = outcome {
-                            self.syncer.advertised(*peer, feed, *head_length);
-                        }
+                        // The head verified (by ingest, or before a gap was believed): the
+                        // peer holds that much, and a gap is fetched by catch-up.
+                        let _ = outcome;
+                        self.syncer.advertised(*peer, feed, *head_length);
                     }
                     (Ok(Ingested::Appended { added, held }), Source::Sync(_)) => {
                         debug!(%peer, added, held, "caught up a run");

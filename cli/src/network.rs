@@ -1,0 +1,228 @@
+//! The commands about peers: `node`, `ticket`, `init --join`, `status`, `peers`, `sync`.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use weft_node::config::{ConfigFile, NodeConfig, load_identity, peer_id};
+use weft_node::multiaddr::Protocol;
+use weft_node::ticket::Ticket;
+use weft_node::{Multiaddr, Node, Status, api};
+use weft_storage::{Options, Store};
+
+use crate::backend::Backend;
+
+/// `init --join`: a replica of the ticket's namespace, with its peers as bootstrap peers.
+pub fn join(dir: &Path, ticket: &str) -> anyhow::Result<Store> {
+    let ticket: Ticket = ticket.parse()?;
+    let store = Store::init_joined(dir, Options::default(), ticket.namespace)?;
+    ConfigFile {
+        peers: ticket.peers,
+        ..ConfigFile::default()
+    }
+    .save(dir)?;
+    Ok(store)
+}
+
+/// `weft node`: runs until Ctrl-C or SIGTERM.
+pub fn node(
+    dir: &Path,
+    listen: Vec<Multiaddr>,
+    peers: Vec<Multiaddr>,
+    no_mdns: bool,
+) -> anyhow::Result<ExitCode> {
+    if api::Client::connect(dir)?.is_some() {
+        bail!("a node is already running on {}", dir.display());
+    }
+    let config = NodeConfig::resolve(ConfigFile::load(dir)?, listen, peers, no_mdns);
+    let store = Store::open(dir, Options::default())?;
+    let key = load_identity(dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let node = Node::start(store, key, config).await?;
+        let peer = node.handle().peer_id();
+        println!("peer id {peer}");
+        for addr in node.listen_addrs() {
+            println!("listening on {}", addr.clone().with(Protocol::P2p(peer)));
+        }
+        println!(
+            "local API on {}",
+            dir.join(weft_node::config::SOCKET_FILE).display()
+        );
+        let served = api::serve(dir, node.handle(), shutdown_signal()).await;
+        node.shutdown().await;
+        served.context("serving the local API")?;
+        eprintln!("weft: node stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// `weft ticket`: the running node's addresses, or the configured ones.
+pub fn ticket(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let backend = Backend::open(dir)?;
+    let peer = peer_id(dir)?;
+    let addrs: Vec<Multiaddr> = match backend.status()? {
+        Some(status) => status
+            .listen
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect(),
+        None => {
+            let config = NodeConfig::resolve(ConfigFile::load(dir)?, vec![], vec![], false);
+            config.listen
+        }
+    };
+    let (usable, unspecified): (Vec<Multiaddr>, Vec<Multiaddr>) =
+        addrs.into_iter().partition(|a| !is_unspecified(a));
+    if usable.is_empty() {
+        eprintln!(
+            "weft: warning: no reachable address to put in the ticket ({} listen on every interface); run `weft node` and ask again for one with addresses",
+            unspecified.len()
+        );
+    }
+    let ticket = Ticket {
+        namespace: backend.default_namespace(),
+        peers: usable
+            .into_iter()
+            .map(|a| a.with(Protocol::P2p(peer)))
+            .collect(),
+    };
+    writeln!(out, "{ticket}")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+fn running_status(dir: &Path) -> anyhow::Result<Status> {
+    match Backend::open(dir)?.status()? {
+        Some(status) => Ok(status),
+        None => bail!(
+            "no node is running on {}: start one with `weft node`",
+            dir.display()
+        ),
+    }
+}
+
+/// `weft status`.
+pub fn status(dir: &Path, out: &mut impl Write, json: bool) -> anyhow::Result<ExitCode> {
+    let status = running_status(dir)?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&status)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "peer id:   {}", status.peer_id)?;
+    for addr in &status.listen {
+        writeln!(out, "listening: {addr}")?;
+    }
+    writeln!(out, "peers:     {}", status.peers.len())?;
+    for peer in &status.peers {
+        writeln!(out, "  {}", peer.id)?;
+    }
+    writeln!(
+        out,
+        "wire:      {} bytes sent, {} received",
+        status.wire_sent, status.wire_received
+    )?;
+    let state = if status.caught_up() {
+        "caught up"
+    } else if status.head_exchanges == 0 {
+        "waiting for a peer"
+    } else {
+        "syncing"
+    };
+    writeln!(out, "sync:      {state}")?;
+    let mut namespace = None;
+    for feed in &status.feeds {
+        if namespace != Some(feed.namespace) {
+            writeln!(out, "namespace: {}", feed.namespace)?;
+            namespace = Some(feed.namespace);
+        }
+        writeln!(
+            out,
+            "  feed {}: local {} remote {}",
+            feed.author, feed.held, feed.best_remote
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft peers`.
+pub fn peers(dir: &Path, out: &mut impl Write, json: bool) -> anyhow::Result<ExitCode> {
+    let status = running_status(dir)?;
+    for peer in &status.peers {
+        if json {
+            writeln!(out, "{}", json!({"id": peer.id, "addrs": peer.addrs}))?;
+        } else {
+            writeln!(out, "{}", peer.id)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft sync`: waits, with a progress bar on a terminal, until the node has caught up.
+pub fn sync(dir: &Path, timeout: Option<u64>) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(0).with_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} entries, {per_sec}, eta {eta} {msg}",
+            )
+            .expect("the template is valid"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    loop {
+        let status = running_status(dir)?;
+        let held: u64 = status.feeds.iter().map(|f| f.held).sum();
+        let total: u64 = status.feeds.iter().map(|f| f.held.max(f.best_remote)).sum();
+        bar.set_length(total);
+        bar.set_position(held);
+        if status.peers.is_empty() {
+            bar.set_message("(no peers connected)");
+        } else {
+            bar.set_message("");
+        }
+        if status.caught_up() {
+            bar.finish_and_clear();
+            eprintln!("weft: caught up: {held} entries");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(limit) = timeout
+            && started.elapsed() >= Duration::from_secs(limit)
+        {
+            bar.abandon();
+            bail!("not caught up after {limit} s: {held} of {total} entries held");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
