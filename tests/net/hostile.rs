@@ -1,1 +1,403 @@
-//! Hostile peers.
+//! Hand-built hostile peers: each sends one kind of bad data to a real node, which must refuse
+//! it, disconnect the peer, keep it away, and store nothing.
+
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::gossipsub::{self, IdentTopic, MessageId};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, StreamProtocol, Swarm, noise, tcp, yamux};
+use weft_node::wire::{self, MAX_MESSAGE, Request, Response, Topic, WireHead, WireRun};
+use weft_storage::{NamespaceId, Op, Store};
+
+use super::{TestNode, options};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Requests decoded as weft's, responses sent as whatever bytes the scenario chooses.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Request>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Ok(wire::read_message(io, 1024).await?)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let mut bytes = Vec::new();
+        io.read_to_end(&mut bytes).await?;
+        Ok(bytes)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Request,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(wire::write_message(io, &request).await?)
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&bytes).await?;
+        io.close().await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Hostile {
+    sync: request_response::Behaviour<RawCodec>,
+    gossipsub: gossipsub::Behaviour,
+}
+
+fn hostile_swarm() -> Swarm<Hostile> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|_| {
+            let config = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Anonymous)
+                .message_id_fn(|m| MessageId::from(blake3::hash(&m.data).as_bytes().to_vec()))
+                .build()
+                .expect("gossip config");
+            Hostile {
+                sync: request_response::Behaviour::new(
+                    [(
+                        StreamProtocol::new(wire::SYNC_PROTOCOL),
+                        ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default(),
+                ),
+                gossipsub: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Anonymous,
+                    config,
+                )
+                .expect("gossipsub"),
+            }
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// What the hostile peer does.
+struct Scenario {
+    /// The bytes it answers a request with.
+    answer: Box<dyn FnMut(&Request) -> Vec<u8> + Send>,
+    /// Bytes it publishes on the namespace's topic once the victim subscribes.
+    gossip: Option<Vec<u8>>,
+}
+
+/// A store holding 20 entries of a namespace, as an honest author would.
+fn origin(root: &std::path::Path, name: &str) -> Store {
+    let store = Store::init(&root.join(name), options()).expect("init");
+    let ns = store.default_namespace();
+    for batch in 0..4 {
+        let ops = (0..5)
+            .map(|i| {
+                (
+                    format!("k{batch}{i}").into_bytes(),
+                    Op::Put(vec![batch; 10]),
+                )
+            })
+            .collect();
+        store.write(&ns, ops).expect("write");
+    }
+    store
+}
+
+/// Runs the scenario against a fresh node replicating `ns`, and checks that the node cuts the
+/// hostile peer off, refuses it when it comes back, and stored nothing.
+async fn expect_cut_off(root: &std::path::Path, ns: NamespaceId, mut scenario: Scenario) {
+    let victim_dir = root.join("victim");
+    Store::init_joined(&victim_dir, options(), ns).expect("join");
+    let mut hostile = hostile_swarm();
+    hostile
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+        .expect("listen");
+    let hostile_addr: Multiaddr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = hostile.select_next_some().await {
+            break address.with(libp2p::multiaddr::Protocol::P2p(*hostile.local_peer_id()));
+        }
+    };
+    let topic = IdentTopic::new(Topic::of(&ns).gossip_name());
+    hostile
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .expect("subscribe");
+    let victim = TestNode::start(&victim_dir, vec![hostile_addr]).await;
+    let victim_peer = victim.handle.peer_id();
+
+    let cut_off = tokio::time::timeout(LIMIT, async {
+        let mut connections = 0;
+        loop {
+            match hostile.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => connections += 1,
+                SwarmEvent::ConnectionClosed {
+                    num_established: 0, ..
+                } => return connections,
+                SwarmEvent::Behaviour(HostileEvent::Sync(request_response::Event::Message {
+                    message:
+                        request_response::Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                })) => {
+                    let bytes = (scenario.answer)(&request);
+                    let _ = hostile.behaviour_mut().sync.send_response(channel, bytes);
+                }
+                SwarmEvent::Behaviour(HostileEvent::Gossipsub(gossipsub::Event::Subscribed {
+                    ..
+                })) => {
+                    if let Some(bytes) = scenario.gossip.take() {
+                        hostile
+                            .behaviour_mut()
+                            .gossipsub
+                            .publish(topic.clone(), bytes)
+                            .expect("publish to the subscribed victim");
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(cut_off, Ok(n) if n >= 1),
+        "the node did not disconnect the hostile peer within {LIMIT:?}"
+    );
+
+    // Coming back does not help: the node drops the connection at once.
+    let back = tokio::time::timeout(LIMIT, async {
+        hostile.dial(victim.addr()).expect("dial the victim");
+        loop {
+            if let SwarmEvent::ConnectionClosed { peer_id, .. } = hostile.select_next_some().await
+                && peer_id == victim_peer
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(back.is_ok(), "the node let a banned peer back in");
+
+    let status = victim.status().await;
+    assert!(
+        status.feeds.iter().all(|f| f.held == 0),
+        "the node stored bad data: {:?}",
+        status.feeds
+    );
+    let feeds = victim
+        .handle
+        .worker()
+        .run(move |store| store.feeds(&ns))
+        .await
+        .expect("store")
+        .expect("feeds");
+    assert!(feeds.is_empty(), "a feed record was written: {feeds:?}");
+    victim.stop().await;
+}
+
+fn heads_of(store: &Store) -> Vec<u8> {
+    let heads = store
+        .feeds(&store.default_namespace())
+        .expect("feeds")
+        .iter()
+        .map(|f| WireHead::from_head(&f.head))
+        .collect();
+    wire::encode(&Response::Heads { heads, more: false })
+}
+
+fn run_of(store: &Store, start: u64) -> WireRun {
+    let run = store
+        .read_run(
+            &store.default_namespace(),
+            &store.author(),
+            start,
+            100,
+            usize::MAX,
+        )
+        .expect("read")
+        .expect("held");
+    WireRun::from_run(run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_bytes_cut_a_peer_off() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let ns = origin(root.path(), "origin").default_namespace();
+    let scenario = Scenario {
+        answer: Box::new(|_| b"\xff\xfe\x00 this is not postcard".to_vec()),
+        gossip: None,
+    };
+    expect_cut_off(root.path(), ns, scenario).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_head_signature_cuts_a_peer_off() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let origin = origin(root.path(), "origin");
+    let mut head =
+        WireHead::from_head(&origin.feeds(&origin.default_namespace()).expect("feeds")[0].head);
+    head.length += 100;
+    let forged = wire::encode(&Response::Heads {
+        heads: vec![head],
+        more: false,
+    });
+    let scenario = Scenario {
+        answer: Box::new(move |_| forged.clone()),
+        gossip: None,
+    };
+    expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_proof_cuts_a_peer_off() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let origin = origin(root.path(), "origin");
+    let heads = heads_of(&origin);
+    let mut run = run_of(&origin, 0);
+    run.entries[3][4] ^= 1;
+    let bad = wire::encode(&Response::Run(Some(run)));
+    let scenario = Scenario {
+        answer: Box::new(move |request| match request {
+            Request::Heads { .. } => heads.clone(),
+            Request::Run { .. } => bad.clone(),
+        }),
+        gossip: None,
+    };
+    expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_of_a_namespace_the_node_does_not_hold_cut_a_peer_off() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let ns = origin(root.path(), "origin").default_namespace();
+    // Validly signed, but for another namespace, pushed on this one's topic.
+    let foreign = origin(root.path(), "foreign");
+    let push = wire::encode(&run_of(&foreign, 0));
+    let empty = wire::encode(&Response::Heads {
+        heads: vec![],
+        more: false,
+    });
+    let scenario = Scenario {
+        answer: Box::new(move |_| empty.clone()),
+        gossip: Some(push),
+    };
+    expect_cut_off(root.path(), ns, scenario).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_cuts_a_peer_off() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let ns = origin(root.path(), "origin").default_namespace();
+    let scenario = Scenario {
+        answer: Box::new(|_| vec![0u8; MAX_MESSAGE + 1]),
+        gossip: None,
+    };
+    expect_cut_off(root.path(), ns, scenario).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_never_asked_for_cuts_a_peer_off() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let origin = origin(root.path(), "origin");
+    let heads = heads_of(&origin);
+    // A valid run, but from entry 5 when the node asks from 0.
+    let unasked = wire::encode(&Response::Run(Some(run_of(&origin, 5))));
+    let scenario = Scenario {
+        answer: Box::new(move |request| match request {
+            Request::Heads { .. } => heads.clone(),
+            Request::Run { .. } => unasked.clone(),
+        }),
+        gossip: None,
+    };
+    expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
+}
+
+/// The control: the same hand-built peer answering honestly is served, kept, and its entries
+/// stored, so the cases above fail for their bad data and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_hand_built_peer_is_kept_and_replicated() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let origin = origin(root.path(), "origin");
+    let ns = origin.default_namespace();
+    let heads = heads_of(&origin);
+    let run = wire::encode(&Response::Run(Some(run_of(&origin, 0))));
+    let victim_dir = root.path().join("victim");
+    Store::init_joined(&victim_dir, options(), ns).expect("join");
+    let mut hostile = hostile_swarm();
+    hostile
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+        .expect("listen");
+    let addr: Multiaddr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = hostile.select_next_some().await {
+            break address.with(libp2p::multiaddr::Protocol::P2p(*hostile.local_peer_id()));
+        }
+    };
+    let victim = TestNode::start(&victim_dir, vec![addr]).await;
+    let held = tokio::time::timeout(LIMIT, async {
+        loop {
+            tokio::select! {
+                event = hostile.select_next_some() => match event {
+                    SwarmEvent::ConnectionClosed { num_established: 0, cause, .. } => {
+                        panic!("an honest peer was disconnected: {cause:?}")
+                    }
+                    SwarmEvent::Behaviour(HostileEvent::Sync(request_response::Event::Message {
+                        message: request_response::Message::Request { request, channel, .. },
+                        ..
+                    })) => {
+                        let bytes = match request {
+                            Request::Heads { .. } => heads.clone(),
+                            Request::Run { .. } => run.clone(),
+                        };
+                        let _ = hostile.behaviour_mut().sync.send_response(channel, bytes);
+                    }
+                    _ => {}
+                },
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    let held: u64 = victim.status().await.feeds.iter().map(|f| f.held).sum();
+                    if held == 20 {
+                        return held;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        held.ok(),
+        Some(20),
+        "the honest peer's entries were not stored"
+    );
+    assert!(victim.status().await.peers.len() == 1, "still connected");
+    victim.stop().await;
+}
