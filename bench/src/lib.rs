@@ -14,6 +14,8 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use serde_json::json;
 use weft_storage::{Op, Options, Store};
 
+mod net;
+
 /// A workload of `shared/WORKLOADS.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
@@ -21,6 +23,12 @@ pub enum Workload {
     W1,
     /// Random gets of W1's keys.
     W2,
+    /// Full sync of W1(b)'s entries to a fresh node over loopback.
+    W3,
+    /// Three writers of the same keys converge after connecting.
+    W5,
+    /// Live latency of a put between three connected nodes.
+    W6,
 }
 
 /// How to run.
@@ -47,6 +55,9 @@ pub enum BenchError {
     /// A temporary directory could not be made.
     #[error("temporary directory: {0}")]
     Io(#[from] std::io::Error),
+    /// A node failed or a network workload did not finish.
+    #[error("node: {0}")]
+    Node(String),
     /// A read returned the wrong value: the figures would be meaningless.
     #[error("get of key {0} returned the wrong value")]
     WrongValue(u64),
@@ -71,6 +82,9 @@ pub fn run(workloads: &[Workload], settings: &Settings) -> Result<(), BenchError
         match workload {
             Workload::W1 => w1(&data, settings)?,
             Workload::W2 => w2(&data, settings)?,
+            Workload::W3 => net::w3(&data, settings)?,
+            Workload::W5 => net::w5(settings)?,
+            Workload::W6 => net::w6(settings)?,
         }
     }
     Ok(())
@@ -327,7 +341,7 @@ fn w2(data: &Data, settings: &Settings) -> Result<(), BenchError> {
     );
     if !settings.json {
         println!(
-            "W2     gets/s, node API                   n/a: there is no node API until `weft node` lands"
+            "W2     gets/s, node API                   not measured: the CLI opens a socket per command; see the closing note"
         );
     }
     println!(

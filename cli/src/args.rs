@@ -136,6 +136,12 @@ pub enum Workload {
     W1,
     /// Random gets of W1's keys
     W2,
+    /// Full sync of W1(b)'s 100,000 entries to a fresh node over loopback
+    W3,
+    /// Three writers of the same 10,000 keys converge after connecting
+    W5,
+    /// Live latency of 1,000 puts between three connected nodes
+    W6,
     /// Every workload above
     All,
 }

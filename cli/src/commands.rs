@@ -29,7 +29,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let workloads = match workload {
             Workload::W1 => vec![weft_bench::Workload::W1],
             Workload::W2 => vec![weft_bench::Workload::W2],
-            Workload::All => vec![weft_bench::Workload::W1, weft_bench::Workload::W2],
+            Workload::W3 => vec![weft_bench::Workload::W3],
+            Workload::W5 => vec![weft_bench::Workload::W5],
+            Workload::W6 => vec![weft_bench::Workload::W6],
+            Workload::All => vec![
+                weft_bench::Workload::W1,
+                weft_bench::Workload::W2,
+                weft_bench::Workload::W3,
+                weft_bench::Workload::W5,
+                weft_bench::Workload::W6,
+            ],
         };
         weft_bench::run(&workloads, &weft_bench::Settings { puts, runs, json })?;
         return Ok(ExitCode::SUCCESS);

@@ -282,10 +282,11 @@ impl Node {
                 .gossipsub
                 .subscribe(&gossip)
                 .map_err(|e| NodeError::Transport(e.to_string()))?;
-            let _ = swarm
+            swarm
                 .behaviour_mut()
                 .gossipsub
-                .set_topic_params(gossip.clone(), gossipsub::TopicScoreParams::default());
+                .set_topic_params(gossip.clone(), topic_score_params())
+                .map_err(|e| NodeError::Transport(e.to_string()))?;
             topics.insert(gossip.hash(), *ns);
         }
         let listen = listen_all(&mut swarm, &config.listen).await?;
@@ -416,6 +417,20 @@ fn build_swarm(
         libp2p::swarm::Config::with_tokio_executor()
             .with_idle_connection_timeout(Duration::from_secs(120)),
     ))
+}
+
+/// Gossip scoring per namespace topic: invalid messages (bad signature or proof, garbage)
+/// weigh heavily. Delivery-rate penalties are off: a quiet namespace is normal, and the
+/// defaults would graylist honest peers of one for not sending enough.
+fn topic_score_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.5,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        ..gossipsub::TopicScoreParams::default()
+    }
 }
 
 /// Listens on every address, falling back to an OS-picked port when the default port is taken,

@@ -42,8 +42,8 @@ struct FeedState<P> {
     next: u64,
     /// Runs received and not yet ingested.
     queued: usize,
-    /// The peer asked, when a request is in flight.
-    asked: Option<P>,
+    /// The peer asked and the start asked for, when a request is in flight.
+    asked: Option<(P, u64)>,
     /// The length each peer last advertised.
     remote: HashMap<P, u64>,
 }
@@ -112,7 +112,7 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
     pub fn peer_gone(&mut self, peer: &P) {
         for state in self.feeds.values_mut() {
             state.remote.remove(peer);
-            if state.asked.as_ref() == Some(peer) {
+            if state.asked.as_ref().is_some_and(|(asked, _)| asked == peer) {
                 state.asked = None;
                 self.outstanding -= 1;
             }
@@ -142,7 +142,7 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
             if length <= state.next {
                 continue;
             }
-            state.asked = Some(peer.clone());
+            state.asked = Some((peer.clone(), state.next));
             self.outstanding += 1;
             out.push(Want {
                 peer,
@@ -160,7 +160,9 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
         let Some(state) = self.feeds.get_mut(&feed) else {
             return false;
         };
-        if state.asked.as_ref() != Some(peer) || start != state.next {
+        // Compared with what was asked, not with `next`: gossip may have moved `held` (and so
+        // `next`) on while the request was in flight, and the answer is still the one asked for.
+        if state.asked.as_ref() != Some(&(peer.clone(), start)) {
             return false;
         }
         state.asked = None;
@@ -170,7 +172,7 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
             self.outstanding -= 1;
             return true;
         }
-        state.next = start + entries;
+        state.next = state.next.max(start + entries);
         state.queued += 1;
         true
     }
@@ -178,7 +180,7 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
     /// The request to `peer` for `feed` failed or was refused; it may be asked again.
     pub fn failed(&mut self, peer: &P, feed: FeedId) {
         if let Some(state) = self.feeds.get_mut(&feed)
-            && state.asked.as_ref() == Some(peer)
+            && state.asked.as_ref().is_some_and(|(asked, _)| asked == peer)
         {
             state.asked = None;
             self.outstanding -= 1;
@@ -286,6 +288,23 @@ mod tests {
         syncer.ingested(feed(1), 0, false);
         syncer.ingested(feed(1), 0, false);
         assert_eq!(syncer.wants()[0].start, 0);
+    }
+
+    #[test]
+    fn a_run_asked_for_is_accepted_after_gossip_moved_the_feed_on() {
+        let mut syncer = Syncer::default();
+        syncer.advertised(1u32, feed(1), 5);
+        let want = syncer.wants().remove(0);
+        assert_eq!(want.start, 0);
+        // Gossip delivers entries 0..3 while the request is in flight.
+        syncer.set_held(feed(1), 3);
+        assert!(
+            syncer.received(&1, feed(1), 0, 5),
+            "the run asked for is not a stray"
+        );
+        syncer.ingested(feed(1), 5, true);
+        assert!(syncer.wants().is_empty());
+        assert!(!syncer.busy());
     }
 
     #[test]

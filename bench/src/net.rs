@@ -1,0 +1,357 @@
+//! W3, W5 and W6: nodes over real libp2p on 127.0.0.1, wire bytes counted below encryption.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use weft_node::config::{NodeConfig, load_identity};
+use weft_node::multiaddr::Protocol;
+use weft_node::{Multiaddr, Node, NodeHandle};
+use weft_storage::{NamespaceId, Op, Options, Store};
+
+use crate::{BATCH, BenchError, DURABLE, Data, Settings, median, row};
+
+/// How long a workload may take before the run is called failed.
+const LIMIT: Duration = Duration::from_secs(300);
+
+fn config(peers: Vec<Multiaddr>) -> NodeConfig {
+    NodeConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
+        peers,
+        mdns: false,
+        sync_interval: Duration::from_secs(5),
+    }
+}
+
+fn durable() -> Options {
+    Options {
+        durable: true,
+        ..Options::default()
+    }
+}
+
+async fn start(dir: &Path, peers: Vec<Multiaddr>) -> Result<(Node, Multiaddr), BenchError> {
+    let store = Store::open(dir, durable())?;
+    let key = load_identity(dir).map_err(|e| BenchError::Node(e.to_string()))?;
+    let node = Node::start(store, key, config(peers))
+        .await
+        .map_err(|e| BenchError::Node(e.to_string()))?;
+    let addr = node
+        .listen_addrs()
+        .first()
+        .cloned()
+        .ok_or_else(|| BenchError::Node("no listen address".into()))?
+        .with(Protocol::P2p(node.handle().peer_id()));
+    Ok((node, addr))
+}
+
+async fn held(handle: &NodeHandle) -> Result<u64, BenchError> {
+    let status = handle
+        .status()
+        .await
+        .map_err(|e| BenchError::Node(e.to_string()))?;
+    Ok(status.feeds.iter().map(|f| f.held).sum())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, BenchError> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// W3: A holds W1(b)'s entries; a fresh B joins and replicates them all.
+pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
+    let runtime = runtime()?;
+    let mut seconds = Vec::new();
+    let mut wire = Vec::new();
+    for _ in 0..settings.runs {
+        let root = tempfile::tempdir()?;
+        let a_dir = root.path().join("a");
+        let a = Store::init(&a_dir, durable())?;
+        let ns = a.default_namespace();
+        for (keys, values) in data.keys.chunks(BATCH).zip(data.values.chunks(BATCH)) {
+            let ops = keys
+                .iter()
+                .zip(values)
+                .map(|(k, v)| (k.clone(), Op::Put(v.clone())))
+                .collect();
+            a.write(&ns, ops)?;
+        }
+        drop(a);
+        let b_dir = root.path().join("b");
+        drop(Store::init_joined(&b_dir, durable(), ns)?);
+        let (s, w) = runtime.block_on(async {
+            let (a, a_addr) = start(&a_dir, vec![]).await?;
+            let started = Instant::now();
+            let (b, _) = start(&b_dir, vec![a_addr]).await?;
+            let handle = b.handle();
+            while held(&handle).await? < data.len() {
+                if started.elapsed() > LIMIT {
+                    return Err(BenchError::Node("W3 did not finish in time".into()));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let elapsed = started.elapsed();
+            let wire = handle.counters().total();
+            check_every_key(&handle, ns, data).await?;
+            drop(handle);
+            b.shutdown().await;
+            a.shutdown().await;
+            Ok::<_, BenchError>((elapsed.as_secs_f64(), wire))
+        })?;
+        seconds.push(s);
+        wire.push(w as f64);
+    }
+    let seconds = median(seconds);
+    let wire = median(wire);
+    let per_entry = wire / data.len() as f64;
+    let limit = 1.3 * (16.0 + 100.0 + 32.0);
+    let rate = data.len() as f64 / seconds;
+    row(
+        settings,
+        "W3",
+        "entries/s, full sync",
+        rate,
+        None,
+        "receiver: fsync per ingest commit",
+    );
+    row(
+        settings,
+        "W3",
+        "wire bytes per entry",
+        per_entry,
+        Some(("limit 1.3x(k+v+32)", limit)),
+        "both directions, TCP below noise",
+    );
+    if !settings.json {
+        println!(
+            "W3     seconds from connect to every key readable: {seconds:.3}; wire bytes {wire:.0}"
+        );
+    }
+    println!(
+        "{}",
+        json!({
+            "workload": "W3", "entries": data.len(), "runs": settings.runs, "seconds": seconds,
+            "entries_per_s": rate.round(), "wire_bytes": wire, "wire_bytes_per_entry": per_entry,
+            "wire_limit_per_entry": limit, "durability": DURABLE,
+        })
+    );
+    Ok(())
+}
+
+async fn check_every_key(
+    handle: &NodeHandle,
+    ns: NamespaceId,
+    data: &Data,
+) -> Result<(), BenchError> {
+    let keys = data.keys.clone();
+    let values = data.values.clone();
+    handle
+        .worker()
+        .run(move |store| {
+            let snapshot = store.snapshot()?;
+            for (i, (key, value)) in keys.iter().zip(&values).enumerate() {
+                if snapshot.get(&ns, key)?.as_ref() != Some(value) {
+                    return Err(BenchError::WrongValue(i as u64));
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| BenchError::Node(e.to_string()))?
+}
+
+fn digest(store: &Store, ns: &NamespaceId) -> Result<[u8; 32], weft_storage::Error> {
+    let mut hasher = blake3::Hasher::new();
+    for row in store.scan(ns, b"", true)? {
+        let (key, value) = row?;
+        hasher.update(&key);
+        hasher.update(value.as_deref().unwrap_or_default());
+    }
+    Ok(*hasher.finalize().as_bytes())
+}
+
+/// W5: three authors write the same 10,000 keys apart, then connect in a full mesh.
+pub(crate) fn w5(settings: &Settings) -> Result<(), BenchError> {
+    const KEYS: usize = 10_000;
+    let runtime = runtime()?;
+    let mut seconds = Vec::new();
+    for _ in 0..settings.runs {
+        let root = tempfile::tempdir()?;
+        let dirs: Vec<_> = (0..3).map(|i| root.path().join(format!("n{i}"))).collect();
+        let ns = Store::init(&dirs[0], durable())?.default_namespace();
+        for dir in &dirs[1..] {
+            drop(Store::init_joined(dir, durable(), ns)?);
+        }
+        for (n, dir) in dirs.iter().enumerate() {
+            let store = Store::open(dir, durable())?;
+            for chunk in (0..KEYS).collect::<Vec<_>>().chunks(BATCH) {
+                let ops = chunk
+                    .iter()
+                    .map(|i| {
+                        (
+                            format!("k{i}").into_bytes(),
+                            Op::Put(format!("node {n} value {i}").into_bytes()),
+                        )
+                    })
+                    .collect();
+                store.write(&ns, ops)?;
+            }
+        }
+        let s = runtime.block_on(async {
+            let mut nodes = Vec::new();
+            for dir in &dirs {
+                nodes.push(start(dir, vec![]).await?);
+            }
+            let started = Instant::now();
+            // Full mesh: each dials the ones before it.
+            for i in 1..3 {
+                for j in 0..i {
+                    nodes[i]
+                        .0
+                        .handle()
+                        .dial(nodes[j].1.clone())
+                        .await
+                        .map_err(|e| BenchError::Node(e.to_string()))?;
+                }
+            }
+            loop {
+                let mut digests = Vec::new();
+                for (node, _) in &nodes {
+                    let held = held(&node.handle()).await?;
+                    let d = node
+                        .handle()
+                        .worker()
+                        .run(move |store| digest(store, &ns))
+                        .await
+                        .map_err(|e| BenchError::Node(e.to_string()))??;
+                    digests.push((held, d));
+                }
+                if digests
+                    .iter()
+                    .all(|d| *d == digests[0] && d.0 == 3 * KEYS as u64)
+                {
+                    break;
+                }
+                if started.elapsed() > LIMIT {
+                    return Err(BenchError::Node("W5 did not converge in time".into()));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            // 100 sampled keys agree, and each shows the three concurrent writes as siblings.
+            for i in (0..KEYS).step_by(KEYS / 100) {
+                let key = format!("k{i}").into_bytes();
+                let mut winners = Vec::new();
+                for (node, _) in &nodes {
+                    let key = key.clone();
+                    let (winner, siblings) = node
+                        .handle()
+                        .worker()
+                        .run(move |store| {
+                            Ok::<_, weft_storage::Error>((
+                                store.get(&ns, &key)?,
+                                store.get_all(&ns, &key)?.len(),
+                            ))
+                        })
+                        .await
+                        .map_err(|e| BenchError::Node(e.to_string()))??;
+                    if siblings != 3 {
+                        return Err(BenchError::Node(format!(
+                            "key k{i} has {siblings} siblings, not 3"
+                        )));
+                    }
+                    winners.push(winner);
+                }
+                if winners.windows(2).any(|w| w[0] != w[1]) {
+                    return Err(BenchError::WrongValue(i as u64));
+                }
+            }
+            for (node, _) in nodes {
+                node.shutdown().await;
+            }
+            Ok::<_, BenchError>(elapsed)
+        })?;
+        seconds.push(s);
+    }
+    let seconds = median(seconds);
+    row(
+        settings,
+        "W5",
+        "ms to converge after connecting",
+        seconds * 1000.0,
+        Some(("target", 1000.0)),
+        "fsync per commit",
+    );
+    println!(
+        "{}",
+        json!({"workload": "W5", "entries": 3 * KEYS, "runs": settings.runs, "seconds": seconds, "durability": DURABLE})
+    );
+    Ok(())
+}
+
+/// W6: a put on one of three connected nodes, until both others can read it.
+pub(crate) fn w6(settings: &Settings) -> Result<(), BenchError> {
+    const PUTS: usize = 1000;
+    let runtime = runtime()?;
+    let root = tempfile::tempdir()?;
+    let dirs: Vec<_> = (0..3).map(|i| root.path().join(format!("n{i}"))).collect();
+    let ns = Store::init(&dirs[0], durable())?.default_namespace();
+    for dir in &dirs[1..] {
+        drop(Store::init_joined(dir, durable(), ns)?);
+    }
+    let mut latencies = runtime.block_on(async {
+        let (a, a_addr) = start(&dirs[0], vec![]).await?;
+        let (b, b_addr) = start(&dirs[1], vec![a_addr.clone()]).await?;
+        let (c, _) = start(&dirs[2], vec![a_addr, b_addr]).await?;
+        let (a_handle, others) = (a.handle(), [b.handle(), c.handle()]);
+        // Wait for the mesh: a first put must reach both.
+        let mut latencies = Vec::with_capacity(PUTS);
+        for i in 0..=PUTS {
+            let key = format!("live/{i}").into_bytes();
+            let started = Instant::now();
+            a_handle
+                .write(ns, vec![(key.clone(), Op::Put(vec![1; 100]))])
+                .await
+                .map_err(|e| BenchError::Node(e.to_string()))?;
+            for other in &others {
+                loop {
+                    let key = key.clone();
+                    let found = other
+                        .worker()
+                        .run(move |store| store.get(&ns, &key))
+                        .await
+                        .map_err(|e| BenchError::Node(e.to_string()))??;
+                    if found.is_some() {
+                        break;
+                    }
+                    if started.elapsed() > Duration::from_secs(30) {
+                        return Err(BenchError::Node(format!("put {i} did not arrive")));
+                    }
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            }
+            if i > 0 {
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        drop((a_handle, others));
+        for node in [a, b, c] {
+            node.shutdown().await;
+        }
+        Ok::<_, BenchError>(latencies)
+    })?;
+    latencies.sort_by(f64::total_cmp);
+    let p50 = latencies[latencies.len() / 2];
+    let p99 = latencies[latencies.len() * 99 / 100];
+    if !settings.json {
+        println!(
+            "W6     put on one node until both others read it: median {p50:.2} ms, p99 {p99:.2} ms (target p99 < 50 ms); puts fsync on every node"
+        );
+    }
+    println!(
+        "{}",
+        json!({"workload": "W6", "puts": PUTS, "median_ms": p50, "p99_ms": p99, "durability": DURABLE})
+    );
+    Ok(())
+}
