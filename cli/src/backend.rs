@@ -14,7 +14,7 @@ use weft_storage::{
 /// The replica a command works on.
 pub enum Backend {
     /// No node runs: the store, opened here.
-    Local(Store),
+    Local(Box<Store>),
     /// A node runs and holds the store.
     Node {
         client: RefCell<Client>,
@@ -60,7 +60,10 @@ impl Backend {
                 default_namespace,
             });
         }
-        Ok(Backend::Local(Store::open(dir, Options::default())?))
+        Ok(Backend::Local(Box::new(Store::open(
+            dir,
+            Options::default(),
+        )?)))
     }
 
     fn call(&self, request: ApiRequest) -> anyhow::Result<ApiResponse> {

@@ -827,11 +827,9 @@ impl Task {
                 info!(peer = %peer_id, "peer disconnected");
                 self.syncer.peer_gone(&peer_id);
             }
-            SwarmEvent::NewListenAddr { address, .. } => {
-                if !self.listen.contains(&address) {
-                    info!(addr = %address, "listening");
-                    self.listen.push(address);
-                }
+            SwarmEvent::NewListenAddr { address, .. } if !self.listen.contains(&address) => {
+                info!(addr = %address, "listening");
+                self.listen.push(address);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen.retain(|a| *a != address);

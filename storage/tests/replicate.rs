@@ -69,8 +69,11 @@ fn held(store: &Store, author: &weft_storage::AuthorId) -> u64 {
         .map_or(0, |f| f.held)
 }
 
+/// A key with every live version's id and value.
+type Dumped = (Vec<u8>, Vec<(weft_storage::VersionId, Option<Vec<u8>>)>);
+
 /// Every key with every live version, for comparing replicas.
-fn dump(store: &Store) -> Vec<(Vec<u8>, Vec<(weft_storage::VersionId, Option<Vec<u8>>)>)> {
+fn dump(store: &Store) -> Vec<Dumped> {
     let ns = store.default_namespace();
     (0..13)
         .map(|i| {

@@ -107,10 +107,13 @@ fn hostile_swarm() -> Swarm<Hostile> {
         .build()
 }
 
+/// Chooses the bytes the hostile peer answers a request with.
+type Answer = Box<dyn FnMut(&Request) -> Vec<u8> + Send>;
+
 /// What the hostile peer does.
 struct Scenario {
     /// The bytes it answers a request with.
-    answer: Box<dyn FnMut(&Request) -> Vec<u8> + Send>,
+    answer: Answer,
     /// Bytes it publishes on the namespace's topic once the victim subscribes.
     gossip: Option<Vec<u8>>,
 }
