@@ -9,7 +9,7 @@ use weft_node::multiaddr::Protocol;
 use weft_node::{Multiaddr, Node, NodeHandle};
 use weft_storage::{NamespaceId, Op, Options, Store};
 
-use crate::{BATCH, BenchError, DURABLE, Data, Settings, median, row};
+use crate::{BATCH, BenchError, DURABLE, Data, Settings, median, row, w1b_weft};
 
 /// How long a workload may take before the run is called failed.
 const LIMIT: Duration = Duration::from_secs(300);
@@ -66,17 +66,10 @@ pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
     let mut wire = Vec::new();
     for _ in 0..settings.runs {
         let root = tempfile::tempdir()?;
-        let a_dir = root.path().join("a");
-        let a = Store::init(&a_dir, durable())?;
+        // As W1(b): batches of 1,000 durable puts; fresh_store puts it in `weft/`.
+        let (a, _) = w1b_weft(data, root.path())?;
         let ns = a.default_namespace();
-        for (keys, values) in data.keys.chunks(BATCH).zip(data.values.chunks(BATCH)) {
-            let ops = keys
-                .iter()
-                .zip(values)
-                .map(|(k, v)| (k.clone(), Op::Put(v.clone())))
-                .collect();
-            a.write(&ns, ops)?;
-        }
+        let a_dir = a.dir().to_owned();
         drop(a);
         let b_dir = root.path().join("b");
         drop(Store::init_joined(&b_dir, durable(), ns)?);

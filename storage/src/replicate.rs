@@ -17,7 +17,7 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{AuthorId, NamespaceId};
-use crate::store::{FeedRecord, Store, feed_of, load_frontier, read_node};
+use crate::store::{FeedRecord, Store, load_frontier, read_node};
 use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, feed_key};
 use crate::tree::{self, Hash, Node, ProofError};
 use crate::view::{ViewTables, write_of};
@@ -171,16 +171,10 @@ impl Store {
         max_entries: usize,
         max_bytes: usize,
     ) -> Result<Option<Run>> {
-        let ns_number = self.namespace_number(ns)?;
         let txn = self.db().begin_read()?;
-        let Some(feed) = feed_of(&txn.open_table(FEED_IDS)?, ns_number, author)? else {
+        let Some((feed, record)) = self.feed_record(&txn, ns, author)? else {
             return Ok(None);
         };
-        let record = txn
-            .open_table(FEEDS)?
-            .get(feed)?
-            .ok_or_else(|| Error::Damaged(format!("feed {feed} is indexed but has no record")))?;
-        let record = FeedRecord::decode(record.value())?;
         if start >= record.held || max_entries == 0 {
             return Ok(None);
         }

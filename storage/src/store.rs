@@ -727,7 +727,7 @@ impl Store {
     }
 
     /// The feed id and record of `author`'s feed in `ns`, if this replica holds any of it.
-    fn feed_record(
+    pub(crate) fn feed_record(
         &self,
         txn: &redb::ReadTransaction,
         ns: &NamespaceId,
