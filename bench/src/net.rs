@@ -59,6 +59,59 @@ fn runtime() -> Result<tokio::runtime::Runtime, BenchError> {
         .build()?)
 }
 
+/// W2 through the local API: a node on `store`, one client connection, a round trip per get.
+pub(crate) fn node_api_gets(store: Store, data: &Data, order: &[u64]) -> Result<f64, BenchError> {
+    use weft_node::api::{ApiRequest, ApiResponse, Client};
+    let runtime = runtime()?;
+    let dir = store.dir().to_owned();
+    let ns = store.default_namespace();
+    let key = load_identity(&dir).map_err(|e| BenchError::Node(e.to_string()))?;
+    let node = runtime
+        .block_on(Node::start(store, key, config(vec![])))
+        .map_err(|e| BenchError::Node(e.to_string()))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn({
+        let dir = dir.clone();
+        let handle = node.handle();
+        async move {
+            weft_node::api::serve(&dir, handle, async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    let node_error = |e: &dyn std::fmt::Display| BenchError::Node(e.to_string());
+    let started = Instant::now();
+    let mut client = loop {
+        if let Some(client) = Client::connect(&dir).map_err(|e| node_error(&e))? {
+            break client;
+        }
+        if started.elapsed() > LIMIT {
+            return Err(BenchError::Node("the local API did not open".into()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let start = Instant::now();
+    for &i in order {
+        let request = ApiRequest::Get {
+            ns,
+            key: data.keys[i as usize].clone(),
+        };
+        match client.call(&request).map_err(|e| node_error(&e))? {
+            ApiResponse::Value(Some(value)) if value == data.values[i as usize] => {}
+            _ => return Err(BenchError::WrongValue(i)),
+        }
+    }
+    let rate = order.len() as f64 / start.elapsed().as_secs_f64();
+    drop(client);
+    let _ = stop.send(());
+    runtime.block_on(async {
+        let _ = server.await;
+        node.shutdown().await;
+    });
+    Ok(rate)
+}
+
 /// W3: A holds W1(b)'s entries; a fresh B joins and replicates them all.
 pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
     let runtime = runtime()?;
