@@ -1017,17 +1017,14 @@ impl Task {
     fn ingest(&mut self, feed: FeedId, run: Run, from: Source) {
         let job = self.worker.try_run(move |store| {
             let result = store.ingest(&run);
-            if let Ok(Ingested::Gap { .. } | Ingested::AlreadyHeld) = &result {
+            if let Ok(Ingested::Gap { .. } | Ingested::AlreadyHeld { .. }) = &result {
                 // Nothing was verified: check the head before believing or forwarding it.
                 if let Err(e) = run.head.verify() {
                     return (Err(IngestError::Invalid(Invalid::Proof(e))), 0);
                 }
             }
-            let held = store
-                .feeds(&run.head.namespace)
-                .ok()
-                .and_then(|feeds| feeds.into_iter().find(|f| f.head.author == run.head.author))
-                .map_or(0, |f| f.held);
+            // A failed ingest changed nothing; the syncer keeps the larger of what it knew.
+            let held = result.as_ref().map_or(0, Ingested::held);
             (result, held)
         });
         match job {
@@ -1067,7 +1064,7 @@ impl Task {
             } => {
                 let ok = matches!(
                     result,
-                    Ok(Ingested::Appended { .. } | Ingested::AlreadyHeld)
+                    Ok(Ingested::Appended { .. } | Ingested::AlreadyHeld { .. })
                 );
                 if let Source::Sync(_) = from {
                     self.syncer.ingested(feed, held, ok);

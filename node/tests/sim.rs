@@ -301,7 +301,7 @@ fn on_response(
                 .find(|f| f.head.author == author)
                 .map_or(0, |f| f.held);
             let ok = match outcome {
-                Ok(Ingested::Appended { .. } | Ingested::AlreadyHeld) => true,
+                Ok(Ingested::Appended { .. } | Ingested::AlreadyHeld { .. }) => true,
                 Ok(Ingested::Gap { .. }) => false,
                 Err(IngestError::Invalid(e)) => panic!("an honest run was invalid: {e}"),
                 Err(e) => panic!("store failed: {e}"),

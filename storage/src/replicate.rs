@@ -36,6 +36,17 @@ pub struct Run {
     pub extension: Vec<Hash>,
 }
 
+impl Ingested {
+    /// How many entries of the feed are held after the ingest.
+    pub fn held(&self) -> u64 {
+        match *self {
+            Ingested::Appended { held, .. }
+            | Ingested::AlreadyHeld { held }
+            | Ingested::Gap { held } => held,
+        }
+    }
+}
+
 impl Run {
     /// One past the last entry.
     pub fn end(&self) -> u64 {
@@ -63,7 +74,10 @@ pub enum Ingested {
         held: u64,
     },
     /// Every entry of the run was already held.
-    AlreadyHeld,
+    AlreadyHeld {
+        /// How many entries are held.
+        held: u64,
+    },
     /// The run starts after the end of what is held: the entries between are needed first.
     Gap {
         /// How many entries are held.
@@ -270,7 +284,7 @@ impl Store {
                 return Ok(Ingested::Gap { held });
             }
             if end <= held {
-                return Ok(Ingested::AlreadyHeld);
+                return Ok(Ingested::AlreadyHeld { held });
             }
             let new = &run.entries[(held - run.start) as usize..];
 

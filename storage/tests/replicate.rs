@@ -244,7 +244,10 @@ fn bad_runs_are_refused_and_change_nothing() {
         b.ingest(&good).expect("good"),
         Ingested::Appended { added: 8, held: 8 }
     ));
-    assert_eq!(b.ingest(&good).expect("again"), Ingested::AlreadyHeld);
+    assert_eq!(
+        b.ingest(&good).expect("again"),
+        Ingested::AlreadyHeld { held: 8 }
+    );
     assert!(b.verify().expect("verify").is_clean());
 }
 
