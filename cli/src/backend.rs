@@ -96,27 +96,7 @@ impl Backend {
         match self {
             Backend::Local(store) => Ok(store.validate(key, op)?),
             // The node uses the default limits too; checking here keeps an import all-or-nothing.
-            Backend::Node { .. } => {
-                let limits = Options::default();
-                if key.is_empty() {
-                    Err(weft_storage::Error::EmptyKey)?;
-                }
-                if key.len() > limits.max_key_len {
-                    Err(weft_storage::Error::KeyTooLarge {
-                        len: key.len(),
-                        max: limits.max_key_len,
-                    })?;
-                }
-                if let Op::Put(value) = op
-                    && value.len() > limits.max_value_len
-                {
-                    Err(weft_storage::Error::ValueTooLarge {
-                        len: value.len(),
-                        max: limits.max_value_len,
-                    })?;
-                }
-                Ok(())
-            }
+            Backend::Node { .. } => Ok(Options::default().validate(key, op)?),
         }
     }
 

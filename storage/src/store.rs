@@ -39,6 +39,33 @@ pub struct Options {
     pub durable: bool,
 }
 
+impl Options {
+    /// Checks a write against these limits.
+    ///
+    /// # Errors
+    /// [`Error::EmptyKey`], [`Error::KeyTooLarge`] or [`Error::ValueTooLarge`].
+    pub fn validate(&self, key: &[u8], op: &Op<Vec<u8>>) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        if key.len() > self.max_key_len {
+            return Err(Error::KeyTooLarge {
+                len: key.len(),
+                max: self.max_key_len,
+            });
+        }
+        if let Op::Put(value) = op
+            && value.len() > self.max_value_len
+        {
+            return Err(Error::ValueTooLarge {
+                len: value.len(),
+                max: self.max_value_len,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -505,24 +532,7 @@ impl Store {
     /// # Errors
     /// [`Error::EmptyKey`], [`Error::KeyTooLarge`] or [`Error::ValueTooLarge`].
     pub fn validate(&self, key: &[u8], op: &Op<Vec<u8>>) -> Result<()> {
-        if key.is_empty() {
-            return Err(Error::EmptyKey);
-        }
-        if key.len() > self.options.max_key_len {
-            return Err(Error::KeyTooLarge {
-                len: key.len(),
-                max: self.options.max_key_len,
-            });
-        }
-        if let Op::Put(value) = op
-            && value.len() > self.options.max_value_len
-        {
-            return Err(Error::ValueTooLarge {
-                len: value.len(),
-                max: self.options.max_value_len,
-            });
-        }
-        Ok(())
+        self.options.validate(key, op)
     }
 
     /// The last writer's value of `key`, or `None` if it is absent or deleted.
