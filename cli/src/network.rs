@@ -180,7 +180,7 @@ pub fn peers(dir: &Path, out: &mut impl Write, json: bool) -> anyhow::Result<Exi
     let status = running_status(dir)?;
     for peer in &status.peers {
         if json {
-            writeln!(out, "{}", json!({"id": peer.id, "addrs": peer.addrs}))?;
+            writeln!(out, "{}", json!({"id": peer.id}))?;
         } else {
             writeln!(out, "{}", peer.id)?;
         }

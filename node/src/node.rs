@@ -103,8 +103,6 @@ pub struct Status {
 pub struct PeerStatus {
     /// Its peer id.
     pub id: String,
-    /// The addresses it is connected on.
-    pub addrs: Vec<String>,
 }
 
 /// A feed as the node sees it.
@@ -315,7 +313,6 @@ impl Node {
             jobs: FuturesUnordered::new(),
             banned: HashMap::new(),
             bootstrap: config.peers.clone(),
-            listen: listen.clone(),
             head_exchanges: 0,
         };
         task.dial_bootstrap();
@@ -610,7 +607,6 @@ struct Task {
     jobs: FuturesUnordered<BoxFuture<'static, Done>>,
     banned: HashMap<PeerId, Instant>,
     bootstrap: Vec<Multiaddr>,
-    listen: Vec<Multiaddr>,
     head_exchanges: u64,
     counters: Arc<WireCounters>,
 }
@@ -670,19 +666,14 @@ impl Task {
     }
 
     fn status(&self) -> Status {
-        let mut listen: Vec<String> = self.swarm.listeners().map(ToString::to_string).collect();
-        if listen.is_empty() {
-            listen = self.listen.iter().map(ToString::to_string).collect();
-        }
         Status {
             peer_id: self.swarm.local_peer_id().to_string(),
-            listen,
+            listen: self.swarm.listeners().map(ToString::to_string).collect(),
             peers: self
                 .swarm
                 .connected_peers()
                 .map(|peer| PeerStatus {
                     id: peer.to_string(),
-                    addrs: Vec::new(),
                 })
                 .collect(),
             feeds: self
@@ -827,13 +818,7 @@ impl Task {
                 info!(peer = %peer_id, "peer disconnected");
                 self.syncer.peer_gone(&peer_id);
             }
-            SwarmEvent::NewListenAddr { address, .. } if !self.listen.contains(&address) => {
-                info!(addr = %address, "listening");
-                self.listen.push(address);
-            }
-            SwarmEvent::ExpiredListenAddr { address, .. } => {
-                self.listen.retain(|a| *a != address);
-            }
+            SwarmEvent::NewListenAddr { address, .. } => info!(addr = %address, "listening"),
             _ => {}
         }
     }
@@ -1086,7 +1071,7 @@ impl Task {
                         }
                     }
                     (
-                        Ok(outcome),
+                        Ok(_),
                         Source::Gossip {
                             id,
                             peer,
@@ -1096,7 +1081,6 @@ impl Task {
                         self.report(id, peer, MessageAcceptance::Accept);
                         // The head verified (by ingest, or before a gap was believed): the
                         // peer holds that much, and a gap is fetched by catch-up.
-                        let _ = outcome;
                         self.syncer.advertised(*peer, feed, *head_length);
                     }
                     (Ok(Ingested::Appended { added, held }), Source::Sync(_)) => {
