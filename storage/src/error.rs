@@ -64,6 +64,15 @@ pub enum Error {
     /// An empty key: it could not be told apart from a namespace's prefix scan.
     #[error("keys must not be empty")]
     EmptyKey,
+    /// An area of interest that cannot be set, or a key outside it.
+    #[error("{0}")]
+    Interest(String),
+    /// A key outside the interest of a sparse replica: not replicated here.
+    #[error("key {key:?} is not replicated here; add an interest or use --remote")]
+    NotReplicated {
+        /// The key, lossily as text.
+        key: String,
+    },
     /// A namespace this replica does not hold.
     #[error("unknown namespace {0}")]
     UnknownNamespace(NamespaceId),

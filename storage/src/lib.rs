@@ -13,6 +13,8 @@
 //! - `view`: merging versions into the view, with the rules of `weft_crdt`.
 //! - `replicate`: [`Store::feeds`], [`Store::read_run`] and [`Store::ingest`]: sending and
 //!   receiving verified runs of feeds.
+//! - `sparse`: [`Interest`], [`Store::read_sparse`] and [`Store::ingest_sparse`]: replicas
+//!   that hold only the keys under some prefixes, each entry still provable.
 //! - `verify`: [`Store::verify`] and [`Store::reindex`].
 //!
 //! `docs/format.md` at the repository root describes every byte.
@@ -24,6 +26,7 @@ pub mod head;
 pub mod ids;
 mod replicate;
 mod serde_bytes;
+mod sparse;
 mod store;
 pub mod tables;
 #[cfg(feature = "test-util")]
@@ -37,6 +40,7 @@ pub use error::{Error, Result};
 pub use head::SignedHead;
 pub use ids::{AuthorId, NamespaceId};
 pub use replicate::{HeldFeed, IngestError, Ingested, Invalid, Run};
+pub use sparse::{Interest, MAX_PREFIXES, Served, SparseRun, verify_remote_key};
 pub use store::{
     DB_FILE, FeedInfo, HistoryItem, Info, KEYS_DIR, MAX_CLOCK_AHEAD, NamespaceInfo, Options, Scan,
     Snapshot, Store, VersionInfo,

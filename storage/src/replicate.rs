@@ -17,8 +17,9 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{AuthorId, NamespaceId};
+use crate::sparse::SparseRecord;
 use crate::store::{FeedRecord, Store, load_frontier, read_node};
-use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, feed_key};
+use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, SPARSE_FEEDS, feed_key};
 use crate::tree::{self, Hash, Node, ProofError};
 use crate::view::{ViewTables, write_of};
 
@@ -59,7 +60,8 @@ impl Run {
 pub struct HeldFeed {
     /// The latest signed head known.
     pub head: SignedHead,
-    /// How many entries are stored (a prefix of the feed).
+    /// How many entries are stored (a prefix of the feed); for a feed a sparse replica holds
+    /// with holes, how far it has been scanned for the interest.
     pub held: u64,
 }
 
@@ -108,6 +110,16 @@ pub enum Invalid {
     /// The head's signature or the entries' proof does not hold.
     #[error(transparent)]
     Proof(#[from] ProofError),
+    /// An entry, or a whole feed, outside the interest of this sparse replica, or a sparse run
+    /// sent to a full one.
+    #[error("{}", match seq {
+        Some(seq) => format!("entry {seq} lies outside the area asked for"),
+        None => "a feed outside the area asked for".to_string(),
+    })]
+    OutsideInterest {
+        /// The entry's index, when one entry is concerned.
+        seq: Option<u64>,
+    },
     /// A proven entry that this replica will not store: it does not decode, or breaks a limit.
     #[error("entry {seq}: {reason}")]
     Entry {
@@ -145,6 +157,7 @@ impl Store {
         let txn = self.db().begin_read()?;
         let feed_ids = txn.open_table(FEED_IDS)?;
         let feeds = txn.open_table(FEEDS)?;
+        let sparse = txn.open_table(SPARSE_FEEDS)?;
         let low = tables::feed_ids_key(ns_number, &AuthorId([0; 32]));
         let high = tables::feed_ids_key(ns_number, &AuthorId([0xff; 32]));
         let mut out = Vec::new();
@@ -157,9 +170,13 @@ impl Store {
                 ))
             })?;
             let record = FeedRecord::decode(record.value())?;
+            let held = match sparse.get(feed.value())? {
+                Some(bytes) => SparseRecord::decode(bytes.value())?.scanned,
+                None => record.held,
+            };
             out.push(HeldFeed {
                 head: record.head,
-                held: record.held,
+                held,
             });
         }
         Ok(out)
@@ -244,6 +261,9 @@ impl Store {
         let ns_number = self
             .namespace_number(&head.namespace)
             .map_err(|_| Invalid::UnknownNamespace(head.namespace))?;
+        if let Some(interest) = self.interest(&head.namespace)? {
+            return self.ingest_run_sparsely(run, &interest);
+        }
         if head.author == self.author() {
             return Err(Invalid::OwnFeed.into());
         }
@@ -363,7 +383,7 @@ impl Store {
 /// the held prefix, from the stored extension when it lies past it, and hashed from its
 /// children when it straddles the end. A node the extension does not cover cannot be asked for:
 /// every maximal node past `held` in a decomposition from an earlier end is one of them.
-fn node_hash(
+pub(crate) fn node_hash(
     entries: &impl ReadableTable<u128, &'static [u8]>,
     feed: u64,
     held: u64,

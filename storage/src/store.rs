@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ed25519_dalek::SigningKey;
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable};
@@ -16,7 +16,11 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{self, AuthorId, NamespaceId};
-use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, META, NAMESPACES, VIEW, feed_key, view_key};
+use crate::sparse::{Interest, SparseRecord};
+use crate::tables::{
+    self, ENTRIES, FEED_IDS, FEEDS, INTERESTS, META, NAMESPACES, NODES, SPARSE_FEEDS, VIEW,
+    feed_key, view_key,
+};
 use crate::tree::{self, Frontier, Hash, Node};
 use crate::view::{ViewTables, decode_register, write_of};
 
@@ -139,6 +143,8 @@ pub struct NamespaceInfo {
     pub feeds: Vec<FeedInfo>,
     /// Keys whose last writer put a value (deleted keys are not counted).
     pub keys: u64,
+    /// What a sparse replica replicates; `None` when it replicates everything.
+    pub interest: Option<Interest>,
 }
 
 /// A feed in [`Info`].
@@ -150,6 +156,8 @@ pub struct FeedInfo {
     pub length: u64,
     /// The length of its latest signed head: more than `length` while a catch-up is under way.
     pub signed_length: u64,
+    /// For a feed held with holes: every wanted entry before this index is held.
+    pub scanned: Option<u64>,
 }
 
 /// How far ahead of the local clock a remote timestamp may be and still move it: 500 ms, in
@@ -207,6 +215,8 @@ pub struct Store {
     clock: Clock,
     /// The local number of each namespace, read at open so reads need no extra lookup.
     namespaces: HashMap<NamespaceId, u32>,
+    /// The interest of each namespace this replica holds sparsely.
+    interests: RwLock<HashMap<NamespaceId, Interest>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -296,6 +306,7 @@ impl Store {
             txn.open_table(FEED_IDS)?;
             txn.open_table(ENTRIES)?;
             ViewTables::open(&txn)?;
+            create_sparse_tables(&txn)?;
         }
         txn.commit()?;
         drop(db);
@@ -389,7 +400,27 @@ impl Store {
                 floor = floor.max(last);
             }
         }
-        drop((meta, feeds, entries, txn));
+        let interests = match txn.open_table(INTERESTS) {
+            Ok(table) => {
+                let mut interests = HashMap::new();
+                for row in table.iter()? {
+                    let (ns, bytes) = row?;
+                    let interest: Interest = postcard::from_bytes(bytes.value())
+                        .map_err(|e| corrupt(format!("an interest does not decode ({e})")))?;
+                    interests.insert(NamespaceId(*ns.value()), interest);
+                }
+                interests
+            }
+            // A store made before sparse replicas existed: every namespace is full.
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                drop((meta, feeds, entries, txn));
+                let txn = db.begin_write()?;
+                create_sparse_tables(&txn)?;
+                txn.commit()?;
+                HashMap::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
 
         Ok(Store {
             dir: dir.to_owned(),
@@ -401,6 +432,7 @@ impl Store {
             options,
             clock: Clock::new(floor),
             namespaces,
+            interests: RwLock::new(interests),
         })
     }
 
@@ -457,6 +489,7 @@ impl Store {
     ) -> Result<Vec<VersionId>> {
         for (key, op) in &ops {
             self.validate(key, op)?;
+            self.check_covered(ns, key)?;
         }
         let ns_number = self.namespace_number(ns)?;
         if ops.is_empty() {
@@ -573,33 +606,17 @@ impl Store {
     /// # Errors
     /// As [`Store::get`].
     pub fn history(&self, ns: &NamespaceId, key: &[u8]) -> Result<Vec<HistoryItem>> {
+        self.check_covered(ns, key)?;
         let ns_number = self.namespace_number(ns)?;
         let txn = self.db.begin_read()?;
-        let register = read_register(&txn.open_table(VIEW)?, ns_number, key)?;
+        let versions = key_versions(
+            &txn.open_table(VIEW)?,
+            &txn.open_table(tables::SUPERSEDED)?,
+            ns_number,
+            key,
+        )?;
         let entries = txn.open_table(ENTRIES)?;
         let feed_ids = txn.open_table(FEED_IDS)?;
-        let mut versions: Vec<(VersionId, bool)> =
-            register.live().iter().map(|v| (v.id, true)).collect();
-        let prefix = tables::superseded_prefix(ns_number, key);
-        let (mut low, mut high) = (prefix.clone(), prefix);
-        low.extend_from_slice(&[0; 40]);
-        high.extend_from_slice(&[0xff; 40]);
-        for row in txn
-            .open_table(tables::SUPERSEDED)?
-            .range(&low[..]..=&high[..])?
-        {
-            let (row, _) = row?;
-            let tail = row
-                .value()
-                .len()
-                .checked_sub(40)
-                .map(|at| &row.value()[at..])
-                .ok_or_else(|| Error::Damaged("a superseded row is truncated".into()))?;
-            let (author, seq) = tail.split_at(32);
-            let author = AuthorId(author.try_into().expect("32 of 40 bytes"));
-            let seq = u64::from_be_bytes(seq.try_into().expect("8 of 40 bytes"));
-            versions.push((VersionId { author, seq }, false));
-        }
         let mut items = Vec::with_capacity(versions.len());
         for (id, live) in versions {
             // Superseded rows may name versions this replica has not received.
@@ -701,16 +718,23 @@ impl Store {
                 id: *id,
                 feeds: Vec::new(),
                 keys,
+                interest: self.interests().get(id).cloned(),
             });
         }
+        let sparse = txn.open_table(SPARSE_FEEDS)?;
         for row in txn.open_table(FEEDS)?.iter()? {
-            let (_, record) = row?;
+            let (feed, record) = row?;
             let record = FeedRecord::decode(record.value())?;
+            let holes = match sparse.get(feed.value())? {
+                Some(bytes) => Some(SparseRecord::decode(bytes.value())?),
+                None => None,
+            };
             if let Some(i) = numbers.iter().position(|(n, _)| *n == record.ns) {
                 namespaces[i].feeds.push(FeedInfo {
                     author: record.head.author,
-                    length: record.held,
+                    length: holes.map_or(record.held, |h| h.entries),
                     signed_length: record.head.length,
+                    scanned: holes.map(|h| h.scanned),
                 });
             }
         }
@@ -814,6 +838,29 @@ impl Store {
         }
     }
 
+    /// Refuses a key outside the interest of this sparse replica of `ns`: it is neither read
+    /// nor written here.
+    pub(crate) fn check_covered(&self, ns: &NamespaceId, key: &[u8]) -> Result<()> {
+        match self.interests().get(ns) {
+            Some(interest) if !interest.covers_key(key) => Err(Error::NotReplicated {
+                key: String::from_utf8_lossy(key).into_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn interests(&self) -> RwLockReadGuard<'_, HashMap<NamespaceId, Interest>> {
+        self.interests
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn interests_mut(&self) -> RwLockWriteGuard<'_, HashMap<NamespaceId, Interest>> {
+        self.interests
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn namespace_ids(&self) -> Vec<NamespaceId> {
         self.namespaces.keys().copied().collect()
     }
@@ -839,6 +886,7 @@ impl Snapshot<'_> {
     /// # Errors
     /// As [`Store::get`].
     pub fn get(&self, ns: &NamespaceId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.store.check_covered(ns, key)?;
         let register = read_register(&self.view, self.store.namespace_number(ns)?, key)?;
         match register.winner() {
             Some(winner) => match winner.op {
@@ -854,6 +902,7 @@ impl Snapshot<'_> {
     /// # Errors
     /// As [`Store::get`].
     pub fn get_all(&self, ns: &NamespaceId, key: &[u8]) -> Result<Vec<VersionInfo>> {
+        self.store.check_covered(ns, key)?;
         let register = read_register(&self.view, self.store.namespace_number(ns)?, key)?;
         register
             .live()
@@ -913,7 +962,7 @@ impl Iterator for Scan {
 
 /// The smallest byte string greater than every string starting with `prefix`, or `None` when
 /// there is none (the prefix is all `0xff`).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -935,12 +984,59 @@ pub(crate) fn feed_of(
         .map(|id| id.value()))
 }
 
-fn read_register(view: &ReadOnlyTable<&[u8], &[u8]>, ns: u32, key: &[u8]) -> Result<Register<u64>> {
+pub(crate) fn read_register(
+    view: &ReadOnlyTable<&[u8], &[u8]>,
+    ns: u32,
+    key: &[u8],
+) -> Result<Register<u64>> {
     decode_register(
         view.get(&view_key(ns, key)[..])?
             .as_ref()
             .map(|g| g.value()),
     )
+}
+
+/// The ids of every version of `key` the view knows of: the live ones (flagged `true`), then
+/// those some known version superseded, which may or may not be held.
+pub(crate) fn key_versions(
+    view: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    superseded: &impl ReadableTable<&'static [u8], ()>,
+    ns: u32,
+    key: &[u8],
+) -> Result<Vec<(VersionId, bool)>> {
+    let register = decode_register(
+        view.get(&view_key(ns, key)[..])?
+            .as_ref()
+            .map(|g| g.value()),
+    )?;
+    let mut versions: Vec<(VersionId, bool)> =
+        register.live().iter().map(|v| (v.id, true)).collect();
+    let prefix = tables::superseded_prefix(ns, key);
+    let (mut low, mut high) = (prefix.clone(), prefix);
+    low.extend_from_slice(&[0; 40]);
+    high.extend_from_slice(&[0xff; 40]);
+    for row in superseded.range(&low[..]..=&high[..])? {
+        let (row, _) = row?;
+        let tail = row
+            .value()
+            .len()
+            .checked_sub(40)
+            .map(|at| &row.value()[at..])
+            .ok_or_else(|| Error::Damaged("a superseded row is truncated".into()))?;
+        let (author, seq) = tail.split_at(32);
+        let author = AuthorId(author.try_into().expect("32 of 40 bytes"));
+        let seq = u64::from_be_bytes(seq.try_into().expect("8 of 40 bytes"));
+        versions.push((VersionId { author, seq }, false));
+    }
+    Ok(versions)
+}
+
+/// Opens (so creates) the tables sparse replicas use.
+fn create_sparse_tables(txn: &redb::WriteTransaction) -> Result<()> {
+    txn.open_table(INTERESTS)?;
+    txn.open_table(SPARSE_FEEDS)?;
+    txn.open_table(NODES)?;
+    Ok(())
 }
 
 /// The entry in the [`ENTRIES`] row of `seq` in `feed`.

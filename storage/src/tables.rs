@@ -56,7 +56,22 @@ pub const VIEW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("view-1");
 /// contiguous range that no longer key with the same prefix interleaves with.
 pub const SUPERSEDED: TableDefinition<&[u8], ()> = TableDefinition::new("superseded-1");
 
-/// The [`ENTRIES`] or [`TREE`] key of position `index` in feed `feed`.
+/// `namespace id (32 bytes) → Interest`: the areas of interest of a sparse replica of the
+/// namespace (postcard: the key prefixes, then the authors, empty meaning all). No row: the
+/// replica is full.
+pub const INTERESTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("interests-1");
+
+/// `feed id (u64) → SparseRecord`: a row marks a feed held with holes, as a sparse replica
+/// holds remote feeds. Postcard `{scanned, entries}`: every entry under the interest in
+/// `[0, scanned)` is held, and `entries` rows are held in all. Such a feed's [`FEEDS`] record has
+/// `held` 0 and no extension; its [`ENTRIES`] rows have the same layout as a full feed's.
+pub const SPARSE_FEEDS: TableDefinition<u64, &[u8]> = TableDefinition::new("sparse-feeds-1");
+
+/// `(feed id << 64) | flat index (u128) → hash (32 bytes)`: tree nodes of sparse feeds that no
+/// held entry row carries: the proof nodes received, and the peaks of `scanned`.
+pub const NODES: TableDefinition<u128, &[u8; 32]> = TableDefinition::new("nodes-1");
+
+/// The [`ENTRIES`] or [`NODES`] key of position `index` in feed `feed`.
 pub fn feed_key(feed: u64, index: u64) -> u128 {
     (u128::from(feed) << 64) | u128::from(index)
 }
@@ -78,6 +93,17 @@ pub fn superseded_prefix(ns: u32, key: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);
     out
+}
+
+/// The first byte of the entry part of a pruned [`ENTRIES`] row, in place of the entry's
+/// format byte: `weft prune` replaced the entry with this byte and the postcard encoding of
+/// `(timestamp, key, supersedes)`. The leaf hash and tree nodes stay, so the rest of the feed
+/// is still provable, and the view keeps what the version superseded.
+pub const PRUNED_FORMAT: u8 = 0;
+
+/// Whether the entry part of a row is a pruned stub ([`PRUNED_FORMAT`]).
+pub fn is_pruned(entry: &[u8]) -> bool {
+    entry.first() == Some(&PRUNED_FORMAT)
 }
 
 /// How many parent hashes the [`ENTRIES`] row of entry `seq` carries.

@@ -354,6 +354,166 @@ impl Frontier {
     }
 }
 
+/// Folds the tree of a feed of `length` entries into its root, walking each peak depth-first
+/// and left to right: a node for which `split` holds (and that is not a leaf) is hashed from its
+/// children, any other node's hash comes from `hash`. `computed` sees every node's hash, given
+/// or made, so callers can keep the nodes they will need again.
+pub(crate) fn fold_root<E>(
+    length: u64,
+    split: &mut impl FnMut(Node) -> bool,
+    hash: &mut impl FnMut(Node) -> Result<Hash, E>,
+    computed: &mut impl FnMut(Node, &Hash),
+) -> Result<Hash, E> {
+    fn fold<E>(
+        at: Node,
+        split: &mut impl FnMut(Node) -> bool,
+        hash: &mut impl FnMut(Node) -> Result<Hash, E>,
+        computed: &mut impl FnMut(Node, &Hash),
+    ) -> Result<Hash, E> {
+        if at.depth == 0 || !split(at) {
+            let own = hash(at)?;
+            computed(at, &own);
+            return Ok(own);
+        }
+        let (left, right) = at.children();
+        let left = fold(left, split, hash, computed)?;
+        let right = fold(right, split, hash, computed)?;
+        let parent = parent_hash(&left, &right);
+        computed(at, &parent);
+        Ok(parent)
+    }
+    let mut peak_hashes = Vec::new();
+    for peak in peaks(length) {
+        peak_hashes.push(fold(peak, split, hash, computed)?);
+    }
+    Ok(root_hash(length, &peak_hashes))
+}
+
+/// Whether any of `sorted` lies in the leaves of `node`.
+pub(crate) fn holds_any(node: Node, sorted: &[u64]) -> bool {
+    let first = sorted.partition_point(|&leaf| leaf < node.first_leaf());
+    sorted
+        .get(first)
+        .is_some_and(|&leaf| leaf < node.end_leaf())
+}
+
+/// Whether `boundary` falls strictly inside `node`'s leaves.
+fn straddles(node: Node, boundary: u64) -> bool {
+    node.first_leaf() < boundary && boundary < node.end_leaf()
+}
+
+/// The shape of a sparse proof: the entries `leaves` (strictly increasing, within
+/// `[start, end)`) of a feed of `length` entries, sent to a replica that has already checked
+/// the part of `[0, start)` it wants and keeps the peaks of `start`.
+///
+/// Walking the tree of `length`, a node wholly before `start` is one of those peaks (the
+/// receiver supplies it); a node holding one of `leaves`, or straddling `start` or `end`, is
+/// split; any other node is a proof node, sent by hash. Splitting at `end` leaves the receiver
+/// every peak of `end`, ready for the next proof. One hash per maximal subtree free of wanted
+/// entries, shared by all the entries of the proof.
+#[derive(Clone, Copy, Debug)]
+pub struct SparseShape<'a> {
+    /// The signed head's length.
+    pub length: u64,
+    /// Where the receiver's checked prefix ends.
+    pub start: u64,
+    /// Where this proof's coverage ends.
+    pub end: u64,
+    /// The entries carried.
+    pub leaves: &'a [u64],
+}
+
+impl SparseShape<'_> {
+    /// Checks the range and that the leaves are strictly increasing inside it.
+    ///
+    /// # Errors
+    /// [`ProofError::BadRange`].
+    pub fn check(&self) -> Result<(), ProofError> {
+        check_range(self.start, self.end, self.length)?;
+        let in_range = self
+            .leaves
+            .iter()
+            .all(|&leaf| self.start <= leaf && leaf < self.end);
+        let increasing = self.leaves.windows(2).all(|pair| pair[0] < pair[1]);
+        if in_range && increasing {
+            Ok(())
+        } else {
+            Err(ProofError::BadRange {
+                start: self.start,
+                end: self.end,
+                length: self.length,
+            })
+        }
+    }
+
+    fn split(&self, node: Node) -> bool {
+        holds_any(node, self.leaves) || straddles(node, self.start) || straddles(node, self.end)
+    }
+
+    /// The proof nodes, in the order they are sent. The shape must pass [`SparseShape::check`].
+    pub fn proof_nodes(&self) -> Vec<Node> {
+        let mut out = Vec::new();
+        let _ = fold_root::<()>(
+            self.length,
+            &mut |node| self.split(node),
+            &mut |node| {
+                if node.end_leaf() > self.start && !(node.depth == 0 && self.split(node)) {
+                    out.push(node);
+                }
+                Ok([0; 32])
+            },
+            &mut |_, _| {},
+        );
+        out
+    }
+
+    /// Rebuilds the root from the receiver's peaks of `start` (largest first), the hashes of
+    /// the leaves and the proof nodes; `computed` sees every node hash on the way (the leaves'
+    /// ancestors, the proof nodes, and so the peaks of `end`).
+    ///
+    /// # Errors
+    /// [`ProofError::BadRange`] for a shape that fails [`SparseShape::check`] or leaf hashes
+    /// that do not match the leaves, [`ProofError::WrongNodeCount`] when `known` or `nodes`
+    /// has too few or too many hashes.
+    pub fn root(
+        &self,
+        known: &[Hash],
+        leaf_hashes: &[Hash],
+        nodes: &[Hash],
+        mut computed: impl FnMut(Node, &Hash),
+    ) -> Result<Hash, ProofError> {
+        self.check()?;
+        if leaf_hashes.len() != self.leaves.len() {
+            return Err(ProofError::BadRange {
+                start: self.start,
+                end: self.end,
+                length: self.length,
+            });
+        }
+        let (mut known, mut leaf_hashes, mut nodes) =
+            (known.iter(), leaf_hashes.iter(), nodes.iter());
+        let root = fold_root(
+            self.length,
+            &mut |node| self.split(node),
+            &mut |node| {
+                let next = if node.end_leaf() <= self.start {
+                    known.next()
+                } else if node.depth == 0 && self.split(node) {
+                    leaf_hashes.next()
+                } else {
+                    nodes.next()
+                };
+                next.copied().ok_or(ProofError::WrongNodeCount)
+            },
+            &mut computed,
+        )?;
+        if known.next().is_some() || nodes.next().is_some() {
+            return Err(ProofError::WrongNodeCount);
+        }
+        Ok(root)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,5 +703,91 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn sparse_proofs_verify_and_chain_across_boundaries() {
+        let (leaves, nodes, _) = build(45);
+        let lookup = |n: Node| nodes[&(n.depth, n.offset)];
+        for length in [1u64, 7, 16, 33, 45] {
+            let (_, _, root) = build(length);
+            for start in 0..=length {
+                for end in start..=length {
+                    // Every third entry of the range, offset so both ends get exercised.
+                    let wanted: Vec<u64> = (start..end).filter(|i| (i + start) % 3 == 0).collect();
+                    let shape = SparseShape {
+                        length,
+                        start,
+                        end,
+                        leaves: &wanted,
+                    };
+                    let known: Vec<Hash> = peaks(start).into_iter().map(lookup).collect();
+                    let hashes: Vec<Hash> = wanted.iter().map(|&i| leaves[i as usize]).collect();
+                    let proof: Vec<Hash> = shape.proof_nodes().into_iter().map(lookup).collect();
+                    let mut seen = HashMap::new();
+                    let rebuilt = shape.root(&known, &hashes, &proof, |n, h| {
+                        seen.insert(n, *h);
+                    });
+                    assert_eq!(rebuilt, Ok(root), "{start}..{end} of {length}");
+                    // The receiver learns every peak of `end`, so the next proof can start there.
+                    for peak in peaks(end) {
+                        assert_eq!(seen.get(&peak), Some(&lookup(peak)), "peak of {end}");
+                    }
+                    if let Some(first) = proof.first() {
+                        let mut bad = proof.clone();
+                        bad[0] = [first[0] ^ 1; 32];
+                        assert_ne!(shape.root(&known, &hashes, &bad, |_, _| {}), Ok(root));
+                        assert_eq!(
+                            shape.root(&known, &hashes, &proof[1..], |_, _| {}),
+                            Err(ProofError::WrongNodeCount)
+                        );
+                    }
+                    if let Some(first) = hashes.first() {
+                        let mut bad = hashes.clone();
+                        bad[0] = [first[0] ^ 1; 32];
+                        assert_ne!(shape.root(&known, &bad, &proof, |_, _| {}), Ok(root));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sparse_shapes_refuse_leaves_outside_or_out_of_order() {
+        let shape = |leaves: &'static [u64]| SparseShape {
+            length: 20,
+            start: 4,
+            end: 10,
+            leaves,
+        };
+        assert!(shape(&[4, 9]).check().is_ok());
+        assert!(shape(&[3]).check().is_err());
+        assert!(shape(&[10]).check().is_err());
+        assert!(shape(&[6, 5]).check().is_err());
+        assert!(shape(&[5, 5]).check().is_err());
+        assert!(
+            SparseShape {
+                length: 8,
+                start: 4,
+                end: 10,
+                leaves: &[]
+            }
+            .check()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn sparse_proofs_share_upper_nodes() {
+        // 1,000 entries spread evenly over 100,000: about log2(100) hashes each, not log2(100,000).
+        let wanted: Vec<u64> = (0..1000).map(|i| i * 100 + 42).collect();
+        let shape = SparseShape {
+            length: 100_000,
+            start: 0,
+            end: 100_000,
+            leaves: &wanted,
+        };
+        let count = shape.proof_nodes().len();
+        assert!(count <= 8 * 1000, "{count} proof nodes for 1,000 entries");
     }
 }

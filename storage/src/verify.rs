@@ -1,5 +1,7 @@
 //! Checking a replica end to end, and rebuilding its view.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 
 use redb::{ReadableTable, TableDefinition};
@@ -8,9 +10,12 @@ use serde::{Deserialize, Serialize};
 use crate::entry::Entry;
 use crate::error::Result;
 use crate::ids::{AuthorId, NamespaceId};
+use crate::sparse::{SparseRecord, SparseTree};
 use crate::store::{FeedRecord, Store, feed_of};
-use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, NAMESPACES, SUPERSEDED, VIEW, feed_key};
-use crate::tree::{self, Frontier};
+use crate::tables::{
+    self, ENTRIES, FEED_IDS, FEEDS, NAMESPACES, NODES, SPARSE_FEEDS, SUPERSEDED, VIEW, feed_key,
+};
+use crate::tree::{self, Frontier, Hash};
 use crate::view::{ViewTables, rebuild};
 
 /// Where `verify` rebuilds the view to compare it; the transaction is aborted, so these never
@@ -81,6 +86,8 @@ impl Store {
             let entries = txn.open_table(ENTRIES)?;
             let namespaces = txn.open_table(NAMESPACES)?;
             let feed_ids = txn.open_table(FEED_IDS)?;
+            let sparse = txn.open_table(SPARSE_FEEDS)?;
+            let nodes = txn.open_table(NODES)?;
             for row in feeds.iter()? {
                 let (feed, record) = row?;
                 report.feeds += 1;
@@ -119,7 +126,20 @@ impl Store {
                     ));
                     continue;
                 }
-                let found = check_feed(&entries, feed.value(), &record, &mut report.entries)?;
+                let found = match sparse.get(feed.value())? {
+                    Some(holes) => match SparseRecord::decode(holes.value()) {
+                        Ok(holes) => {
+                            let tree = SparseTree {
+                                entries: &entries,
+                                nodes: &nodes,
+                                feed: feed.value(),
+                            };
+                            check_sparse_feed(&tree, &record, holes, &mut report.entries)?
+                        }
+                        Err(e) => Some((None, e.to_string())),
+                    },
+                    None => check_feed(&entries, feed.value(), &record, &mut report.entries)?,
+                };
                 if let Some((entry, reason)) = found {
                     report.problems.push(problem(entry, reason));
                 }
@@ -205,18 +225,11 @@ fn check_feed(
         let Some(parts) = tables::split_row(seq, row.value()) else {
             return Ok(Some((Some(seq), "entry row is truncated".into())));
         };
-        let leaf = tree::leaf_hash(parts.entry);
-        if leaf != *parts.leaf {
-            return Ok(Some((
-                Some(seq),
-                "entry bytes do not match their stored hash".into(),
-            )));
-        }
-        if let Err(e) = Entry::decode(parts.entry) {
-            return Ok(Some((Some(seq), e.to_string())));
+        if let Some(finding) = check_entry_bytes(seq, &parts) {
+            return Ok(Some(finding));
         }
         parents.clear();
-        frontier.push(leaf, |_, hash| parents.extend_from_slice(&hash));
+        frontier.push(*parts.leaf, |_, hash| parents.extend_from_slice(&hash));
         if parents != parts.parents {
             return Ok(Some((
                 Some(seq),
@@ -243,6 +256,108 @@ fn check_feed(
         return Ok(Some((None, "the head's signature does not verify".into())));
     }
     Ok(None)
+}
+
+/// Checks a feed held with holes: each held entry against its leaf hash, and all of them,
+/// with the stored proof nodes, against the signed head, including every tree node stored
+/// beside them that the check rebuilds.
+fn check_sparse_feed<E, N>(
+    tree: &SparseTree<'_, E, N>,
+    record: &FeedRecord,
+    holes: SparseRecord,
+    checked: &mut u64,
+) -> Result<Option<Finding>>
+where
+    E: ReadableTable<u128, &'static [u8]>,
+    N: ReadableTable<u128, &'static [u8; 32]>,
+{
+    let mut held = Vec::new();
+    let mut leaves = HashMap::new();
+    let range = feed_key(tree.feed, 0)..=feed_key(tree.feed, u64::MAX);
+    for row in tree.entries.range(range)? {
+        let (key, row) = row?;
+        let seq = key.value() as u64;
+        *checked += 1;
+        let Some(parts) = tables::split_row(seq, row.value()) else {
+            return Ok(Some((Some(seq), "entry row is truncated".into())));
+        };
+        if let Some(finding) = check_entry_bytes(seq, &parts) {
+            return Ok(Some(finding));
+        }
+        held.push(seq);
+        leaves.insert(seq, *parts.leaf);
+    }
+    if held.len() as u64 != holes.entries {
+        let reason = format!(
+            "{} entries stored, but the feed record says {}",
+            held.len(),
+            holes.entries
+        );
+        return Ok(Some((None, reason)));
+    }
+    let head = &record.head;
+    let wrong: RefCell<Option<Finding>> = RefCell::new(None);
+    let root = tree::fold_root(
+        head.length,
+        &mut |node| tree::holds_any(node, &held),
+        &mut |node| -> Result<Hash> {
+            if node.depth == 0
+                && let Some(leaf) = leaves.get(&node.offset)
+            {
+                return Ok(*leaf);
+            }
+            Ok(tree.hash(node)?.unwrap_or_else(|| {
+                let missing = format!("tree node {} is missing", node.flat_index());
+                wrong.borrow_mut().get_or_insert((None, missing));
+                [0; 32]
+            }))
+        },
+        &mut |node, hash| {
+            // Nodes over held entries were rebuilt from them: what is stored must agree.
+            if node.depth > 0 && tree::holds_any(node, &held) {
+                match tree.stored(node) {
+                    Ok(Some(stored)) if stored != *hash => {
+                        let reason = format!("stored tree node {} is wrong", node.flat_index());
+                        wrong.borrow_mut().get_or_insert((None, reason));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        wrong.borrow_mut().get_or_insert((None, e.to_string()));
+                    }
+                }
+            }
+        },
+    )?;
+    if let Some(finding) = wrong.into_inner() {
+        return Ok(Some(finding));
+    }
+    if root != head.root {
+        return Ok(Some((
+            None,
+            "the held entries and tree nodes do not match the signed head".into(),
+        )));
+    }
+    if head.verify().is_err() {
+        return Ok(Some((None, "the head's signature does not verify".into())));
+    }
+    Ok(None)
+}
+
+/// Checks a row's entry part against its leaf hash, and that it decodes. A pruned entry has
+/// only its stub, so only the stub's shape is checked.
+fn check_entry_bytes(seq: u64, parts: &tables::EntryRow<'_>) -> Option<Finding> {
+    if tables::is_pruned(parts.entry) {
+        return None;
+    }
+    if tree::leaf_hash(parts.entry) != *parts.leaf {
+        return Some((
+            Some(seq),
+            "entry bytes do not match their stored hash".into(),
+        ));
+    }
+    Entry::decode(parts.entry)
+        .err()
+        .map(|e| (Some(seq), e.to_string()))
 }
 
 /// The first row key at which two tables differ, in key or value.
