@@ -31,6 +31,18 @@ pub enum Command {
         /// instead of creating one; its peers become this replica's bootstrap peers
         #[arg(long, value_name = "TICKET")]
         join: Option<String>,
+        /// With --join: replicate only the keys under this prefix (repeatable), a sparse
+        /// replica; without it, every key
+        #[arg(long, value_name = "PREFIX", requires = "join")]
+        prefix: Vec<OsString>,
+        /// With --prefix: replicate only this author's entries (repeatable, hex id)
+        #[arg(long, value_name = "AUTHOR", requires = "prefix", value_parser = parse_author)]
+        author: Vec<weft_storage::AuthorId>,
+    },
+    /// Show or change what this replica replicates: the key prefixes of a sparse replica
+    Interest {
+        #[command(subcommand)]
+        action: InterestAction,
     },
     /// Run the node in the foreground: sync with peers and serve the local API (log level from
     /// RUST_LOG, default info). Ctrl-C or SIGTERM stops it cleanly
@@ -77,6 +89,10 @@ pub enum Command {
         /// Print every live version (concurrent writes), one per line, with author and time
         #[arg(long)]
         all: bool,
+        /// Ask the connected peers (through the running node) and check their proofs, for a
+        /// key this sparse replica does not hold; nothing is stored
+        #[arg(long)]
+        remote: bool,
     },
     /// Delete KEY. Exits 1 if it is absent
     Del {
@@ -130,6 +146,30 @@ pub enum Command {
 }
 
 /// A benchmark workload.
+#[derive(Debug, Subcommand)]
+pub enum InterestAction {
+    /// Replicate the keys under PREFIX too (a replica that holds no other author's entries
+    /// yet becomes sparse)
+    Add {
+        /// The key prefix
+        prefix: OsString,
+        /// Replicate only this author's entries (repeatable, hex id)
+        #[arg(long, value_name = "AUTHOR", value_parser = parse_author)]
+        author: Vec<weft_storage::AuthorId>,
+    },
+    /// Stop replicating the keys under PREFIX; what is held stays on disk
+    Rm {
+        /// The key prefix, exactly as added
+        prefix: OsString,
+    },
+    /// Print the prefixes replicated, one per line; nothing for a full replica
+    Ls,
+}
+
+fn parse_author(s: &str) -> Result<weft_storage::AuthorId, weft_storage::ids::ParseIdError> {
+    weft_storage::ids::parse_author(s)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
     /// Puts: one durable put per commit, then batches of 1,000
@@ -216,7 +256,7 @@ mod tests {
             parse(&["init", "--join", "weft1abc"])
                 .expect("parses")
                 .command,
-            Command::Init { join: Some(_) }
+            Command::Init { join: Some(_), .. }
         ));
         assert!(parse(&["sync", "--timeout", "soon"]).is_err());
     }

@@ -8,7 +8,8 @@ use anyhow::bail;
 use weft_node::Status;
 use weft_node::api::{ApiRequest, ApiResponse, Client, PAGE_KEYS};
 use weft_storage::{
-    HistoryItem, Info, NamespaceId, Op, Options, Store, VerifyReport, VersionId, VersionInfo,
+    HistoryItem, Info, Interest, NamespaceId, Op, Options, Store, VerifyReport, VersionId,
+    VersionInfo,
 };
 
 /// The replica a command works on.
@@ -123,6 +124,34 @@ impl Backend {
                 })?,
                 Value
             ),
+        }
+    }
+
+    /// The live versions of `key` as the node's connected peers prove them.
+    pub fn get_remote(&self, ns: &NamespaceId, key: &[u8]) -> anyhow::Result<Vec<VersionInfo>> {
+        match self {
+            Backend::Local(_) => {
+                bail!("--remote asks connected peers through the node: start `weft node` first")
+            }
+            Backend::Node { .. } => expect_response!(
+                self.call(ApiRequest::GetRemote {
+                    ns: *ns,
+                    key: key.to_vec()
+                })?,
+                Versions
+            ),
+        }
+    }
+
+    pub fn set_interest(&self, ns: &NamespaceId, interest: Interest) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(store) => Ok(store.set_interest(ns, interest)?),
+            Backend::Node { .. } => {
+                match self.call(ApiRequest::SetInterest { ns: *ns, interest })? {
+                    ApiResponse::Done => Ok(()),
+                    other => bail!("the node answered {other:?} to an interest change"),
+                }
+            }
         }
     }
 

@@ -8,9 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
-use weft_storage::{NamespaceId, Op, Options, Store, VersionId, VersionInfo, format_timestamp};
+use weft_storage::{
+    Interest, NamespaceId, Op, Options, Store, VersionId, VersionInfo, format_timestamp,
+};
 
-use crate::args::{Cli, Command, Workload};
+use crate::args::{Cli, Command, InterestAction, Workload};
 use crate::backend::Backend;
 use crate::output::{escape, put_bytes};
 
@@ -46,10 +48,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = data_dir(cli.data_dir)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    if let Command::Init { join } = &cli.command {
+    if let Command::Init {
+        join,
+        prefix,
+        author,
+    } = &cli.command
+    {
         let store = match join {
             None => Store::init(&dir, Options::default())?,
-            Some(ticket) => crate::network::join(&dir, ticket)?,
+            Some(ticket) => {
+                let interest = (!prefix.is_empty()).then(|| {
+                    Interest::new(prefix.iter().map(|p| p.as_bytes().to_vec()), author.clone())
+                });
+                crate::network::join(&dir, ticket, interest)?
+            }
         };
         let ns = store.default_namespace();
         if json {
@@ -105,7 +117,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_written(&mut out, &ids[0], json)?;
             ExitCode::SUCCESS
         }
-        Command::Get { key, all: false } => match store.get(&ns, key.as_bytes())? {
+        Command::Get {
+            key,
+            all,
+            remote: true,
+        } => {
+            let versions = store.get_remote(&ns, key.as_bytes())?;
+            print_versions(&mut out, &key, &versions, all, json)?
+        }
+        Command::Interest { action } => interest(&mut out, &store, &ns, action, json)?,
+        Command::Get {
+            key,
+            all: false,
+            remote: false,
+        } => match store.get(&ns, key.as_bytes())? {
             Some(value) if json => {
                 writeln!(
                     out,
@@ -120,16 +145,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             None => not_found(&key),
         },
-        Command::Get { key, all: true } => {
+        Command::Get {
+            key,
+            all: true,
+            remote: false,
+        } => {
             let versions = store.get_all(&ns, key.as_bytes())?;
-            if versions.is_empty() {
-                not_found(&key)
-            } else {
-                for version in &versions {
-                    write_version(&mut out, version, None, json)?;
-                }
-                ExitCode::SUCCESS
-            }
+            print_versions(&mut out, &key, &versions, true, json)?
         }
         Command::Del { key } => {
             if store.get(&ns, key.as_bytes())?.is_none() {
@@ -242,6 +264,114 @@ fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Prints the last writer's value, or with `all` every live version; exits 1 when there is no
+/// value.
+fn print_versions(
+    out: &mut impl Write,
+    key: &OsString,
+    versions: &[VersionInfo],
+    all: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if all {
+        if versions.is_empty() {
+            return Ok(not_found(key));
+        }
+        for version in versions {
+            write_version(out, version, None, json)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match versions.first().and_then(|v| v.value.as_ref()) {
+        Some(value) if json => {
+            writeln!(
+                out,
+                "{}",
+                Value::Object(record(key.as_bytes(), Some(value)))
+            )?;
+        }
+        Some(value) => out.write_all(value)?,
+        None => return Ok(not_found(key)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft interest add|rm|ls`.
+fn interest(
+    out: &mut impl Write,
+    store: &Backend,
+    ns: &NamespaceId,
+    action: InterestAction,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let info = store.info()?;
+    let current = info
+        .namespaces
+        .iter()
+        .find(|n| n.id == *ns)
+        .and_then(|n| n.interest.clone());
+    match action {
+        InterestAction::Ls => {
+            let Some(current) = current else {
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({"full": true, "prefixes": [], "authors": []})
+                    )?;
+                } else {
+                    eprintln!("weft: this replica is full: it replicates every key");
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            if json {
+                let prefixes: Vec<String> = current.prefixes.iter().map(|p| escape(p)).collect();
+                let authors: Vec<String> = current.authors.iter().map(|a| a.to_string()).collect();
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"full": false, "prefixes": prefixes, "authors": authors})
+                )?;
+            } else {
+                for prefix in &current.prefixes {
+                    out.write_all(prefix)?;
+                    out.write_all(b"\n")?;
+                }
+                for author in &current.authors {
+                    writeln!(out, "author {author}")?;
+                }
+            }
+        }
+        InterestAction::Add { prefix, author } => {
+            let current = current.unwrap_or_default();
+            let mut authors = current.authors;
+            authors.extend(author);
+            let prefixes = current
+                .prefixes
+                .into_iter()
+                .chain([prefix.as_bytes().to_vec()]);
+            store.set_interest(ns, Interest::new(prefixes, authors))?;
+        }
+        InterestAction::Rm { prefix } => {
+            let Some(current) = current else {
+                bail!("this replica is full; it has no prefixes to remove");
+            };
+            if !current.prefixes.iter().any(|p| p == prefix.as_bytes()) {
+                bail!(
+                    "{} is not one of this replica's prefixes",
+                    escape(prefix.as_bytes())
+                );
+            }
+            let prefixes = current
+                .prefixes
+                .into_iter()
+                .filter(|p| p != prefix.as_bytes());
+            store.set_interest(ns, Interest::new(prefixes, current.authors))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn not_found(key: &OsString) -> ExitCode {
     eprintln!("weft: key not found: {}", escape(key.as_bytes()));
     ExitCode::from(NOT_FOUND)
@@ -319,9 +449,13 @@ fn info(out: &mut impl Write, store: &Backend, json: bool) -> anyhow::Result<()>
                 let feeds: Vec<Value> = ns
                     .feeds
                     .iter()
-                    .map(|f| json!({"author": f.author.to_string(), "length": f.length}))
+                    .map(|f| json!({"author": f.author.to_string(), "length": f.length, "signed_length": f.signed_length, "scanned": f.scanned}))
                     .collect();
-                json!({"id": ns.id.to_string(), "default": ns.id == default, "keys": ns.keys, "feeds": feeds})
+                let prefixes: Option<Vec<String>> = ns
+                    .interest
+                    .as_ref()
+                    .map(|i| i.prefixes.iter().map(|p| escape(p)).collect());
+                json!({"id": ns.id.to_string(), "default": ns.id == default, "keys": ns.keys, "prefixes": prefixes, "feeds": feeds})
             })
             .collect();
         writeln!(
@@ -338,17 +472,28 @@ fn info(out: &mut impl Write, store: &Backend, json: bool) -> anyhow::Result<()>
         let mark = if ns.id == default { " (default)" } else { "" };
         writeln!(out, "namespace: {}{mark}", ns.id)?;
         writeln!(out, "  keys:    {}", ns.keys)?;
+        if let Some(interest) = &ns.interest {
+            let prefixes: Vec<String> = interest.prefixes.iter().map(|p| escape(p)).collect();
+            writeln!(out, "  sparse:  {}", prefixes.join(" "))?;
+        }
         for feed in &ns.feeds {
             let mine = if feed.author == info.author {
                 " (local)"
             } else {
                 ""
             };
-            writeln!(
-                out,
-                "  feed:    {} length {}{mine}",
-                feed.author, feed.length
-            )?;
+            match feed.scanned {
+                Some(scanned) => writeln!(
+                    out,
+                    "  feed:    {} {} entries held, scanned {scanned} of {}{mine}",
+                    feed.author, feed.length, feed.signed_length
+                )?,
+                None => writeln!(
+                    out,
+                    "  feed:    {} length {}{mine}",
+                    feed.author, feed.length
+                )?,
+            }
         }
     }
     Ok(())

@@ -12,14 +12,17 @@ use weft_node::config::{ConfigFile, NodeConfig, load_identity, peer_id};
 use weft_node::multiaddr::Protocol;
 use weft_node::ticket::Ticket;
 use weft_node::{Multiaddr, Node, Status, api};
-use weft_storage::{Options, Store};
+use weft_storage::{Interest, Options, Store};
 
 use crate::backend::Backend;
 
 /// `init --join`: a replica of the ticket's namespace, with its peers as bootstrap peers.
-pub fn join(dir: &Path, ticket: &str) -> anyhow::Result<Store> {
+pub fn join(dir: &Path, ticket: &str, interest: Option<Interest>) -> anyhow::Result<Store> {
     let ticket: Ticket = ticket.parse()?;
     let store = Store::init_joined(dir, Options::default(), ticket.namespace)?;
+    if let Some(interest) = interest {
+        store.set_interest(&ticket.namespace, interest)?;
+    }
     ConfigFile {
         peers: ticket.peers,
         ..ConfigFile::default()

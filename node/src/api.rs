@@ -17,7 +17,7 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 use weft_storage::{
-    AuthorId, HistoryItem, Info, NamespaceId, Op, VerifyReport, VersionId, VersionInfo,
+    AuthorId, HistoryItem, Info, Interest, NamespaceId, Op, VerifyReport, VersionId, VersionInfo,
 };
 
 use crate::config::SOCKET_FILE;
@@ -69,6 +69,15 @@ pub enum ApiRequest {
     Verify,
     Reindex,
     Status,
+    SetInterest {
+        ns: NamespaceId,
+        interest: Interest,
+    },
+    /// The live versions of a key as connected peers prove them, not stored.
+    GetRemote {
+        ns: NamespaceId,
+        key: Vec<u8>,
+    },
 }
 
 /// The node's answer.
@@ -88,6 +97,8 @@ pub enum ApiResponse {
     Verify(VerifyReport),
     Reindexed(u64),
     Status(Status),
+    /// The request succeeded and has nothing to return.
+    Done,
     /// The request failed; the text is what the CLI prints.
     Error(String),
 }
@@ -246,6 +257,11 @@ async fn answer(node: &NodeHandle, request: ApiRequest) -> Result<ApiResponse, N
         ApiRequest::Verify => ApiResponse::Verify(worker.run(|s| s.verify()).await??),
         ApiRequest::Reindex => ApiResponse::Reindexed(worker.run(|s| s.reindex()).await??),
         ApiRequest::Status => ApiResponse::Status(node.status().await?),
+        ApiRequest::SetInterest { ns, interest } => {
+            node.set_interest(ns, interest).await?;
+            ApiResponse::Done
+        }
+        ApiRequest::GetRemote { ns, key } => ApiResponse::Versions(node.get_remote(ns, key).await?),
     })
 }
 

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use weft_storage::{
-    AuthorId, IngestError, Ingested, Invalid, NamespaceId, Op, Run, Store, VersionId,
+    AuthorId, IngestError, Ingested, Interest, Invalid, NamespaceId, Op, Run, Served, SparseRun,
+    Store, VersionId, VersionInfo,
 };
 
 use crate::config::NodeConfig;
@@ -34,15 +35,16 @@ use crate::sync::{FeedId, Syncer};
 use crate::transport::{self, WireCounters};
 use crate::wire::{
     self, HEADS_PER_RESPONSE, MAX_MESSAGE, MAX_PUSH, PUSH_BYTES, RUN_BYTES, RUN_ENTRIES, Refusal,
-    Request, Response, Topic, WireHead, WireRun,
+    Request, Response, Topic, WireHead, WireRun, WireSparse,
 };
 use crate::worker::{Closed, StoreWorker};
 
 /// How long a peer that sent bad data is kept away.
 const BAN: Duration = Duration::from_secs(300);
 
-/// The largest sync request read: requests are a few dozen bytes.
-const MAX_REQUEST: usize = 1024;
+/// The largest sync request read: a sparse request's prefixes are at most
+/// [`weft_storage::MAX_INTEREST_BYTES`], plus framing.
+const MAX_REQUEST: usize = weft_storage::MAX_INTEREST_BYTES + 4096;
 
 /// Commands from handles to the swarm task.
 const COMMAND_QUEUE: usize = 256;
@@ -68,6 +70,9 @@ pub enum NodeError {
     /// The transport could not be built.
     #[error("cannot set up the transport: {0}")]
     Transport(String),
+    /// A remote read found no connected peer to ask.
+    #[error("no peers are connected to ask")]
+    NoPeers,
 }
 
 impl From<Closed> for NodeError {
@@ -128,9 +133,22 @@ impl Status {
 }
 
 enum Command {
-    Published { run: Run },
+    Published {
+        run: Run,
+    },
     Status(oneshot::Sender<Status>),
     Dial(Multiaddr),
+    /// The interest of `ns` changed; its feeds now stand at `held`.
+    Interest {
+        ns: NamespaceId,
+        interest: Interest,
+        held: Vec<(AuthorId, u64)>,
+    },
+    RemoteGet {
+        ns: NamespaceId,
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<VersionInfo>, NodeError>>,
+    },
     Shutdown,
 }
 
@@ -192,6 +210,46 @@ impl NodeHandle {
             .send(Command::Dial(addr))
             .await
             .map_err(|_| NodeError::Closed)
+    }
+
+    /// Sets the interest of `ns` ([`Store::set_interest`]); sync follows it at once.
+    ///
+    /// # Errors
+    /// [`NodeError::Store`] as [`Store::set_interest`]; [`NodeError::Closed`].
+    pub async fn set_interest(&self, ns: NamespaceId, interest: Interest) -> Result<(), NodeError> {
+        let (interest, held) = self
+            .worker
+            .run(move |store| {
+                store.set_interest(&ns, interest)?;
+                let interest = store.interest(&ns)?.unwrap_or_default();
+                let held = store.feeds(&ns)?;
+                let held = held.iter().map(|f| (f.head.author, f.held)).collect();
+                Ok::<_, weft_storage::Error>((interest, held))
+            })
+            .await??;
+        self.commands
+            .send(Command::Interest { ns, interest, held })
+            .await
+            .map_err(|_| NodeError::Closed)
+    }
+
+    /// Asks every connected peer for the live versions of `key` with their proofs, checks
+    /// them, and merges them, last writer first. Nothing is stored. A peer whose answer does
+    /// not verify is dropped like any peer that sends bad data.
+    ///
+    /// # Errors
+    /// [`NodeError::NoPeers`]; [`NodeError::Closed`].
+    pub async fn get_remote(
+        &self,
+        ns: NamespaceId,
+        key: Vec<u8>,
+    ) -> Result<Vec<VersionInfo>, NodeError> {
+        let (reply, result) = oneshot::channel();
+        self.commands
+            .send(Command::RemoteGet { ns, key, reply })
+            .await
+            .map_err(|_| NodeError::Closed)?;
+        result.await.map_err(|_| NodeError::Closed)?
     }
 
     /// The node's status.
@@ -262,8 +320,12 @@ impl Node {
         config: NodeConfig,
     ) -> Result<Node, NodeError> {
         let namespaces = store.namespaces();
+        let mut interests = HashMap::new();
         let mut local_feeds = Vec::new();
         for ns in &namespaces {
+            if let Some(interest) = store.interest(ns)? {
+                interests.insert(*ns, interest);
+            }
             for feed in store.feeds(ns)? {
                 local_feeds.push(((*ns, feed.head.author), feed.held));
             }
@@ -309,6 +371,9 @@ impl Node {
             swarm,
             worker,
             syncer,
+            interests,
+            remote_gets: HashMap::new(),
+            next_remote_get: 0,
             pending: HashMap::new(),
             jobs: FuturesUnordered::new(),
             banned: HashMap::new(),
@@ -561,6 +626,22 @@ impl request_response::Codec for SyncCodec {
 enum Pending {
     Heads { ns: NamespaceId },
     Run { feed: FeedId, start: u64 },
+    Key { query: u64 },
+}
+
+/// A remote read waiting for its peers' answers.
+struct RemoteGet {
+    ns: NamespaceId,
+    key: Vec<u8>,
+    waiting: usize,
+    runs: Vec<SparseRun>,
+    reply: oneshot::Sender<Result<Vec<VersionInfo>, NodeError>>,
+}
+
+/// A run to ingest: contiguous (catch-up of a full replica, or any gossip push) or sparse.
+enum Incoming {
+    Run(Run),
+    Sparse(SparseRun),
 }
 
 /// Store work finished, for the swarm task to act on.
@@ -601,6 +682,10 @@ struct Task {
     swarm: Swarm<Behaviour>,
     worker: StoreWorker,
     syncer: Syncer<PeerId>,
+    /// The interest of each namespace held sparsely.
+    interests: HashMap<NamespaceId, Interest>,
+    remote_gets: HashMap<u64, RemoteGet>,
+    next_remote_get: u64,
     topics: HashMap<TopicHash, NamespaceId>,
     by_topic: HashMap<Topic, NamespaceId>,
     pending: HashMap<OutboundRequestId, Pending>,
@@ -661,7 +746,76 @@ impl Task {
                 }
                 self.dial_bootstrap();
             }
+            Command::Interest { ns, interest, held } => {
+                self.interests.insert(ns, interest);
+                for (author, held) in held {
+                    self.syncer.restart((ns, author), held);
+                }
+            }
+            Command::RemoteGet { ns, key, reply } => self.remote_get(ns, key, reply),
             Command::Shutdown => {}
+        }
+    }
+
+    fn remote_get(
+        &mut self,
+        ns: NamespaceId,
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<VersionInfo>, NodeError>>,
+    ) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        if peers.is_empty() {
+            let _ = reply.send(Err(NodeError::NoPeers));
+            return;
+        }
+        let query = self.next_remote_get;
+        self.next_remote_get += 1;
+        for peer in &peers {
+            let request = Request::Key {
+                topic: Topic::of(&ns),
+                key: key.clone(),
+            };
+            let id = self.swarm.behaviour_mut().sync.send_request(peer, request);
+            self.pending.insert(id, Pending::Key { query });
+        }
+        self.remote_gets.insert(
+            query,
+            RemoteGet {
+                ns,
+                key,
+                waiting: peers.len(),
+                runs: Vec::new(),
+                reply,
+            },
+        );
+    }
+
+    /// One peer's answer to a remote read: its runs when they verify.
+    fn remote_answered(&mut self, query: u64, peer: PeerId, runs: Vec<WireSparse>) {
+        let Some(get) = self.remote_gets.get_mut(&query) else {
+            return;
+        };
+        let runs: Vec<SparseRun> = runs.into_iter().map(|r| r.into_run(get.ns)).collect();
+        match weft_storage::verify_remote_key(&get.ns, &get.key, &runs) {
+            Ok(_) => get.runs.extend(runs),
+            Err(e) => self.penalize(peer, &format!("remote read: {e}")),
+        }
+        self.remote_done(query);
+    }
+
+    fn remote_done(&mut self, query: u64) {
+        let Some(get) = self.remote_gets.get_mut(&query) else {
+            return;
+        };
+        get.waiting -= 1;
+        if get.waiting > 0 {
+            return;
+        }
+        if let Some(get) = self.remote_gets.remove(&query) {
+            // Each peer's runs verified alone, so together they verify too.
+            let merged =
+                weft_storage::verify_remote_key(&get.ns, &get.key, &get.runs).unwrap_or_default();
+            let _ = get.reply.send(Ok(merged));
         }
     }
 
@@ -749,11 +903,20 @@ impl Task {
     fn send_wants(&mut self) {
         for want in self.syncer.wants() {
             let (ns, author) = want.feed;
-            let request = Request::Run {
-                topic: Topic::of(&ns),
-                author,
-                start: want.start,
-                max_entries: RUN_ENTRIES,
+            let request = match self.interests.get(&ns) {
+                Some(interest) => Request::Sparse {
+                    topic: Topic::of(&ns),
+                    author,
+                    start: want.start,
+                    prefixes: interest.prefixes.clone(),
+                    max_entries: RUN_ENTRIES,
+                },
+                None => Request::Run {
+                    topic: Topic::of(&ns),
+                    author,
+                    start: want.start,
+                    max_entries: RUN_ENTRIES,
+                },
             };
             let id = self
                 .swarm
@@ -841,8 +1004,10 @@ impl Task {
                 ..
             } => {
                 let pending = self.pending.remove(&request_id);
-                if let Some(Pending::Run { feed, .. }) = &pending {
-                    self.syncer.failed(&peer, *feed);
+                match &pending {
+                    Some(Pending::Run { feed, .. }) => self.syncer.failed(&peer, *feed),
+                    Some(Pending::Key { query }) => self.remote_done(*query),
+                    _ => {}
                 }
                 match error {
                     OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -867,10 +1032,7 @@ impl Task {
     }
 
     fn serve(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
-        let topic = match &request {
-            Request::Heads { topic, .. } | Request::Run { topic, .. } => *topic,
-        };
-        let Some(ns) = self.by_topic.get(&topic).copied() else {
+        let Some(ns) = self.by_topic.get(&request.topic()).copied() else {
             self.respond(channel, Response::Refused(Refusal::NotShared));
             return;
         };
@@ -902,6 +1064,37 @@ impl Task {
                     Ok(run) => Response::Run(run.map(WireRun::from_run)),
                     Err(e) => {
                         warn!(error = %e, "reading a run to serve");
+                        Response::Refused(Refusal::Internal)
+                    }
+                }
+            }
+            Request::Sparse {
+                author,
+                start,
+                prefixes,
+                max_entries,
+                ..
+            } => {
+                let max = max_entries.min(RUN_ENTRIES) as usize;
+                let want = Interest::new(prefixes, Vec::new());
+                match store.read_sparse(&ns, &author, start, &want, max, RUN_BYTES) {
+                    Ok(Served::Run(run)) => Response::Sparse(Some(WireSparse::from_run(*run))),
+                    Ok(Served::Nothing) => Response::Sparse(None),
+                    Ok(Served::NotCovered) => Response::Refused(Refusal::NotShared),
+                    Err(e) => {
+                        warn!(error = %e, "reading a sparse run to serve");
+                        Response::Refused(Refusal::Internal)
+                    }
+                }
+            }
+            Request::Key { key, .. } => {
+                if !store.covers(&ns, &key).unwrap_or(false) {
+                    return Response::Refused(Refusal::NotShared);
+                }
+                match store.read_key(&ns, &key) {
+                    Ok(runs) => Response::Key(runs.into_iter().map(WireSparse::from_run).collect()),
+                    Err(e) => {
+                        warn!(error = %e, "reading a key to serve");
                         Response::Refused(Refusal::Internal)
                     }
                 }
@@ -953,7 +1146,13 @@ impl Task {
                         self.penalize(peer, &format!("head of {}: {e}", head.author));
                         return;
                     }
-                    self.syncer.advertised(peer, (ns, head.author), head.length);
+                    let wanted = self
+                        .interests
+                        .get(&ns)
+                        .is_none_or(|interest| interest.covers_author(&head.author));
+                    if wanted {
+                        self.syncer.advertised(peer, (ns, head.author), head.length);
+                    }
                 }
                 if more && let Some(last) = last {
                     self.ask_heads_page(peer, ns, Some(last));
@@ -981,7 +1180,45 @@ impl Task {
                     );
                     return;
                 }
-                self.ingest(feed, run.into_run(feed.0), Source::Sync(peer));
+                self.ingest(
+                    feed,
+                    Incoming::Run(run.into_run(feed.0)),
+                    Source::Sync(peer),
+                );
+            }
+            (Pending::Run { feed, start }, Response::Sparse(run)) => {
+                let Some(run) = run else {
+                    self.syncer.received(&peer, feed, start, 0);
+                    return;
+                };
+                let fits = self.interests.contains_key(&feed.0)
+                    && run.start == start
+                    && run.head.author == feed.1
+                    && run.entries.len() <= RUN_ENTRIES as usize;
+                if !fits || !self.syncer.received_to(&peer, feed, start, run.end) {
+                    self.syncer.failed(&peer, feed);
+                    self.penalize(
+                        peer,
+                        &format!(
+                            "sent a sparse run it was not asked for (asked from {start}, got {} from {})",
+                            run.entries.len(),
+                            run.start
+                        ),
+                    );
+                    return;
+                }
+                self.ingest(
+                    feed,
+                    Incoming::Sparse(run.into_run(feed.0)),
+                    Source::Sync(peer),
+                );
+            }
+            (Pending::Key { query }, Response::Key(runs)) => {
+                self.remote_answered(query, peer, runs);
+            }
+            (Pending::Key { query }, Response::Refused(reason)) => {
+                debug!(%peer, ?reason, "remote read refused");
+                self.remote_done(query);
             }
             (Pending::Run { feed, .. }, Response::Refused(reason)) => {
                 debug!(%peer, ?reason, "run refused");
@@ -991,20 +1228,25 @@ impl Task {
                 debug!(%peer, ?reason, "heads refused");
             }
             (pending, _) => {
-                if let Pending::Run { feed, .. } = pending {
-                    self.syncer.failed(&peer, feed);
+                match pending {
+                    Pending::Run { feed, .. } => self.syncer.failed(&peer, feed),
+                    Pending::Key { query } => self.remote_done(query),
+                    Pending::Heads { .. } => {}
                 }
                 self.penalize(peer, &"answered with the wrong kind of response");
             }
         }
     }
 
-    fn ingest(&mut self, feed: FeedId, run: Run, from: Source) {
+    fn ingest(&mut self, feed: FeedId, run: Incoming, from: Source) {
         let job = self.worker.try_run(move |store| {
-            let result = store.ingest(&run);
+            let (result, head) = match &run {
+                Incoming::Run(run) => (store.ingest(run), &run.head),
+                Incoming::Sparse(run) => (store.ingest_sparse(run), &run.head),
+            };
             if let Ok(Ingested::Gap { .. } | Ingested::AlreadyHeld { .. }) = &result {
                 // Nothing was verified: check the head before believing or forwarding it.
-                if let Err(e) = run.head.verify() {
+                if let Err(e) = head.verify() {
                     return (Err(IngestError::Invalid(Invalid::Proof(e))), 0);
                 }
             }
@@ -1123,7 +1365,7 @@ impl Task {
         let head_length = run.head.length;
         self.ingest(
             feed,
-            run,
+            Incoming::Run(run),
             Source::Gossip {
                 peer,
                 id,

@@ -101,6 +101,17 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
         state.next = state.next.max(state.held);
     }
 
+    /// Starts a feed over from `held`, which may be less than before: a sparse replica whose
+    /// interest grew scans its feeds again from the start.
+    pub fn restart(&mut self, feed: FeedId, held: u64) {
+        let state = self
+            .feeds
+            .entry(feed)
+            .or_insert_with(|| FeedState::new(held));
+        state.held = held;
+        state.next = held;
+    }
+
     /// Records that `peer` holds `length` entries of `feed`.
     pub fn advertised(&mut self, peer: P, feed: FeedId, length: u64) {
         let state = self.feeds.entry(feed).or_insert_with(|| FeedState::new(0));
@@ -157,6 +168,12 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
     /// for ingest, which must report through [`Syncer::ingested`]. Returns false, changing
     /// nothing, when no such request is in flight: the peer sent a run it was never asked for.
     pub fn received(&mut self, peer: &P, feed: FeedId, start: u64, entries: u64) -> bool {
+        self.received_to(peer, feed, start, start.saturating_add(entries))
+    }
+
+    /// As [`Syncer::received`], for a run that covers the feed from `start` to `end`: a sparse
+    /// run covers more than the entries it carries.
+    pub fn received_to(&mut self, peer: &P, feed: FeedId, start: u64, end: u64) -> bool {
         let Some(state) = self.feeds.get_mut(&feed) else {
             return false;
         };
@@ -166,13 +183,13 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
             return false;
         }
         state.asked = None;
-        if entries == 0 {
+        if end <= start {
             // The peer holds less than it said: stop asking it until it advertises again.
             state.remote.remove(peer);
             self.outstanding -= 1;
             return true;
         }
-        state.next = state.next.max(start + entries);
+        state.next = state.next.max(end);
         state.queued += 1;
         true
     }

@@ -9,7 +9,7 @@
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::{Deserialize, Serialize};
 use weft_storage::tree::Hash;
-use weft_storage::{AuthorId, NamespaceId, Run, SignedHead};
+use weft_storage::{AuthorId, NamespaceId, Run, SignedHead, SparseRun};
 
 /// The catch-up protocol's name and version.
 pub const SYNC_PROTOCOL: &str = "/weft/sync/1";
@@ -127,6 +127,45 @@ impl WireRun {
     }
 }
 
+/// Some entries of a feed with their proof, for a sparse replica ([`weft_storage::SparseRun`]).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct WireSparse {
+    /// The head they are proven against.
+    pub head: WireHead,
+    /// Where the asker's checked prefix ends.
+    pub start: u64,
+    /// Every wanted entry before this index is in the run or was held before it.
+    pub end: u64,
+    /// The entries, by index, increasing.
+    pub entries: Vec<(u64, Vec<u8>)>,
+    /// The proof nodes, in [`weft_storage::tree::SparseShape::proof_nodes`] order.
+    pub nodes: Vec<Hash>,
+}
+
+impl WireSparse {
+    /// The run as sent.
+    pub fn from_run(run: SparseRun) -> WireSparse {
+        WireSparse {
+            head: WireHead::from_head(&run.head),
+            start: run.start,
+            end: run.end,
+            entries: run.entries,
+            nodes: run.nodes,
+        }
+    }
+
+    /// The run in `ns` (unverified).
+    pub fn into_run(self, ns: NamespaceId) -> SparseRun {
+        SparseRun {
+            head: self.head.into_head(ns),
+            start: self.start,
+            end: self.end,
+            entries: self.entries,
+            nodes: self.nodes,
+        }
+    }
+}
+
 /// A catch-up request.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -148,6 +187,39 @@ pub enum Request {
         /// At most this many.
         max_entries: u32,
     },
+    /// The entries of a feed from `start` whose key lies under one of `prefixes`, every held
+    /// version of each such key, at most `max_entries` (and [`RUN_BYTES`]).
+    Sparse {
+        /// The namespace.
+        topic: Topic,
+        /// The feed's author.
+        author: AuthorId,
+        /// Where the asker's checked prefix ends.
+        start: u64,
+        /// The key prefixes wanted.
+        prefixes: Vec<Vec<u8>>,
+        /// At most this many entries.
+        max_entries: u32,
+    },
+    /// The live versions of one key, each proven against its author's head.
+    Key {
+        /// The namespace.
+        topic: Topic,
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
+impl Request {
+    /// The namespace the request is about.
+    pub fn topic(&self) -> Topic {
+        match self {
+            Request::Heads { topic, .. }
+            | Request::Run { topic, .. }
+            | Request::Sparse { topic, .. }
+            | Request::Key { topic, .. } => *topic,
+        }
+    }
 }
 
 /// A catch-up response.
@@ -164,12 +236,16 @@ pub enum Response {
     Run(Option<WireRun>),
     /// The request was not served.
     Refused(Refusal),
+    /// A sparse run, or `None` when nothing wanted from the start asked for is held.
+    Sparse(Option<WireSparse>),
+    /// The live versions of the key asked for, one run per author.
+    Key(Vec<WireSparse>),
 }
 
 /// Why a request was not served: what a peer learns, rather than our error text.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Refusal {
-    /// This node does not hold the namespace.
+    /// This node does not hold the namespace, or does not replicate what was asked.
     NotShared,
     /// This node is too busy; ask again later.
     Busy,
@@ -306,6 +382,14 @@ mod tests {
             },
             Response::Refused(Refusal::Busy),
             Response::Run(None),
+            Response::Sparse(Some(WireSparse {
+                head: run().head,
+                start: 3,
+                end: 9,
+                entries: vec![(4, vec![1; 40]), (7, vec![2; 40])],
+                nodes: vec![[8; 32]; 3],
+            })),
+            Response::Key(Vec::new()),
         ];
         for message in messages {
             let mut sent = Vec::new();

@@ -40,7 +40,9 @@ pub use error::{Error, Result};
 pub use head::SignedHead;
 pub use ids::{AuthorId, NamespaceId};
 pub use replicate::{HeldFeed, IngestError, Ingested, Invalid, Run};
-pub use sparse::{Interest, MAX_PREFIXES, Served, SparseRun, verify_remote_key};
+pub use sparse::{
+    Interest, MAX_INTEREST_BYTES, MAX_PREFIXES, Served, SparseRun, verify_remote_key,
+};
 pub use store::{
     DB_FILE, FeedInfo, HistoryItem, Info, KEYS_DIR, MAX_CLOCK_AHEAD, NamespaceInfo, Options, Scan,
     Snapshot, Store, VersionInfo,

@@ -38,6 +38,10 @@ use crate::view::{ViewTables, write_of};
 /// The most prefixes an interest may name.
 pub const MAX_PREFIXES: usize = 256;
 
+/// The most bytes an interest's prefixes may add up to, so that a request carrying them stays
+/// small.
+pub const MAX_INTEREST_BYTES: usize = 64 * 1024;
+
 /// What a sparse replica of a namespace replicates: the keys under any of `prefixes`, written
 /// by any author, or only by `authors` when it names some.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
@@ -242,6 +246,12 @@ impl Store {
             return Err(Error::Interest(format!(
                 "{} prefixes, over the limit of {MAX_PREFIXES}",
                 interest.prefixes.len()
+            )));
+        }
+        let bytes: usize = interest.prefixes.iter().map(Vec::len).sum();
+        if bytes > MAX_INTEREST_BYTES {
+            return Err(Error::Interest(format!(
+                "prefixes of {bytes} bytes in all, over the limit of {MAX_INTEREST_BYTES}"
             )));
         }
         for prefix in &interest.prefixes {
