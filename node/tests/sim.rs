@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use weft_node::sync::Syncer;
-use weft_node::wire::{self, MAX_MESSAGE, Request, Response, Topic, WireHead, WireRun};
+use weft_node::wire::{self, MAX_MESSAGE, Refusal, Request, Response, Topic, WireHead, WireRun};
 use weft_storage::{IngestError, Ingested, NamespaceId, Op, Options, Store};
 
 /// xorshift64*: enough randomness for scheduling, and no dependency.
@@ -66,6 +66,8 @@ fn serve(store: &Store, ns: &NamespaceId, request: &Request, rng: &mut Rng) -> R
                 .expect("read_run");
             Response::Run(run.map(WireRun::from_run))
         }
+        // Every replica here is full; sparse replicas have their own tests.
+        Request::Sparse { .. } | Request::Key { .. } => Response::Refused(Refusal::NotShared),
     }
 }
 

@@ -8,8 +8,8 @@ use libp2p::gossipsub::{self, IdentTopic, MessageId};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, StreamProtocol, Swarm, noise, tcp, yamux};
-use weft_node::wire::{self, MAX_MESSAGE, Request, Response, Topic, WireHead, WireRun};
-use weft_storage::{NamespaceId, Op, Store};
+use weft_node::wire::{self, MAX_MESSAGE, Request, Response, Topic, WireHead, WireRun, WireSparse};
+use weft_storage::{Interest, NamespaceId, Op, Served, Store};
 
 use super::{TestNode, options};
 
@@ -116,6 +116,8 @@ struct Scenario {
     answer: Answer,
     /// Bytes it publishes on the namespace's topic once the victim subscribes.
     gossip: Option<Vec<u8>>,
+    /// The victim replicates only keys under this prefix: a sparse replica.
+    sparse: Option<&'static str>,
 }
 
 /// A store holding 20 entries of a namespace, as an honest author would.
@@ -140,7 +142,12 @@ fn origin(root: &std::path::Path, name: &str) -> Store {
 /// hostile peer off, refuses it when it comes back, and stored nothing.
 async fn expect_cut_off(root: &std::path::Path, ns: NamespaceId, mut scenario: Scenario) {
     let victim_dir = root.join("victim");
-    Store::init_joined(&victim_dir, options(), ns).expect("join");
+    let victim = Store::init_joined(&victim_dir, options(), ns).expect("join");
+    if let Some(prefix) = scenario.sparse {
+        let interest = Interest::new([prefix.as_bytes().to_vec()], Vec::new());
+        victim.set_interest(&ns, interest).expect("sparse");
+    }
+    drop(victim);
     let mut hostile = hostile_swarm();
     hostile
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
@@ -260,6 +267,7 @@ async fn garbage_bytes_cut_a_peer_off() {
     let scenario = Scenario {
         answer: Box::new(|_| b"\xff\xfe\x00 this is not postcard".to_vec()),
         gossip: None,
+        sparse: None,
     };
     expect_cut_off(root.path(), ns, scenario).await;
 }
@@ -278,6 +286,7 @@ async fn a_forged_head_signature_cuts_a_peer_off() {
     let scenario = Scenario {
         answer: Box::new(move |_| forged.clone()),
         gossip: None,
+        sparse: None,
     };
     expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
 }
@@ -293,9 +302,10 @@ async fn a_wrong_proof_cuts_a_peer_off() {
     let scenario = Scenario {
         answer: Box::new(move |request| match request {
             Request::Heads { .. } => heads.clone(),
-            Request::Run { .. } => bad.clone(),
+            _ => bad.clone(),
         }),
         gossip: None,
+        sparse: None,
     };
     expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
 }
@@ -314,6 +324,7 @@ async fn entries_of_a_namespace_the_node_does_not_hold_cut_a_peer_off() {
     let scenario = Scenario {
         answer: Box::new(move |_| empty.clone()),
         gossip: Some(push),
+        sparse: None,
     };
     expect_cut_off(root.path(), ns, scenario).await;
 }
@@ -325,6 +336,7 @@ async fn an_oversized_message_cuts_a_peer_off() {
     let scenario = Scenario {
         answer: Box::new(|_| vec![0u8; MAX_MESSAGE + 1]),
         gossip: None,
+        sparse: None,
     };
     expect_cut_off(root.path(), ns, scenario).await;
 }
@@ -339,11 +351,86 @@ async fn a_range_never_asked_for_cuts_a_peer_off() {
     let scenario = Scenario {
         answer: Box::new(move |request| match request {
             Request::Heads { .. } => heads.clone(),
-            Request::Run { .. } => unasked.clone(),
+            _ => unasked.clone(),
         }),
         gossip: None,
+        sparse: None,
     };
     expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
+}
+
+/// What `origin` honestly serves of its own feed from 0 to a replica wanting `prefix`.
+fn sparse_of(origin: &Store, prefix: &str) -> WireSparse {
+    let want = Interest::new([prefix.as_bytes().to_vec()], Vec::new());
+    let served = origin
+        .read_sparse(
+            &origin.default_namespace(),
+            &origin.author(),
+            0,
+            &want,
+            100,
+            usize::MAX,
+        )
+        .expect("read_sparse");
+    match served {
+        Served::Run(run) => WireSparse::from_run(*run),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A sparse victim wanting `k1` that gets `answer` to its sparse request.
+fn sparse_scenario(origin: &Store, answer: WireSparse) -> Scenario {
+    let heads = heads_of(origin);
+    let answer = wire::encode(&Response::Sparse(Some(answer)));
+    Scenario {
+        answer: Box::new(move |request| match request {
+            Request::Heads { .. } => heads.clone(),
+            _ => answer.clone(),
+        }),
+        gossip: None,
+        sparse: Some("k1"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_outside_the_area_asked_for_cut_a_peer_off() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let origin = origin(root.path(), "origin");
+    // Honestly proven, but the victim asked for `k1` and gets every key.
+    let scenario = sparse_scenario(&origin, sparse_of(&origin, "k"));
+    expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sparse_entry_that_does_not_match_its_proof_cuts_a_peer_off() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let origin = origin(root.path(), "origin");
+    let mut answer = sparse_of(&origin, "k1");
+    let last = answer.entries[0].1.len() - 1;
+    answer.entries[0].1[last] ^= 1;
+    let scenario = sparse_scenario(&origin, answer);
+    expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sparse_run_under_a_head_signed_by_another_key_cuts_a_peer_off() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let origin = origin(root.path(), "origin");
+    let other = origin_like(root.path(), "other", origin.default_namespace());
+    let mut answer = sparse_of(&origin, "k1");
+    answer.head.signature = WireHead::from_head(&other).signature;
+    let scenario = sparse_scenario(&origin, answer);
+    expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
+}
+
+/// The head of another author's feed in `ns`.
+fn origin_like(root: &std::path::Path, name: &str, ns: NamespaceId) -> weft_storage::SignedHead {
+    let store = Store::init_joined(&root.join(name), options(), ns).expect("join");
+    store.put(&ns, b"k10", b"x").expect("put");
+    store
+        .head(&ns, &store.author())
+        .expect("head")
+        .expect("a head")
 }
 
 /// The control: the same hand-built peer answering honestly is served, kept, and its entries
@@ -352,11 +439,36 @@ async fn a_range_never_asked_for_cuts_a_peer_off() {
 async fn an_honest_hand_built_peer_is_kept_and_replicated() {
     let root = tempfile::tempdir().expect("temp dir");
     let origin = origin(root.path(), "origin");
-    let ns = origin.default_namespace();
     let heads = heads_of(&origin);
     let run = wire::encode(&Response::Run(Some(run_of(&origin, 0))));
-    let victim_dir = root.path().join("victim");
-    Store::init_joined(&victim_dir, options(), ns).expect("join");
+    let scenario = Scenario {
+        answer: Box::new(move |request| match request {
+            Request::Heads { .. } => heads.clone(),
+            _ => run.clone(),
+        }),
+        gossip: None,
+        sparse: None,
+    };
+    expect_kept(root.path(), origin.default_namespace(), scenario, 20).await;
+}
+
+/// The sparse control: an honest sparse answer is kept, and only the wanted entries stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_sparse_peer_is_kept_and_replicated() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let origin = origin(root.path(), "origin");
+    let scenario = sparse_scenario(&origin, sparse_of(&origin, "k1"));
+    expect_kept(root.path(), origin.default_namespace(), scenario, 5).await;
+}
+
+async fn expect_kept(root: &std::path::Path, ns: NamespaceId, mut scenario: Scenario, rows: u64) {
+    let victim_dir = root.join("victim");
+    let victim = Store::init_joined(&victim_dir, options(), ns).expect("join");
+    if let Some(prefix) = scenario.sparse {
+        let interest = Interest::new([prefix.as_bytes().to_vec()], Vec::new());
+        victim.set_interest(&ns, interest).expect("sparse");
+    }
+    drop(victim);
     let mut hostile = hostile_swarm();
     hostile
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
@@ -367,6 +479,20 @@ async fn an_honest_hand_built_peer_is_kept_and_replicated() {
         }
     };
     let victim = TestNode::start(&victim_dir, vec![addr]).await;
+    let stored = || async {
+        let info = victim
+            .handle
+            .worker()
+            .run(|store| store.info())
+            .await
+            .expect("store")
+            .expect("info");
+        info.namespaces[0]
+            .feeds
+            .iter()
+            .map(|f| f.length)
+            .sum::<u64>()
+    };
     let held = tokio::time::timeout(LIMIT, async {
         loop {
             tokio::select! {
@@ -378,17 +504,14 @@ async fn an_honest_hand_built_peer_is_kept_and_replicated() {
                         message: request_response::Message::Request { request, channel, .. },
                         ..
                     })) => {
-                        let bytes = match request {
-                            Request::Heads { .. } => heads.clone(),
-                            Request::Run { .. } => run.clone(),
-                        };
+                        let bytes = (scenario.answer)(&request);
                         let _ = hostile.behaviour_mut().sync.send_response(channel, bytes);
                     }
                     _ => {}
                 },
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                    let held: u64 = victim.status().await.feeds.iter().map(|f| f.held).sum();
-                    if held == 20 {
+                    let held = stored().await;
+                    if held >= rows {
                         return held;
                     }
                 }
@@ -398,9 +521,17 @@ async fn an_honest_hand_built_peer_is_kept_and_replicated() {
     .await;
     assert_eq!(
         held.ok(),
-        Some(20),
+        Some(rows),
         "the honest peer's entries were not stored"
     );
     assert!(victim.status().await.peers.len() == 1, "still connected");
+    let report = victim
+        .handle
+        .worker()
+        .run(|store| store.verify())
+        .await
+        .expect("store")
+        .expect("verify");
+    assert!(report.is_clean(), "{:?}", report.problems);
     victim.stop().await;
 }

@@ -2,6 +2,7 @@
 
 mod hostile;
 mod replication;
+mod sparse;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,164 @@
+//! Sparse replicas over real libp2p on 127.0.0.1: a chain where the only source of a prefix
+//! is another sparse replica, live pushes filtered by interest, remote reads, and an interest
+//! that grows while the node runs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use weft_storage::{Interest, NamespaceId, Op, Store, VersionInfo};
+
+use super::{TestNode, dirs, options, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn make_sparse(dir: &Path, prefix: &str) {
+    let store = Store::open(dir, options()).expect("open");
+    let ns = store.default_namespace();
+    store
+        .set_interest(&ns, Interest::new([prefix.as_bytes().to_vec()], Vec::new()))
+        .expect("a fresh replica may become sparse");
+}
+
+/// 300 keys over `p1/`, `p2/` and `p3/`, written in batches that interleave the prefixes.
+fn fill(dir: &Path) -> Vec<String> {
+    let store = Store::open(dir, options()).expect("open");
+    let ns = store.default_namespace();
+    let mut keys = Vec::new();
+    for batch in 0..10 {
+        let ops = (0..30)
+            .map(|i| {
+                let key = format!("p{}/{batch:02}{i:02}", 1 + i % 3);
+                keys.push(key.clone());
+                (key.into_bytes(), Op::Put(vec![b'v'; 20 + i]))
+            })
+            .collect();
+        store.write(&ns, ops).expect("write");
+    }
+    keys
+}
+
+async fn versions(node: &TestNode, key: &str) -> Vec<VersionInfo> {
+    let (ns, key) = (node.ns, key.as_bytes().to_vec());
+    node.handle
+        .worker()
+        .run(move |store| store.get_all(&ns, &key))
+        .await
+        .expect("store")
+        .expect("get_all")
+}
+
+/// Entry rows the node's store holds, over every feed.
+async fn rows(node: &TestNode) -> u64 {
+    let info = node
+        .handle
+        .worker()
+        .run(|store| store.info())
+        .await
+        .expect("store")
+        .expect("info");
+    info.namespaces[0].feeds.iter().map(|f| f.length).sum()
+}
+
+async fn verify_clean(node: &TestNode, name: &str) {
+    let report = node
+        .handle
+        .worker()
+        .run(|store| store.verify())
+        .await
+        .expect("store")
+        .expect("verify");
+    assert!(report.is_clean(), "{name}: {:?}", report.problems);
+}
+
+async fn same_prefix(full: &TestNode, sparse: &TestNode, keys: &[String], prefix: &str) -> bool {
+    for key in keys.iter().filter(|k| k.starts_with(prefix)) {
+        if versions(full, key).await != versions(sparse, key).await {
+            return false;
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sparse_replica_serves_its_prefix_onward_and_follows_live_writes() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let d = dirs(root.path(), 3);
+    let keys = fill(&d[0]);
+    make_sparse(&d[1], "p1/");
+    make_sparse(&d[2], "p1/");
+    let a = TestNode::start(&d[0], vec![]).await;
+    let b = TestNode::start(&d[1], vec![a.addr()]).await;
+    // C knows only B: whatever it gets of p1/, it gets from a sparse replica.
+    let c = TestNode::start(&d[2], vec![b.addr()]).await;
+
+    wait_for(LIMIT, "C to hold every p1/ key as A has it", || async {
+        (same_prefix(&a, &c, &keys, "p1/").await, rows(&c).await)
+    })
+    .await;
+    assert!(same_prefix(&a, &b, &keys, "p1/").await, "B differs from A");
+    assert_eq!(rows(&b).await, 100, "B holds exactly the p1/ entries");
+    assert_eq!(rows(&c).await, 100, "C holds exactly the p1/ entries");
+    let status = c.status().await;
+    assert_eq!(status.peers.len(), 1, "C is connected to B only");
+    assert_eq!(status.peers[0].id, b.handle.peer_id().to_string());
+
+    // Live: A writes under p1/ and p2/; the sparse replicas take only p1/.
+    a.handle
+        .write(
+            a.ns,
+            vec![
+                (b"p1/live".to_vec(), Op::Put(b"new".to_vec())),
+                (b"p2/live".to_vec(), Op::Put(b"not wanted".to_vec())),
+            ],
+        )
+        .await
+        .expect("write");
+    wait_for(LIMIT, "the p1/ write to reach C through B", || async {
+        let got = versions(&c, "p1/live").await;
+        (got.len() == 1, got)
+    })
+    .await;
+    assert_eq!(rows(&b).await, 101, "B kept the p2/ entry of a pushed run");
+    assert_eq!(rows(&c).await, 101, "C kept the p2/ entry");
+    verify_clean(&b, "B").await;
+    verify_clean(&c, "C").await;
+
+    // A remote read from B: A proves it, C (which does not replicate p2/) refuses.
+    let remote = b
+        .handle
+        .get_remote(b.ns, b"p2/live".to_vec())
+        .await
+        .expect("remote read");
+    assert_eq!(remote, versions(&a, "p2/live").await);
+    assert_eq!(rows(&b).await, 101, "a remote read stores nothing");
+
+    c.stop().await;
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interest_added_while_running_is_fetched() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let d = dirs(root.path(), 2);
+    let keys = fill(&d[0]);
+    make_sparse(&d[1], "p1/");
+    let a = TestNode::start(&d[0], vec![]).await;
+    let b = TestNode::start(&d[1], vec![a.addr()]).await;
+    wait_for(LIMIT, "B to hold p1/", || async {
+        let held = rows(&b).await;
+        (held == 100, held)
+    })
+    .await;
+    let ns: NamespaceId = b.ns;
+    let wider = Interest::new([b"p1/".to_vec(), b"p3/".to_vec()], Vec::new());
+    b.handle.set_interest(ns, wider).await.expect("add p3/");
+    wait_for(LIMIT, "B to hold p3/ as A has it", || async {
+        (same_prefix(&a, &b, &keys, "p3/").await, rows(&b).await)
+    })
+    .await;
+    assert_eq!(rows(&b).await, 200, "p1/ and p3/, nothing of p2/");
+    verify_clean(&b, "B").await;
+    b.stop().await;
+    a.stop().await;
+}
