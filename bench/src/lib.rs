@@ -25,6 +25,8 @@ pub enum Workload {
     W2,
     /// Full sync of W1(b)'s entries to a fresh node over loopback.
     W3,
+    /// Sparse sync of one prefix of 100 to a fresh node over loopback.
+    W4,
     /// Three writers of the same keys converge after connecting.
     W5,
     /// Live latency of a put between three connected nodes.
@@ -83,6 +85,7 @@ pub fn run(workloads: &[Workload], settings: &Settings) -> Result<(), BenchError
             Workload::W1 => w1(&data, settings)?,
             Workload::W2 => w2(&data, settings)?,
             Workload::W3 => net::w3(&data, settings)?,
+            Workload::W4 => net::w4(&data, settings)?,
             Workload::W5 => net::w5(settings)?,
             Workload::W6 => net::w6(settings)?,
         }

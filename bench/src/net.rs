@@ -185,6 +185,151 @@ pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// W4's prefixes.
+const PREFIXES: u64 = 100;
+
+/// The prefix a fresh sparse replica replicates in W4.
+const WANTED: u64 = 42;
+
+/// W4's key for entry `i`: `p` + the prefix number + `/` + the index, 16 bytes like W1's. Each
+/// batch of 1,000 holds 10 keys of every prefix, round-robin, so a prefix's entries lie 100
+/// apart all along the feed: no two of them share a proof node below the level of 128.
+fn w4_key(i: u64) -> Vec<u8> {
+    format!("p{:03}/{i:011}", i % PREFIXES).into_bytes()
+}
+
+/// W4: A holds 100,000 keys over 100 prefixes; a fresh B replicates only `p042/`. For the
+/// ratio, a fresh full replica C syncs the same A in the same run.
+pub(crate) fn w4(data: &Data, settings: &Settings) -> Result<(), BenchError> {
+    let runtime = runtime()?;
+    let (mut seconds, mut wire, mut full_wire, mut disk, mut full_disk) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let wanted = data.len() / PREFIXES;
+    for _ in 0..settings.runs {
+        let root = tempfile::tempdir()?;
+        let a = Store::init(&root.path().join("a"), durable())?;
+        let ns = a.default_namespace();
+        let count = data.len();
+        for start in (0..count).step_by(BATCH) {
+            let ops = (start..(start + BATCH as u64).min(count))
+                .map(|i| (w4_key(i), Op::Put(data.values[i as usize].clone())))
+                .collect();
+            a.write(&ns, ops)?;
+        }
+        let a_dir = a.dir().to_owned();
+        drop(a);
+        let b_dir = root.path().join("b");
+        let b = Store::init_joined(&b_dir, durable(), ns)?;
+        let prefix = format!("p{WANTED:03}/").into_bytes();
+        b.set_interest(&ns, weft_storage::Interest::new([prefix], Vec::new()))?;
+        drop(b);
+        let c_dir = root.path().join("c");
+        drop(Store::init_joined(&c_dir, durable(), ns)?);
+
+        let (s, w, fw) = runtime.block_on(async {
+            let (a, a_addr) = start(&a_dir, vec![]).await?;
+            let started = Instant::now();
+            let (b, _) = start(&b_dir, vec![a_addr.clone()]).await?;
+            let handle = b.handle();
+            // A sparse feed's held length is how far it has been scanned.
+            while held(&handle).await? < count {
+                if started.elapsed() > LIMIT {
+                    return Err(BenchError::Node("W4 did not finish in time".into()));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let elapsed = started.elapsed();
+            let wire = handle.counters().total();
+            check_wanted(&handle, ns, data).await?;
+            drop(handle);
+            b.shutdown().await;
+
+            let (c, _) = start(&c_dir, vec![a_addr]).await?;
+            let handle = c.handle();
+            while held(&handle).await? < count {
+                if started.elapsed() > LIMIT {
+                    return Err(BenchError::Node("W4's full sync did not finish".into()));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let full_wire = handle.counters().total();
+            drop(handle);
+            c.shutdown().await;
+            a.shutdown().await;
+            Ok::<_, BenchError>((elapsed.as_secs_f64(), wire, full_wire))
+        })?;
+        seconds.push(s);
+        wire.push(w as f64);
+        full_wire.push(fw as f64);
+        disk.push(std::fs::metadata(b_dir.join(weft_storage::DB_FILE))?.len() as f64);
+        full_disk.push(std::fs::metadata(c_dir.join(weft_storage::DB_FILE))?.len() as f64);
+    }
+    let (seconds, wire, full_wire) = (median(seconds), median(wire), median(full_wire));
+    let (disk, full_disk) = (median(disk), median(full_disk));
+    let per_entry = wire / wanted as f64;
+    row(
+        settings,
+        "W4",
+        "seconds, sparse sync of 1 prefix",
+        seconds * 1000.0,
+        Some(("limit ms", 500.0)),
+        "ms; receiver: fsync per ingest commit",
+    );
+    row(
+        settings,
+        "W4",
+        "wire bytes per entry received",
+        per_entry,
+        Some(("limit", 400.0)),
+        "both directions, TCP below noise",
+    );
+    row(
+        settings,
+        "W4",
+        "sparse disk bytes",
+        disk,
+        Some(("5% of full", 0.05 * full_disk)),
+        "redb file of the sparse replica",
+    );
+    if !settings.json {
+        println!(
+            "W4     {wanted} entries in {seconds:.3} s; wire {wire:.0} bytes, {:.4} of a full sync's {full_wire:.0}; disk {disk:.0} of a full replica's {full_disk:.0} ({:.4})",
+            wire / full_wire,
+            disk / full_disk
+        );
+    }
+    println!(
+        "{}",
+        json!({
+            "workload": "W4", "entries": data.len(), "wanted": wanted, "runs": settings.runs,
+            "seconds": seconds, "wire_bytes": wire, "wire_bytes_per_entry": per_entry,
+            "full_sync_wire_bytes": full_wire, "wire_fraction_of_full": wire / full_wire,
+            "disk_bytes": disk, "full_disk_bytes": full_disk, "disk_fraction": disk / full_disk,
+            "durability": DURABLE,
+        })
+    );
+    Ok(())
+}
+
+/// Every key of the wanted prefix reads its value on the sparse replica.
+async fn check_wanted(handle: &NodeHandle, ns: NamespaceId, data: &Data) -> Result<(), BenchError> {
+    let values = data.values.clone();
+    let count = data.len();
+    handle
+        .worker()
+        .run(move |store| {
+            let snapshot = store.snapshot()?;
+            for i in (WANTED..count).step_by(PREFIXES as usize) {
+                if snapshot.get(&ns, &w4_key(i))?.as_ref() != Some(&values[i as usize]) {
+                    return Err(BenchError::WrongValue(i));
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| BenchError::Node(e.to_string()))?
+}
+
 async fn check_every_key(
     handle: &NodeHandle,
     ns: NamespaceId,

@@ -178,6 +178,8 @@ pub enum Workload {
     W2,
     /// Full sync of W1(b)'s 100,000 entries to a fresh node over loopback
     W3,
+    /// Sparse sync of 1 prefix (1,000 entries) of 100 to a fresh node over loopback
+    W4,
     /// Three writers of the same 10,000 keys converge after connecting
     W5,
     /// Live latency of 1,000 puts between three connected nodes
