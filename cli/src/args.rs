@@ -121,6 +121,10 @@ pub enum Command {
     Verify,
     /// Rebuild the view from the feeds
     Reindex,
+    /// Drop the values of superseded versions, keeping what proves the rest; prints how many
+    /// versions and bytes. Live versions are never touched; pruned versions leave `history`
+    /// and can no longer be sent to peers
+    Prune,
     /// Load JSON lines {"key": "...", "value": "..."} (or key_b64/value_b64), 1,000 per commit
     Import {
         /// The file to read; `-` or nothing reads stdin

@@ -8,8 +8,8 @@ use anyhow::bail;
 use weft_node::Status;
 use weft_node::api::{ApiRequest, ApiResponse, Client, PAGE_KEYS};
 use weft_storage::{
-    HistoryItem, Info, Interest, NamespaceId, Op, Options, Store, VerifyReport, VersionId,
-    VersionInfo,
+    HistoryItem, Info, Interest, NamespaceId, Op, Options, PruneReport, Store, VerifyReport,
+    VersionId, VersionInfo,
 };
 
 /// The replica a command works on.
@@ -140,6 +140,13 @@ impl Backend {
                 })?,
                 Versions
             ),
+        }
+    }
+
+    pub fn prune(&self) -> anyhow::Result<PruneReport> {
+        match self {
+            Backend::Local(store) => Ok(store.prune()?),
+            Backend::Node { .. } => expect_response!(self.call(ApiRequest::Prune)?, Pruned),
         }
     }
 

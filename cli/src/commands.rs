@@ -226,6 +226,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             ExitCode::SUCCESS
         }
+        Command::Prune => {
+            let report = store.prune()?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"versions": report.versions, "bytes": report.bytes})
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "pruned {} superseded versions, {} bytes freed (the database file keeps its size; new writes reuse the space)",
+                    report.versions, report.bytes
+                )?;
+            }
+            ExitCode::SUCCESS
+        }
         Command::Reindex => {
             let replayed = store.reindex()?;
             if json {

@@ -17,7 +17,8 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 use weft_storage::{
-    AuthorId, HistoryItem, Info, Interest, NamespaceId, Op, VerifyReport, VersionId, VersionInfo,
+    AuthorId, HistoryItem, Info, Interest, NamespaceId, Op, PruneReport, VerifyReport, VersionId,
+    VersionInfo,
 };
 
 use crate::config::SOCKET_FILE;
@@ -73,6 +74,7 @@ pub enum ApiRequest {
         ns: NamespaceId,
         interest: Interest,
     },
+    Prune,
     /// The live versions of a key as connected peers prove them, not stored.
     GetRemote {
         ns: NamespaceId,
@@ -99,6 +101,7 @@ pub enum ApiResponse {
     Status(Status),
     /// The request succeeded and has nothing to return.
     Done,
+    Pruned(PruneReport),
     /// The request failed; the text is what the CLI prints.
     Error(String),
 }
@@ -262,6 +265,7 @@ async fn answer(node: &NodeHandle, request: ApiRequest) -> Result<ApiResponse, N
             ApiResponse::Done
         }
         ApiRequest::GetRemote { ns, key } => ApiResponse::Versions(node.get_remote(ns, key).await?),
+        ApiRequest::Prune => ApiResponse::Pruned(worker.run(|s| s.prune()).await??),
     })
 }
 

@@ -15,6 +15,7 @@
 //!   receiving verified runs of feeds.
 //! - `sparse`: [`Interest`], [`Store::read_sparse`] and [`Store::ingest_sparse`]: replicas
 //!   that hold only the keys under some prefixes, each entry still provable.
+//! - `prune`: [`Store::prune`], dropping the values of superseded versions.
 //! - `verify`: [`Store::verify`] and [`Store::reindex`].
 //!
 //! `docs/format.md` at the repository root describes every byte.
@@ -24,6 +25,7 @@ pub mod entry;
 mod error;
 pub mod head;
 pub mod ids;
+mod prune;
 mod replicate;
 mod serde_bytes;
 mod sparse;
@@ -39,6 +41,7 @@ pub use entry::Entry;
 pub use error::{Error, Result};
 pub use head::SignedHead;
 pub use ids::{AuthorId, NamespaceId};
+pub use prune::PruneReport;
 pub use replicate::{HeldFeed, IngestError, Ingested, Invalid, Run};
 pub use sparse::{
     Interest, MAX_INTEREST_BYTES, MAX_PREFIXES, Served, SparseRun, verify_remote_key,

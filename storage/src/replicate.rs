@@ -219,11 +219,18 @@ impl Store {
             let parts = tables::split_row(seq, row.value()).ok_or_else(|| {
                 Error::Damaged(format!("entry {seq} of local feed {feed} is truncated"))
             })?;
+            if tables::is_pruned(parts.entry) {
+                // A pruned entry's bytes are gone: the run ends before it.
+                break;
+            }
             if !entries.is_empty() && bytes + parts.entry.len() > max_bytes {
                 break;
             }
             bytes += parts.entry.len();
             entries.push(parts.entry.to_vec());
+        }
+        if entries.is_empty() {
+            return Ok(None);
         }
         let end = start + entries.len() as u64;
         let held_extension: HashMap<Node, Hash> =

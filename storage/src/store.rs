@@ -16,6 +16,7 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{self, AuthorId, NamespaceId};
+use crate::prune::Stub;
 use crate::sparse::{Interest, SparseRecord};
 use crate::tables::{
     self, ENTRIES, FEED_IDS, FEEDS, INTERESTS, META, NAMESPACES, NODES, SPARSE_FEEDS, VIEW,
@@ -626,6 +627,10 @@ impl Store {
             let Some(row) = entries.get(feed_key(feed, id.seq))? else {
                 continue;
             };
+            if tables::split_row(id.seq, row.value()).is_some_and(|p| tables::is_pruned(p.entry)) {
+                // `weft prune` dropped its value.
+                continue;
+            }
             let entry = decode_row(feed, id.seq, row.value())?;
             let value = match entry.op {
                 Op::Put(value) => Some(value.to_vec()),
@@ -1043,6 +1048,11 @@ fn create_sparse_tables(txn: &redb::WriteTransaction) -> Result<()> {
 pub(crate) fn decode_row(feed: u64, seq: u64, row: &[u8]) -> Result<Entry<'_>> {
     let damaged = |what: String| Error::Damaged(format!("entry {seq} of local feed {feed} {what}"));
     let parts = tables::split_row(seq, row).ok_or_else(|| damaged("is truncated".into()))?;
+    if tables::is_pruned(parts.entry) {
+        let stub: Stub<'_> = postcard::from_bytes(&parts.entry[1..])
+            .map_err(|e| damaged(format!("is a pruned stub that does not decode ({e})")))?;
+        return Ok(stub.into_entry());
+    }
     Entry::decode(parts.entry).map_err(|e| damaged(format!("does not decode ({e})")))
 }
 

@@ -205,6 +205,10 @@ fn sparse_views_equal_the_full_view_after_random_concurrent_workloads() {
             .map(|f| f.length)
             .sum();
         assert!(kept < all, "seed {seed}: kept {kept} of {all}");
+
+        // Pruning a sparse replica keeps its view and its proofs.
+        s.prune().expect("prune");
+        assert_same_view(&w0, &s, &["b/", "c/x"], seed);
     }
 }
 
