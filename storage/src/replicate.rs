@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use redb::{ReadableDatabase, ReadableTable};
-use weft_crdt::{Op, VersionId};
+use weft_crdt::VersionId;
 
 use crate::entry::Entry;
 use crate::error::{Error, Result};
@@ -143,8 +143,43 @@ pub enum IngestError {
 }
 
 /// Turns any store-side failure into [`IngestError::Store`].
-fn store_err<E: Into<Error>>(error: E) -> IngestError {
+pub(crate) fn store_err<E: Into<Error>>(error: E) -> IngestError {
     IngestError::Store(error.into())
+}
+
+/// Decodes remote entry `seq` and checks it against this store's limits.
+pub(crate) fn check_remote_entry<'a>(
+    store: &Store,
+    seq: u64,
+    bytes: &'a [u8],
+) -> Result<Entry<'a>, Invalid> {
+    let refused = |reason: String| Invalid::Entry { seq, reason };
+    let entry = Entry::decode(bytes).map_err(|e| refused(e.to_string()))?;
+    let op = entry.op.map(|value| value.to_vec());
+    store
+        .validate(entry.key, &op)
+        .map_err(|e| refused(e.to_string()))?;
+    Ok(entry)
+}
+
+/// Stores a checked remote entry's row and merges it into the view, moving the clock past it.
+pub(crate) fn store_remote_entry(
+    store: &Store,
+    entries: &mut redb::Table<'_, u128, &'static [u8]>,
+    view: &mut ViewTables<'_>,
+    (ns_number, feed): (u32, u64),
+    id: VersionId,
+    row: &[u8],
+    entry: &Entry<'_>,
+) -> Result<(), IngestError> {
+    entries
+        .insert(feed_key(feed, id.seq), row)
+        .map_err(store_err)?;
+    view.apply(ns_number, entry.key, write_of(entry, id, feed))?;
+    if !store.clock_observe(entry.timestamp) {
+        tracing::debug!(author = %id.author, seq = id.seq, "remote timestamp too far ahead to move the clock");
+    }
+    Ok(())
 }
 
 impl Store {
@@ -340,29 +375,20 @@ impl Store {
             }
             for (i, (bytes, row)) in new.iter().zip(&rows).enumerate() {
                 let seq = held + i as u64;
-                let entry = Entry::decode(bytes).map_err(|e| Invalid::Entry {
-                    seq,
-                    reason: e.to_string(),
-                })?;
-                let op = match entry.op {
-                    Op::Put(value) => Op::Put(value.to_vec()),
-                    Op::Delete => Op::Delete,
-                };
-                self.validate(entry.key, &op).map_err(|e| Invalid::Entry {
-                    seq,
-                    reason: e.to_string(),
-                })?;
-                entries
-                    .insert(feed_key(feed, seq), &row[..])
-                    .map_err(store_err)?;
+                let entry = check_remote_entry(self, seq, bytes)?;
                 let id = VersionId {
                     author: head.author,
                     seq,
                 };
-                view.apply(ns_number, entry.key, write_of(&entry, id, feed))?;
-                if !self.clock_observe(entry.timestamp) {
-                    tracing::debug!(author = %head.author, seq, "remote timestamp too far ahead to move the clock");
-                }
+                store_remote_entry(
+                    self,
+                    &mut entries,
+                    &mut view,
+                    (ns_number, feed),
+                    id,
+                    row,
+                    &entry,
+                )?;
             }
             let record = FeedRecord {
                 ns: ns_number,

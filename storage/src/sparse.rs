@@ -27,13 +27,16 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{AuthorId, NamespaceId};
-use crate::replicate::{IngestError, Ingested, Invalid, Run, node_hash};
+use crate::replicate::{
+    IngestError, Ingested, Invalid, Run, check_remote_entry, node_hash, store_err,
+    store_remote_entry,
+};
 use crate::store::{FeedRecord, Store, VersionInfo, key_versions, read_register};
 use crate::tables::{
     self, ENTRIES, FEED_IDS, FEEDS, INTERESTS, NODES, SPARSE_FEEDS, VIEW, feed_key, view_key,
 };
 use crate::tree::{self, Hash, Node, ProofError, SparseShape};
-use crate::view::{ViewTables, write_of};
+use crate::view::ViewTables;
 
 /// The most prefixes an interest may name.
 pub const MAX_PREFIXES: usize = 256;
@@ -198,10 +201,6 @@ where
             _ => Ok(None),
         }
     }
-}
-
-fn store_err<E: Into<Error>>(error: E) -> IngestError {
-    IngestError::Store(error.into())
 }
 
 impl Store {
@@ -572,19 +571,10 @@ impl Store {
         shape.check().map_err(Invalid::Proof)?;
         let mut decoded = Vec::with_capacity(run.entries.len());
         for (seq, bytes) in &run.entries {
-            let seq = *seq;
-            let entry = Entry::decode(bytes).map_err(|e| Invalid::Entry {
-                seq,
-                reason: e.to_string(),
-            })?;
+            let entry = check_remote_entry(self, *seq, bytes)?;
             if !interest.covers_key(entry.key) {
-                return Err(Invalid::OutsideInterest { seq: Some(seq) }.into());
+                return Err(Invalid::OutsideInterest { seq: Some(*seq) }.into());
             }
-            let op = entry.op.map(|value| value.to_vec());
-            self.validate(entry.key, &op).map_err(|e| Invalid::Entry {
-                seq,
-                reason: e.to_string(),
-            })?;
             decoded.push(entry);
         }
 
@@ -686,17 +676,19 @@ impl Store {
                     row.extend_from_slice(hash);
                 }
                 row.extend_from_slice(bytes);
-                entries
-                    .insert(feed_key(feed, seq), &row[..])
-                    .map_err(store_err)?;
                 let id = VersionId {
                     author: head.author,
                     seq,
                 };
-                view.apply(ns_number, entry.key, write_of(entry, id, feed))?;
-                if !self.clock_observe(entry.timestamp) {
-                    tracing::debug!(author = %head.author, seq, "remote timestamp too far ahead to move the clock");
-                }
+                store_remote_entry(
+                    self,
+                    &mut entries,
+                    &mut view,
+                    (ns_number, feed),
+                    id,
+                    &row,
+                    entry,
+                )?;
                 added += 1;
             }
             // Keep the proof nodes, and the peaks of `end` that the next run starts from.

@@ -138,12 +138,16 @@ fn origin(root: &std::path::Path, name: &str) -> Store {
     store
 }
 
-/// Runs the scenario against a fresh node replicating `ns`, and checks that the node cuts the
-/// hostile peer off, refuses it when it comes back, and stored nothing.
-async fn expect_cut_off(root: &std::path::Path, ns: NamespaceId, mut scenario: Scenario) {
+/// A fresh victim replica of `ns` (sparse when `sparse` names a prefix), and a hostile swarm
+/// listening on loopback, with its address.
+async fn set_up(
+    root: &std::path::Path,
+    ns: NamespaceId,
+    sparse: Option<&str>,
+) -> (std::path::PathBuf, Swarm<Hostile>, Multiaddr) {
     let victim_dir = root.join("victim");
     let victim = Store::init_joined(&victim_dir, options(), ns).expect("join");
-    if let Some(prefix) = scenario.sparse {
+    if let Some(prefix) = sparse {
         let interest = Interest::new([prefix.as_bytes().to_vec()], Vec::new());
         victim.set_interest(&ns, interest).expect("sparse");
     }
@@ -152,11 +156,18 @@ async fn expect_cut_off(root: &std::path::Path, ns: NamespaceId, mut scenario: S
     hostile
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
         .expect("listen");
-    let hostile_addr: Multiaddr = loop {
+    let addr = loop {
         if let SwarmEvent::NewListenAddr { address, .. } = hostile.select_next_some().await {
             break address.with(libp2p::multiaddr::Protocol::P2p(*hostile.local_peer_id()));
         }
     };
+    (victim_dir, hostile, addr)
+}
+
+/// Runs the scenario against a fresh node replicating `ns`, and checks that the node cuts the
+/// hostile peer off, refuses it when it comes back, and stored nothing.
+async fn expect_cut_off(root: &std::path::Path, ns: NamespaceId, mut scenario: Scenario) {
+    let (victim_dir, mut hostile, hostile_addr) = set_up(root, ns, scenario.sparse).await;
     let topic = IdentTopic::new(Topic::of(&ns).gossip_name());
     hostile
         .behaviour_mut()
@@ -462,22 +473,7 @@ async fn an_honest_sparse_peer_is_kept_and_replicated() {
 }
 
 async fn expect_kept(root: &std::path::Path, ns: NamespaceId, mut scenario: Scenario, rows: u64) {
-    let victim_dir = root.join("victim");
-    let victim = Store::init_joined(&victim_dir, options(), ns).expect("join");
-    if let Some(prefix) = scenario.sparse {
-        let interest = Interest::new([prefix.as_bytes().to_vec()], Vec::new());
-        victim.set_interest(&ns, interest).expect("sparse");
-    }
-    drop(victim);
-    let mut hostile = hostile_swarm();
-    hostile
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
-        .expect("listen");
-    let addr: Multiaddr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = hostile.select_next_some().await {
-            break address.with(libp2p::multiaddr::Protocol::P2p(*hostile.local_peer_id()));
-        }
-    };
+    let (victim_dir, mut hostile, addr) = set_up(root, ns, scenario.sparse).await;
     let victim = TestNode::start(&victim_dir, vec![addr]).await;
     let stored = || async {
         let info = victim
@@ -525,13 +521,6 @@ async fn expect_kept(root: &std::path::Path, ns: NamespaceId, mut scenario: Scen
         "the honest peer's entries were not stored"
     );
     assert!(victim.status().await.peers.len() == 1, "still connected");
-    let report = victim
-        .handle
-        .worker()
-        .run(|store| store.verify())
-        .await
-        .expect("store")
-        .expect("verify");
-    assert!(report.is_clean(), "{:?}", report.problems);
+    victim.assert_verifies("the victim").await;
     victim.stop().await;
 }

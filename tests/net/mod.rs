@@ -88,6 +88,18 @@ impl TestNode {
             .expect("store running")
     }
 
+    /// Panics, naming the node, unless `weft verify` finds its store clean.
+    pub async fn assert_verifies(&self, name: &str) {
+        let report = self
+            .handle
+            .worker()
+            .run(|store| store.verify())
+            .await
+            .expect("store running")
+            .expect("verify");
+        assert!(report.is_clean(), "{name}: {:?}", report.problems);
+    }
+
     pub async fn stop(self) {
         drop(self.handle);
         self.node.shutdown().await;

@@ -93,14 +93,7 @@ async fn a_late_joiner_catches_up_100k_entries() {
     })
     .await;
     assert_eq!(a.digest().await, b.digest().await);
-    let report = b
-        .handle
-        .worker()
-        .run(|store| store.verify())
-        .await
-        .expect("store")
-        .expect("verify");
-    assert!(report.is_clean(), "{:?}", report.problems);
+    b.assert_verifies("the late joiner").await;
     a.stop().await;
     b.stop().await;
 }

@@ -59,17 +59,6 @@ async fn rows(node: &TestNode) -> u64 {
     info.namespaces[0].feeds.iter().map(|f| f.length).sum()
 }
 
-async fn verify_clean(node: &TestNode, name: &str) {
-    let report = node
-        .handle
-        .worker()
-        .run(|store| store.verify())
-        .await
-        .expect("store")
-        .expect("verify");
-    assert!(report.is_clean(), "{name}: {:?}", report.problems);
-}
-
 async fn same_prefix(full: &TestNode, sparse: &TestNode, keys: &[String], prefix: &str) -> bool {
     for key in keys.iter().filter(|k| k.starts_with(prefix)) {
         if versions(full, key).await != versions(sparse, key).await {
@@ -120,8 +109,8 @@ async fn a_sparse_replica_serves_its_prefix_onward_and_follows_live_writes() {
     .await;
     assert_eq!(rows(&b).await, 101, "B kept the p2/ entry of a pushed run");
     assert_eq!(rows(&c).await, 101, "C kept the p2/ entry");
-    verify_clean(&b, "B").await;
-    verify_clean(&c, "C").await;
+    b.assert_verifies("B").await;
+    c.assert_verifies("C").await;
 
     // A remote read from B: A proves it, C (which does not replicate p2/) refuses.
     let remote = b
@@ -158,7 +147,7 @@ async fn an_interest_added_while_running_is_fetched() {
     })
     .await;
     assert_eq!(rows(&b).await, 200, "p1/ and p3/, nothing of p2/");
-    verify_clean(&b, "B").await;
+    b.assert_verifies("B").await;
     b.stop().await;
     a.stop().await;
 }
