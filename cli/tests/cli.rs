@@ -597,3 +597,54 @@ fn two_nodes_replicate_a_put_and_a_killed_node_leaves_no_confusion() {
     drop(NodeProcess::start(&b));
     a_node.signal("-TERM");
 }
+
+#[test]
+fn a_sparse_replica_refuses_keys_outside_its_interest_and_lists_it() {
+    let a = Dir::initialized();
+    let ticket = a.weft(["ticket"]).ok().text();
+    let b = Dir::new();
+    b.weft([
+        "init",
+        "--join",
+        ticket.trim(),
+        "--prefix",
+        "config/",
+        "--prefix",
+        "notes/2026/",
+    ])
+    .ok();
+    assert_eq!(
+        b.weft(["interest", "ls"]).ok().text(),
+        "config/\nnotes/2026/\n"
+    );
+    b.weft(["get", "photos/1"])
+        .fails(2, "not replicated here; add an interest or use --remote");
+    b.weft(["put", "photos/1", "x"])
+        .fails(2, "not replicated here");
+    b.weft(["put", "config/region", "eu"]).ok();
+    assert_eq!(b.weft(["get", "config/region"]).ok().stdout, b"eu");
+    b.weft(["get", "--remote", "photos/1"])
+        .fails(2, "start `weft node` first");
+    b.weft(["interest", "add", "photos/"]).ok();
+    b.weft(["interest", "rm", "notes/2026/"]).ok();
+    assert_eq!(b.weft(["interest", "ls"]).ok().text(), "config/\nphotos/\n");
+    b.weft(["interest", "rm", "nope/"])
+        .fails(2, "not one of this replica's prefixes");
+    b.weft(["init", "--prefix", "x/"]).fails(2, "--join");
+    // A full replica has nothing to list, and says so on stderr.
+    let listed = a.weft(["interest", "ls"]).ok();
+    assert!(listed.stdout.is_empty() && listed.stderr.contains("full"));
+}
+
+#[test]
+fn prune_reports_what_it_freed_and_keeps_the_live_value() {
+    let dir = Dir::initialized();
+    for value in ["one", "two", "three"] {
+        dir.weft(["put", "k", value]).ok();
+    }
+    let pruned = dir.weft(["prune", "--json"]).ok().json_lines();
+    assert_eq!(pruned[0]["versions"], 2);
+    assert!(pruned[0]["bytes"].as_u64().expect("bytes") > 0);
+    assert_eq!(dir.weft(["get", "k"]).ok().stdout, b"three");
+    dir.weft(["verify"]).ok();
+}
