@@ -1220,9 +1220,15 @@ impl Task {
                 debug!(%peer, ?reason, "remote read refused");
                 self.remote_done(query);
             }
-            (Pending::Run { feed, .. }, Response::Refused(reason)) => {
+            (Pending::Run { feed, start }, Response::Refused(reason)) => {
                 debug!(%peer, ?reason, "run refused");
-                self.syncer.failed(&peer, feed);
+                if reason == Refusal::NotShared {
+                    // A sparse peer that does not hold what was asked: asking again at once
+                    // would loop, so stop asking it until it advertises the feed again.
+                    self.syncer.received(&peer, feed, start, 0);
+                } else {
+                    self.syncer.failed(&peer, feed);
+                }
             }
             (Pending::Heads { .. }, Response::Refused(reason)) => {
                 debug!(%peer, ?reason, "heads refused");

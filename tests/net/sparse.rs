@@ -151,3 +151,41 @@ async fn an_interest_added_while_running_is_fetched() {
     b.stop().await;
     a.stop().await;
 }
+
+/// A sparse peer that does not hold what is asked refuses, and is not asked again until it
+/// advertises again, rather than at once in a loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_interest_does_not_cover_the_ask_is_not_asked_in_a_loop() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let d = dirs(root.path(), 3);
+    fill(&d[0]);
+    make_sparse(&d[1], "p1/");
+    make_sparse(&d[2], "p2/");
+    let a = TestNode::start(&d[0], vec![]).await;
+    let b = TestNode::start(&d[1], vec![a.addr()]).await;
+    wait_for(LIMIT, "B to hold p1/", || async {
+        let held = rows(&b).await;
+        (held == 100, held)
+    })
+    .await;
+    a.stop().await;
+    // C wants p2/; its only peer, B, holds p1/ alone and refuses.
+    let c = TestNode::start(&d[2], vec![b.addr()]).await;
+    wait_for(LIMIT, "C to connect to B", || async {
+        let peers = c.status().await.peers.len();
+        (peers == 1, peers)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = c.status().await;
+    // A request and its refusal are about 200 bytes: a loop would send megabytes in 2 s,
+    // a head exchange every 500 ms a few kilobytes.
+    assert!(
+        status.wire_sent < 100_000,
+        "C sent {} bytes to a peer that keeps refusing",
+        status.wire_sent
+    );
+    assert_eq!(rows(&c).await, 0, "C stored nothing it did not want");
+    c.stop().await;
+    b.stop().await;
+}
