@@ -147,6 +147,28 @@ pub(crate) fn store_err<E: Into<Error>>(error: E) -> IngestError {
     IngestError::Store(error.into())
 }
 
+/// The local feed id under `index_key` (a [`tables::FEED_IDS`] key) with its record, or, for
+/// a feed not held yet, the next free id and `None`.
+pub(crate) fn feed_slot(
+    feeds: &impl ReadableTable<u64, &'static [u8]>,
+    feed_ids: &impl ReadableTable<&'static [u8], u64>,
+    index_key: &[u8],
+) -> Result<(u64, Option<FeedRecord>), IngestError> {
+    match feed_ids.get(index_key).map_err(store_err)? {
+        Some(feed) => {
+            let feed = feed.value();
+            let record = feeds.get(feed).map_err(store_err)?.ok_or_else(|| {
+                Error::Damaged(format!("feed {feed} is indexed but has no record"))
+            })?;
+            Ok((feed, Some(FeedRecord::decode(record.value())?)))
+        }
+        None => {
+            let last = feeds.last().map_err(store_err)?;
+            Ok((last.map_or(0, |(id, _)| id.value() + 1), None))
+        }
+    }
+}
+
 /// Decodes remote entry `seq` and checks it against this store's limits.
 pub(crate) fn check_remote_entry<'a>(
     store: &Store,
@@ -326,22 +348,8 @@ impl Store {
             let mut entries = txn.open_table(ENTRIES).map_err(store_err)?;
             let mut view = ViewTables::open(&txn)?;
             let index_key = tables::feed_ids_key(ns_number, &head.author);
-            let known = feed_ids
-                .get(&index_key[..])
-                .map_err(store_err)?
-                .map(|id| id.value());
-            let (feed, held) = match known {
-                Some(feed) => {
-                    let record = feeds.get(feed).map_err(store_err)?.ok_or_else(|| {
-                        Error::Damaged(format!("feed {feed} is indexed but has no record"))
-                    })?;
-                    (feed, FeedRecord::decode(record.value())?.held)
-                }
-                None => {
-                    let last = feeds.last().map_err(store_err)?;
-                    (last.map_or(0, |(id, _)| id.value() + 1), 0)
-                }
-            };
+            let (feed, known) = feed_slot(&feeds, &feed_ids, &index_key)?;
+            let held = known.as_ref().map_or(0, |record| record.held);
             if run.start > held {
                 return Ok(Ingested::Gap { held });
             }

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{AuthorId, NamespaceId};
 use crate::replicate::{
-    IngestError, Ingested, Invalid, Run, check_remote_entry, node_hash, store_err,
+    IngestError, Ingested, Invalid, Run, check_remote_entry, feed_slot, node_hash, store_err,
     store_remote_entry,
 };
 use crate::store::{FeedRecord, Store, VersionInfo, key_versions, read_register};
@@ -588,27 +588,15 @@ impl Store {
             let mut stored = txn.open_table(NODES).map_err(store_err)?;
             let mut view = ViewTables::open(&txn)?;
             let index_key = tables::feed_ids_key(ns_number, &head.author);
-            let known = feed_ids
-                .get(&index_key[..])
-                .map_err(store_err)?
-                .map(|id| id.value());
-            let (feed, record, held_length) = match known {
-                Some(feed) => {
+            let (feed, known) = feed_slot(&feeds, &feed_ids, &index_key)?;
+            let (record, held_length) = match &known {
+                Some(known) => {
                     let record = sparse.get(feed).map_err(store_err)?.ok_or_else(|| {
                         Error::Damaged(format!("feed {feed} of a sparse namespace is held in full"))
                     })?;
-                    let record = SparseRecord::decode(record.value())?;
-                    let head_row = feeds.get(feed).map_err(store_err)?.ok_or_else(|| {
-                        Error::Damaged(format!("feed {feed} is indexed but has no record"))
-                    })?;
-                    let length = FeedRecord::decode(head_row.value())?.head.length;
-                    (feed, record, length)
+                    (SparseRecord::decode(record.value())?, known.head.length)
                 }
-                None => {
-                    let last = feeds.last().map_err(store_err)?;
-                    let feed = last.map_or(0, |(id, _)| id.value() + 1);
-                    (feed, SparseRecord::default(), 0)
-                }
+                None => (SparseRecord::default(), 0),
             };
             if run.start > record.scanned {
                 return Ok(Ingested::Gap {

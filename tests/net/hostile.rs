@@ -475,20 +475,6 @@ async fn an_honest_sparse_peer_is_kept_and_replicated() {
 async fn expect_kept(root: &std::path::Path, ns: NamespaceId, mut scenario: Scenario, rows: u64) {
     let (victim_dir, mut hostile, addr) = set_up(root, ns, scenario.sparse).await;
     let victim = TestNode::start(&victim_dir, vec![addr]).await;
-    let stored = || async {
-        let info = victim
-            .handle
-            .worker()
-            .run(|store| store.info())
-            .await
-            .expect("store")
-            .expect("info");
-        info.namespaces[0]
-            .feeds
-            .iter()
-            .map(|f| f.length)
-            .sum::<u64>()
-    };
     let held = tokio::time::timeout(LIMIT, async {
         loop {
             tokio::select! {
@@ -506,7 +492,7 @@ async fn expect_kept(root: &std::path::Path, ns: NamespaceId, mut scenario: Scen
                     _ => {}
                 },
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                    let held = stored().await;
+                    let held = victim.rows().await;
                     if held >= rows {
                         return held;
                     }

@@ -88,6 +88,18 @@ impl TestNode {
             .expect("store running")
     }
 
+    /// Entry rows the node's store holds, over every feed of its namespace.
+    pub async fn rows(&self) -> u64 {
+        let info = self
+            .handle
+            .worker()
+            .run(|store| store.info())
+            .await
+            .expect("store running")
+            .expect("info");
+        info.namespaces[0].feeds.iter().map(|f| f.length).sum()
+    }
+
     /// Panics, naming the node, unless `weft verify` finds its store clean.
     pub async fn assert_verifies(&self, name: &str) {
         let report = self

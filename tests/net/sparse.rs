@@ -47,18 +47,6 @@ async fn versions(node: &TestNode, key: &str) -> Vec<VersionInfo> {
         .expect("get_all")
 }
 
-/// Entry rows the node's store holds, over every feed.
-async fn rows(node: &TestNode) -> u64 {
-    let info = node
-        .handle
-        .worker()
-        .run(|store| store.info())
-        .await
-        .expect("store")
-        .expect("info");
-    info.namespaces[0].feeds.iter().map(|f| f.length).sum()
-}
-
 async fn same_prefix(full: &TestNode, sparse: &TestNode, keys: &[String], prefix: &str) -> bool {
     for key in keys.iter().filter(|k| k.starts_with(prefix)) {
         if versions(full, key).await != versions(sparse, key).await {
@@ -81,12 +69,12 @@ async fn a_sparse_replica_serves_its_prefix_onward_and_follows_live_writes() {
     let c = TestNode::start(&d[2], vec![b.addr()]).await;
 
     wait_for(LIMIT, "C to hold every p1/ key as A has it", || async {
-        (same_prefix(&a, &c, &keys, "p1/").await, rows(&c).await)
+        (same_prefix(&a, &c, &keys, "p1/").await, c.rows().await)
     })
     .await;
     assert!(same_prefix(&a, &b, &keys, "p1/").await, "B differs from A");
-    assert_eq!(rows(&b).await, 100, "B holds exactly the p1/ entries");
-    assert_eq!(rows(&c).await, 100, "C holds exactly the p1/ entries");
+    assert_eq!(b.rows().await, 100, "B holds exactly the p1/ entries");
+    assert_eq!(c.rows().await, 100, "C holds exactly the p1/ entries");
     let status = c.status().await;
     assert_eq!(status.peers.len(), 1, "C is connected to B only");
     assert_eq!(status.peers[0].id, b.handle.peer_id().to_string());
@@ -107,8 +95,8 @@ async fn a_sparse_replica_serves_its_prefix_onward_and_follows_live_writes() {
         (got.len() == 1, got)
     })
     .await;
-    assert_eq!(rows(&b).await, 101, "B kept the p2/ entry of a pushed run");
-    assert_eq!(rows(&c).await, 101, "C kept the p2/ entry");
+    assert_eq!(b.rows().await, 101, "B kept the p2/ entry of a pushed run");
+    assert_eq!(c.rows().await, 101, "C kept the p2/ entry");
     b.assert_verifies("B").await;
     c.assert_verifies("C").await;
 
@@ -119,7 +107,7 @@ async fn a_sparse_replica_serves_its_prefix_onward_and_follows_live_writes() {
         .await
         .expect("remote read");
     assert_eq!(remote, versions(&a, "p2/live").await);
-    assert_eq!(rows(&b).await, 101, "a remote read stores nothing");
+    assert_eq!(b.rows().await, 101, "a remote read stores nothing");
 
     c.stop().await;
     b.stop().await;
@@ -135,7 +123,7 @@ async fn an_interest_added_while_running_is_fetched() {
     let a = TestNode::start(&d[0], vec![]).await;
     let b = TestNode::start(&d[1], vec![a.addr()]).await;
     wait_for(LIMIT, "B to hold p1/", || async {
-        let held = rows(&b).await;
+        let held = b.rows().await;
         (held == 100, held)
     })
     .await;
@@ -143,10 +131,10 @@ async fn an_interest_added_while_running_is_fetched() {
     let wider = Interest::new([b"p1/".to_vec(), b"p3/".to_vec()], Vec::new());
     b.handle.set_interest(ns, wider).await.expect("add p3/");
     wait_for(LIMIT, "B to hold p3/ as A has it", || async {
-        (same_prefix(&a, &b, &keys, "p3/").await, rows(&b).await)
+        (same_prefix(&a, &b, &keys, "p3/").await, b.rows().await)
     })
     .await;
-    assert_eq!(rows(&b).await, 200, "p1/ and p3/, nothing of p2/");
+    assert_eq!(b.rows().await, 200, "p1/ and p3/, nothing of p2/");
     b.assert_verifies("B").await;
     b.stop().await;
     a.stop().await;
@@ -164,7 +152,7 @@ async fn a_peer_whose_interest_does_not_cover_the_ask_is_not_asked_in_a_loop() {
     let a = TestNode::start(&d[0], vec![]).await;
     let b = TestNode::start(&d[1], vec![a.addr()]).await;
     wait_for(LIMIT, "B to hold p1/", || async {
-        let held = rows(&b).await;
+        let held = b.rows().await;
         (held == 100, held)
     })
     .await;
@@ -185,7 +173,7 @@ async fn a_peer_whose_interest_does_not_cover_the_ask_is_not_asked_in_a_loop() {
         "C sent {} bytes to a peer that keeps refusing",
         status.wire_sent
     );
-    assert_eq!(rows(&c).await, 0, "C stored nothing it did not want");
+    assert_eq!(c.rows().await, 0, "C stored nothing it did not want");
     c.stop().await;
     b.stop().await;
 }
