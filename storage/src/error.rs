@@ -73,6 +73,27 @@ pub enum Error {
         /// The key, lossily as text.
         key: String,
     },
+    /// A key under weft's reserved prefix, which user writes and reads may not use.
+    #[error("keys starting with \\xffweft/ are reserved for weft's own records")]
+    ReservedKey,
+    /// A write this replica's author has no grant for, in a closed namespace.
+    #[error(
+        "author {author} may not write key {key:?} here ({reason}); the namespace owner can run `weft grant {author}`"
+    )]
+    NotAllowed {
+        /// This replica's author.
+        author: crate::ids::AuthorId,
+        /// The key, lossily as text.
+        key: String,
+        /// Why the write would not count.
+        reason: crate::members::Exclusion,
+    },
+    /// A grant or revocation from a replica that does not own the namespace, or in an open one.
+    #[error("{0}")]
+    NotOwner(String),
+    /// A charter or ticket that the namespace key did not sign.
+    #[error(transparent)]
+    BadCharter(#[from] crate::members::BadCharter),
     /// A namespace this replica does not hold.
     #[error("unknown namespace {0}")]
     UnknownNamespace(NamespaceId),

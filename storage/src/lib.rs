@@ -10,7 +10,10 @@
 //! - `store`: [`Store`], which opens a data dir and reads and writes it. Each local write is one
 //!   transaction that appends to the feed, extends the tree, signs the head and updates the view,
 //!   so the log and the view never disagree.
-//! - `view`: merging versions into the view, with the rules of `weft_crdt`.
+//! - [`members`]: who may write a namespace: its charter, grants and revocations.
+//! - `view`: deciding whether an entry counts, and merging versions into the view with the
+//!   rules of `weft_crdt`.
+//! - [`fork`]: proofs that an author signed two histories, and freezing its feed.
 //! - `replicate`: [`Store::feeds`], [`Store::read_run`] and [`Store::ingest`]: sending and
 //!   receiving verified runs of feeds.
 //! - `sparse`: [`Interest`], [`Store::read_sparse`] and [`Store::ingest_sparse`]: replicas
@@ -23,8 +26,10 @@
 
 pub mod entry;
 mod error;
+pub mod fork;
 pub mod head;
 pub mod ids;
+pub mod members;
 mod prune;
 mod replicate;
 mod serde_bytes;
@@ -39,18 +44,21 @@ mod view;
 
 pub use entry::Entry;
 pub use error::{Error, Result};
+pub use fork::{Fork, ForkProof};
 pub use head::SignedHead;
 pub use ids::{AuthorId, NamespaceId};
+pub use members::{Charter, Exclusion, Grant, Membership, Mode};
 pub use prune::PruneReport;
 pub use replicate::{HeldFeed, IngestError, Ingested, Invalid, Run};
 pub use sparse::{
     Interest, MAX_INTEREST_BYTES, MAX_PREFIXES, Served, SparseRun, verify_remote_key,
 };
 pub use store::{
-    DB_FILE, FeedInfo, HistoryItem, Info, KEYS_DIR, MAX_CLOCK_AHEAD, NamespaceInfo, Options, Scan,
-    Snapshot, Store, VersionInfo,
+    Access, DB_FILE, FeedInfo, HistoryItem, Info, KEYS_DIR, MAX_CLOCK_AHEAD, NamespaceInfo,
+    Options, Scan, Snapshot, Store, VersionInfo,
 };
 pub use verify::{Problem, VerifyReport};
+pub use view::Excluded;
 pub use weft_crdt::{Op, Timestamp, VersionId};
 
 /// A timestamp as RFC 3339 UTC with nanoseconds, e.g. `2026-11-20T22:34:41.123456789Z`.

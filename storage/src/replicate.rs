@@ -21,7 +21,7 @@ use crate::sparse::SparseRecord;
 use crate::store::{FeedRecord, Store, load_frontier, read_node};
 use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, SPARSE_FEEDS, feed_key};
 use crate::tree::{self, Hash, Node, ProofError};
-use crate::view::{ViewTables, write_of};
+use crate::view::{Gate, ViewTables, rebuild_namespace};
 
 /// A run of entries of one feed with what proves it: the unit of replication.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -43,7 +43,8 @@ impl Ingested {
         match *self {
             Ingested::Appended { held, .. }
             | Ingested::AlreadyHeld { held }
-            | Ingested::Gap { held } => held,
+            | Ingested::Gap { held }
+            | Ingested::Frozen { held } => held,
         }
     }
 }
@@ -85,6 +86,11 @@ pub enum Ingested {
         /// How many entries are held.
         held: u64,
     },
+    /// The feed is frozen by a proven fork ([`crate::ForkProof`]) and takes nothing more.
+    Frozen {
+        /// How many entries are held.
+        held: u64,
+    },
 }
 
 /// Why a peer's run was refused. Every case is the sender's fault, and nothing was stored.
@@ -120,6 +126,9 @@ pub enum Invalid {
         /// The entry's index, when one entry is concerned.
         seq: Option<u64>,
     },
+    /// A fork proof that proves no fork.
+    #[error("a bad fork proof: {0}")]
+    Fork(String),
     /// A proven entry that this replica will not store: it does not decode, or breaks a limit.
     #[error("entry {seq}: {reason}")]
     Entry {
@@ -184,24 +193,37 @@ pub(crate) fn check_remote_entry<'a>(
     Ok(entry)
 }
 
-/// Stores a checked remote entry's row and merges it into the view, moving the clock past it.
+/// Stores a checked remote entry's row and, if `gate` lets it count, merges it into the view
+/// and moves the clock past it; otherwise records why it does not count.
 pub(crate) fn store_remote_entry(
     store: &Store,
     entries: &mut redb::Table<'_, u128, &'static [u8]>,
     view: &mut ViewTables<'_>,
-    (ns_number, feed): (u32, u64),
-    id: VersionId,
+    gate: &mut Gate,
+    (feed, id): (u64, VersionId),
     row: &[u8],
     entry: &Entry<'_>,
 ) -> Result<(), IngestError> {
     entries
         .insert(feed_key(feed, id.seq), row)
         .map_err(store_err)?;
-    view.apply(ns_number, entry.key, write_of(entry, id, feed))?;
+    if let Some(reason) = view.admit(gate, &*entries, feed, id, entry)? {
+        tracing::info!(author = %id.author, seq = id.seq, %reason, "a remote entry is stored but does not count in the view");
+        return Ok(());
+    }
     if !store.clock_observe(entry.timestamp) {
         tracing::debug!(author = %id.author, seq = id.seq, "remote timestamp too far ahead to move the clock");
     }
     Ok(())
+}
+
+/// Whether the feed under `index_key` (a [`tables::FEED_IDS`] key) is frozen by a fork.
+pub(crate) fn is_frozen(
+    txn: &redb::WriteTransaction,
+    index_key: &[u8],
+) -> Result<bool, IngestError> {
+    let forks = txn.open_table(tables::FORKS).map_err(store_err)?;
+    Ok(forks.get(index_key).map_err(store_err)?.is_some())
 }
 
 impl Store {
@@ -342,14 +364,19 @@ impl Store {
         };
         let mut txn = self.db().begin_write().map_err(store_err)?;
         txn.set_durability(self.durability()).map_err(store_err)?;
+        let index_key = tables::feed_ids_key(ns_number, &head.author);
+        let frozen = is_frozen(&txn, &index_key)?;
+        let mut gate = self.gate(&head.namespace)?;
         let outcome = {
             let mut feeds = txn.open_table(FEEDS).map_err(store_err)?;
             let mut feed_ids = txn.open_table(FEED_IDS).map_err(store_err)?;
             let mut entries = txn.open_table(ENTRIES).map_err(store_err)?;
             let mut view = ViewTables::open(&txn)?;
-            let index_key = tables::feed_ids_key(ns_number, &head.author);
             let (feed, known) = feed_slot(&feeds, &feed_ids, &index_key)?;
             let held = known.as_ref().map_or(0, |record| record.held);
+            if frozen {
+                return Ok(Ingested::Frozen { held });
+            }
             if run.start > held {
                 return Ok(Ingested::Gap { held });
             }
@@ -392,8 +419,8 @@ impl Store {
                     self,
                     &mut entries,
                     &mut view,
-                    (ns_number, feed),
-                    id,
+                    &mut gate,
+                    (feed, id),
                     row,
                     &entry,
                 )?;
@@ -415,6 +442,13 @@ impl Store {
                 held: end,
             }
         };
+        if gate.membership_changed {
+            rebuild_namespace(
+                &txn,
+                &mut ViewTables::open(&txn)?,
+                self.gate(&head.namespace)?,
+            )?;
+        }
         txn.commit().map_err(store_err)?;
         Ok(outcome)
     }

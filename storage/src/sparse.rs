@@ -27,16 +27,17 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{AuthorId, NamespaceId};
+use crate::members::RESERVED_PREFIX;
 use crate::replicate::{
-    IngestError, Ingested, Invalid, Run, check_remote_entry, feed_slot, node_hash, store_err,
-    store_remote_entry,
+    IngestError, Ingested, Invalid, Run, check_remote_entry, feed_slot, is_frozen, node_hash,
+    store_err, store_remote_entry,
 };
-use crate::store::{FeedRecord, Store, VersionInfo, key_versions, read_register};
+use crate::store::{FeedRecord, Store, VersionInfo, key_versions, read_register, with_entry};
 use crate::tables::{
     self, ENTRIES, FEED_IDS, FEEDS, INTERESTS, NODES, SPARSE_FEEDS, VIEW, feed_key, view_key,
 };
 use crate::tree::{self, Hash, Node, ProofError, SparseShape};
-use crate::view::ViewTables;
+use crate::view::{ViewTables, rebuild_namespace};
 
 /// The most prefixes an interest may name.
 pub const MAX_PREFIXES: usize = 256;
@@ -78,9 +79,19 @@ impl Interest {
         }
     }
 
-    /// Whether `key` lies under one of the prefixes.
+    /// Whether `key` lies under one of the prefixes. weft's reserved keys (the owner's grants
+    /// and revocations) are always covered: without them a sparse replica of a closed
+    /// namespace could not tell which entries count.
     pub fn covers_key(&self, key: &[u8]) -> bool {
-        self.prefixes.iter().any(|prefix| key.starts_with(prefix))
+        key.starts_with(RESERVED_PREFIX)
+            || self.prefixes.iter().any(|prefix| key.starts_with(prefix))
+    }
+
+    /// The prefixes to ask peers for: this interest's, and weft's reserved keys.
+    pub fn wire_prefixes(&self) -> Vec<Vec<u8>> {
+        let mut prefixes = self.prefixes.clone();
+        prefixes.push(RESERVED_PREFIX.to_vec());
+        prefixes
     }
 
     /// Whether `author`'s entries are wanted.
@@ -381,8 +392,20 @@ impl Store {
                 }
             }
         }
-
         let entries_table = txn.open_table(ENTRIES)?;
+        // Entries that do not count here (no grant yet, a future timestamp) are not in the
+        // view, but the asker judges them by what it knows, so they are sent too.
+        let excluded = txn.open_table(tables::EXCLUDED)?;
+        for row in excluded.range(feed_key(feed, start)..feed_key(feed, limit))? {
+            let seq = row?.0.value() as u64;
+            let wanted = with_entry(&entries_table, feed, seq, |entry| {
+                want.prefixes.iter().any(|p| entry.key.starts_with(p))
+            })?;
+            if wanted {
+                seqs.insert(seq);
+            }
+        }
+
         let mut entries = Vec::new();
         let mut bytes = 0usize;
         let mut end = limit;
@@ -580,6 +603,9 @@ impl Store {
 
         let mut txn = self.db().begin_write().map_err(store_err)?;
         txn.set_durability(self.durability()).map_err(store_err)?;
+        let index_key = tables::feed_ids_key(ns_number, &head.author);
+        let frozen = is_frozen(&txn, &index_key)?;
+        let mut gate = self.gate(&head.namespace)?;
         let outcome = {
             let mut feeds = txn.open_table(FEEDS).map_err(store_err)?;
             let mut feed_ids = txn.open_table(FEED_IDS).map_err(store_err)?;
@@ -587,7 +613,6 @@ impl Store {
             let mut entries = txn.open_table(ENTRIES).map_err(store_err)?;
             let mut stored = txn.open_table(NODES).map_err(store_err)?;
             let mut view = ViewTables::open(&txn)?;
-            let index_key = tables::feed_ids_key(ns_number, &head.author);
             let (feed, known) = feed_slot(&feeds, &feed_ids, &index_key)?;
             let (record, held_length) = match &known {
                 Some(known) => {
@@ -598,6 +623,11 @@ impl Store {
                 }
                 None => (SparseRecord::default(), 0),
             };
+            if frozen {
+                return Ok(Ingested::Frozen {
+                    held: record.scanned,
+                });
+            }
             if run.start > record.scanned {
                 return Ok(Ingested::Gap {
                     held: record.scanned,
@@ -672,8 +702,8 @@ impl Store {
                     self,
                     &mut entries,
                     &mut view,
-                    (ns_number, feed),
-                    id,
+                    &mut gate,
+                    (feed, id),
                     &row,
                     entry,
                 )?;
@@ -712,6 +742,13 @@ impl Store {
                 held: run.end,
             }
         };
+        if gate.membership_changed {
+            rebuild_namespace(
+                &txn,
+                &mut ViewTables::open(&txn)?,
+                self.gate(&head.namespace)?,
+            )?;
+        }
         txn.commit().map_err(store_err)?;
         Ok(outcome)
     }

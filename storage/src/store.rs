@@ -16,14 +16,17 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{self, AuthorId, NamespaceId};
+use crate::members::{
+    Charter, Grant, MEMBER_PREFIX, Membership, Mode, RESERVED_PREFIX, member_key,
+};
 use crate::prune::Stub;
 use crate::sparse::{Interest, SparseRecord};
 use crate::tables::{
-    self, ENTRIES, FEED_IDS, FEEDS, INTERESTS, META, NAMESPACES, NODES, SPARSE_FEEDS, VIEW,
-    feed_key, view_key,
+    self, CHARTERS, ENTRIES, FEED_IDS, FEEDS, FORKS, INTERESTS, META, NAMESPACES, NODES,
+    SPARSE_FEEDS, VIEW, feed_key, view_key,
 };
 use crate::tree::{self, Frontier, Hash, Node};
-use crate::view::{ViewTables, decode_register, write_of};
+use crate::view::{Gate, ViewTables, decode_register, read_membership, rebuild_namespace};
 
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "weft.redb";
@@ -42,6 +45,11 @@ pub struct Options {
     /// durability for throughput: after a crash the replica reopens at its last durable commit,
     /// losing later ones whole (the log and view still agree).
     pub durable: bool,
+    /// How far ahead of this machine's clock a remote entry's timestamp may be and still count
+    /// in the view. A later one is stored but kept out of the view until the clock catches up,
+    /// so a peer with a fast clock (or a forged one) cannot pin a key by writing "from the
+    /// future". Default 60 s.
+    pub max_future: std::time::Duration,
 }
 
 impl Options {
@@ -77,6 +85,7 @@ impl Default for Options {
             max_key_len: 4096,
             max_value_len: 1 << 20,
             durable: true,
+            max_future: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -218,6 +227,17 @@ pub struct Store {
     namespaces: HashMap<NamespaceId, u32>,
     /// The interest of each namespace this replica holds sparsely.
     interests: RwLock<HashMap<NamespaceId, Interest>>,
+    /// Who may write each namespace; a namespace without one (made by an earlier build) is open.
+    charters: HashMap<NamespaceId, Charter>,
+}
+
+/// Who may write a namespace [`Store::init`] creates.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    /// Anyone who holds the namespace id may write.
+    Open,
+    /// Only this replica's author and the authors it grants may write.
+    Closed,
 }
 
 impl std::fmt::Debug for Store {
@@ -237,27 +257,40 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 impl Store {
-    /// Creates a replica in `dir`: an author keypair, a new namespace (with its key, so this
-    /// replica may hand out the right to write later) and an empty database. `dir` may be
-    /// missing or empty.
+    /// Creates a replica in `dir`: an author keypair, a new namespace (with its key, which signs
+    /// the namespace's [`Charter`]: open, or closed and owned by this replica's author) and an
+    /// empty database. `dir` may be missing or empty.
     ///
     /// # Errors
     /// [`Error::AlreadyInitialized`] if `dir` holds a replica, [`Error::NotAWeftDir`] if it
     /// holds other files; nothing is changed in either case.
-    pub fn init(dir: &Path, options: Options) -> Result<Store> {
-        Store::create(dir, options, None)
+    pub fn init(dir: &Path, options: Options, access: Access) -> Result<Store> {
+        Store::create(dir, options, Err(access), None)
     }
 
     /// Creates a replica in `dir` of an existing namespace, to be filled by replication: an
-    /// author keypair and an empty database whose default namespace is `namespace`.
+    /// empty database whose default namespace is `charter`'s. The author keypair is
+    /// `author_key` when given (a write ticket's, which the owner has granted), else a new one.
     ///
     /// # Errors
-    /// As [`Store::init`].
-    pub fn init_joined(dir: &Path, options: Options, namespace: NamespaceId) -> Result<Store> {
-        Store::create(dir, options, Some(namespace))
+    /// [`Error::BadCharter`] when the namespace key did not sign `charter`; otherwise as
+    /// [`Store::init`].
+    pub fn init_joined(
+        dir: &Path,
+        options: Options,
+        charter: &Charter,
+        author_key: Option<SigningKey>,
+    ) -> Result<Store> {
+        charter.verify()?;
+        Store::create(dir, options, Ok(charter.clone()), author_key)
     }
 
-    fn create(dir: &Path, options: Options, joined: Option<NamespaceId>) -> Result<Store> {
+    fn create(
+        dir: &Path,
+        options: Options,
+        charter: std::result::Result<Charter, Access>,
+        author_key: Option<SigningKey>,
+    ) -> Result<Store> {
         let db_path = dir.join(DB_FILE);
         if db_path.exists() {
             return Err(Error::AlreadyInitialized {
@@ -280,17 +313,27 @@ impl Store {
             .mode(0o700)
             .create(&keys_dir)
             .map_err(io_error(&keys_dir))?;
-        let author_key = ids::generate_keypair().map_err(io_error(dir))?;
+        let author_key = match author_key {
+            Some(key) => key,
+            None => ids::generate_keypair().map_err(io_error(dir))?,
+        };
         write_secret(&keys_dir.join(AUTHOR_KEY_FILE), &author_key)?;
-        let namespace = match joined {
-            Some(namespace) => namespace,
-            None => {
+        let charter = match charter {
+            Ok(charter) => charter,
+            Err(access) => {
                 let namespace_key = ids::generate_keypair().map_err(io_error(dir))?;
                 let namespace = NamespaceId(namespace_key.verifying_key().to_bytes());
                 write_secret(&namespace_key_path(dir, &namespace), &namespace_key)?;
-                namespace
+                let mode = match access {
+                    Access::Open => Mode::Open,
+                    Access::Closed => Mode::Closed {
+                        owner: ids::author_of(&author_key),
+                    },
+                };
+                Charter::sign(&namespace_key, mode)
             }
         };
+        let namespace = charter.namespace;
 
         // The database comes last: until it exists the dir is not a replica, and a failed init
         // can be retried into a fresh dir without a half-made one being opened.
@@ -308,6 +351,9 @@ impl Store {
             txn.open_table(ENTRIES)?;
             ViewTables::open(&txn)?;
             create_sparse_tables(&txn)?;
+            create_trust_tables(&txn)?;
+            txn.open_table(CHARTERS)?
+                .insert(namespace.as_bytes(), &encode_charter(&charter)[..])?;
         }
         txn.commit()?;
         drop(db);
@@ -401,6 +447,27 @@ impl Store {
                 floor = floor.max(last);
             }
         }
+        let charters = match txn.open_table(CHARTERS) {
+            Ok(table) => {
+                let mut charters = HashMap::new();
+                for row in table.iter()? {
+                    let (ns, bytes) = row?;
+                    let charter: Charter = postcard::from_bytes(bytes.value())
+                        .map_err(|e| corrupt(format!("a charter does not decode ({e})")))?;
+                    charters.insert(NamespaceId(*ns.value()), charter);
+                }
+                charters
+            }
+            // A store made before charters existed: its namespaces are open, as they were.
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                let txn = db.begin_write()?;
+                create_trust_tables(&txn)?;
+                txn.commit()?;
+                HashMap::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+
         let interests = match txn.open_table(INTERESTS) {
             Ok(table) => {
                 let mut interests = HashMap::new();
@@ -422,7 +489,6 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-
         Ok(Store {
             dir: dir.to_owned(),
             db_path,
@@ -434,6 +500,7 @@ impl Store {
             clock: Clock::new(floor),
             namespaces,
             interests: RwLock::new(interests),
+            charters,
         })
     }
 
@@ -492,6 +559,12 @@ impl Store {
             self.validate(key, op)?;
             self.check_covered(ns, key)?;
         }
+        self.append(ns, ops)
+    }
+
+    /// Appends `ops` to the local author's feed, checked only against the namespace's charter
+    /// and grants: [`Store::write`] for user writes, and the owner's membership records.
+    fn append(&self, ns: &NamespaceId, ops: Vec<(Vec<u8>, Op<Vec<u8>>)>) -> Result<Vec<VersionId>> {
         let ns_number = self.namespace_number(ns)?;
         if ops.is_empty() {
             return Ok(Vec::new());
@@ -499,6 +572,7 @@ impl Store {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(self.durability())?;
         let mut ids = Vec::with_capacity(ops.len());
+        let mut gate = self.gate(ns)?;
         {
             let mut feeds = txn.open_table(FEEDS)?;
             let mut feed_ids = txn.open_table(FEED_IDS)?;
@@ -544,7 +618,14 @@ impl Store {
                 frontier.push(leaf, |_, parent| row.extend_from_slice(&parent));
                 row.extend_from_slice(&bytes);
                 entries.insert(feed_key(feed, id.seq), &row[..])?;
-                view.apply(ns_number, key, write_of(&entry, id, feed))?;
+                if let Some(reason) = view.admit(&mut gate, &entries, feed, id, &entry)? {
+                    // Dropping the transaction aborts it: nothing of the batch is kept.
+                    return Err(Error::NotAllowed {
+                        author: self.author,
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        reason,
+                    });
+                }
                 ids.push(id);
             }
             let head = SignedHead::sign(&self.author_key, *ns, frontier.length(), frontier.root());
@@ -557,8 +638,125 @@ impl Store {
             .expect("feed records always encode");
             feeds.insert(feed, &record[..])?;
         }
+        if gate.membership_changed {
+            rebuild_namespace(&txn, &mut ViewTables::open(&txn)?, self.gate(ns)?)?;
+        }
         txn.commit()?;
         Ok(ids)
+    }
+
+    /// The charter of `ns`: who may write it. `None` for a namespace made by a build before
+    /// charters, which is open.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNamespace`].
+    pub fn charter(&self, ns: &NamespaceId) -> Result<Option<Charter>> {
+        self.namespace_number(ns)?;
+        Ok(self.charters.get(ns).cloned())
+    }
+
+    /// Lets `author` write `ns` as `grant` says: an owner entry under the author's member key.
+    /// Entries of `author` already held that the grant covers join the view in the same
+    /// transaction.
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] unless `ns` is closed and this replica's author owns it.
+    pub fn grant(&self, ns: &NamespaceId, author: &AuthorId, grant: Grant) -> Result<VersionId> {
+        self.check_owner(ns)?;
+        let record = Membership::Granted(grant).encode();
+        let ids = self.append(ns, vec![(member_key(author), Op::Put(record))])?;
+        Ok(ids[0])
+    }
+
+    /// Makes a fresh author key and grants it: what a write ticket carries, so the joining
+    /// device writes as an author the owner already trusts, and the namespace key never
+    /// leaves this replica.
+    ///
+    /// # Errors
+    /// As [`Store::grant`]; [`Error::Io`] when no randomness is to be had.
+    pub fn invite(&self, ns: &NamespaceId, grant: Grant) -> Result<SigningKey> {
+        let key = ids::generate_keypair().map_err(io_error(&self.dir))?;
+        self.grant(ns, &ids::author_of(&key), grant)?;
+        Ok(key)
+    }
+
+    /// Revokes `author`: its entries from the length of its feed held now on no longer count,
+    /// whatever their timestamps; earlier ones keep counting as its grant said. Returns that
+    /// length.
+    ///
+    /// # Errors
+    /// As [`Store::grant`]; [`Error::NotOwner`] when `author` is the owner.
+    pub fn revoke(&self, ns: &NamespaceId, author: &AuthorId) -> Result<u64> {
+        self.check_owner(ns)?;
+        if *author == self.author {
+            return Err(Error::NotOwner(
+                "the owner cannot revoke itself; it holds the namespace".into(),
+            ));
+        }
+        let until = self
+            .feeds(ns)?
+            .into_iter()
+            .find(|feed| feed.head.author == *author)
+            .map_or(0, |feed| feed.held);
+        let grant = match self.membership(ns, author)? {
+            Some(Membership::Granted(grant)) => Some(grant),
+            Some(Membership::Revoked { grant, .. }) => grant,
+            None => None,
+        };
+        let record = Membership::Revoked { grant, until }.encode();
+        self.append(ns, vec![(member_key(author), Op::Put(record))])?;
+        Ok(until)
+    }
+
+    /// Every author the owner of `ns` has granted or revoked, with its standing, by id.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNamespace`]; database failures.
+    pub fn members(&self, ns: &NamespaceId) -> Result<Vec<(AuthorId, Membership)>> {
+        let ns_number = self.namespace_number(ns)?;
+        let txn = self.db.begin_read()?;
+        let view = txn.open_table(VIEW)?;
+        let entries = txn.open_table(ENTRIES)?;
+        let low = view_key(ns_number, MEMBER_PREFIX);
+        let high = prefix_end(&low).ok_or_else(|| Error::Damaged("member prefix".into()))?;
+        let mut out = Vec::new();
+        for row in view.range(&low[..]..&high[..])? {
+            let (key, _) = row?;
+            let Some(author) = crate::members::member_of_key(&key.value()[4..]) else {
+                continue;
+            };
+            if let Some(membership) = read_membership(&view, &entries, ns_number, &author)? {
+                out.push((author, membership));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `author`'s standing in `ns`, as the owner last wrote it.
+    ///
+    /// # Errors
+    /// As [`Store::members`].
+    pub fn membership(&self, ns: &NamespaceId, author: &AuthorId) -> Result<Option<Membership>> {
+        let ns_number = self.namespace_number(ns)?;
+        let txn = self.db.begin_read()?;
+        read_membership(
+            &txn.open_table(VIEW)?,
+            &txn.open_table(ENTRIES)?,
+            ns_number,
+            author,
+        )
+    }
+
+    fn check_owner(&self, ns: &NamespaceId) -> Result<()> {
+        match self.charter(ns)?.map(|c| c.mode) {
+            Some(Mode::Closed { owner }) if owner == self.author => Ok(()),
+            Some(Mode::Closed { owner }) => Err(Error::NotOwner(format!(
+                "only the namespace owner ({owner}) may grant or revoke"
+            ))),
+            _ => Err(Error::NotOwner(
+                "the namespace is open: anyone holding its ticket may write, so there is nothing to grant or revoke".into(),
+            )),
+        }
     }
 
     /// Checks a write against the limits without writing it.
@@ -714,7 +912,10 @@ impl Store {
                 None => view.range(&low[..]..)?,
             };
             for row in rows {
-                let (_, register) = row?;
+                let (key, register) = row?;
+                if key.value()[4..].starts_with(RESERVED_PREFIX) {
+                    continue;
+                }
                 if decode_register(Some(register.value()))?.value().is_some() {
                     keys += 1;
                 }
@@ -834,6 +1035,18 @@ impl Store {
         self.clock.observe(remote)
     }
 
+    /// Moves the local clock `ahead` into the future, as a machine with a wrong clock has it.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn skew_clock(&self, ahead: std::time::Duration) {
+        let now = self.clock.hlc.new_timestamp().get_time().as_u64();
+        let mut last = self
+            .clock
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *last = now.saturating_add(uhlc::NTP64::from(ahead).as_u64());
+    }
+
     /// The durability of a commit under this store's options.
     pub(crate) fn durability(&self) -> Durability {
         if self.options.durable {
@@ -846,6 +1059,9 @@ impl Store {
     /// Refuses a key outside the interest of this sparse replica of `ns`: it is neither read
     /// nor written here.
     pub(crate) fn check_covered(&self, ns: &NamespaceId, key: &[u8]) -> Result<()> {
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(Error::ReservedKey);
+        }
         match self.interests().get(ns) {
             Some(interest) if !interest.covers_key(key) => Err(Error::NotReplicated {
                 key: String::from_utf8_lossy(key).into_owned(),
@@ -868,6 +1084,31 @@ impl Store {
 
     pub(crate) fn namespace_ids(&self) -> Vec<NamespaceId> {
         self.namespaces.keys().copied().collect()
+    }
+
+    /// The gate that decides which of `ns`'s entries count in the view.
+    pub(crate) fn gate(&self, ns: &NamespaceId) -> Result<Gate> {
+        Ok(Gate::new(
+            self.namespace_number(ns)?,
+            self.charters.get(ns),
+            self.options.max_future,
+            Some(self.author),
+        ))
+    }
+
+    /// The gate of every namespace held.
+    pub(crate) fn gates(&self) -> Vec<Gate> {
+        self.namespaces
+            .iter()
+            .map(|(ns, number)| {
+                Gate::new(
+                    *number,
+                    self.charters.get(ns),
+                    self.options.max_future,
+                    Some(self.author),
+                )
+            })
+            .collect()
     }
 
     pub(crate) fn namespace_number(&self, ns: &NamespaceId) -> Result<u32> {
@@ -954,6 +1195,9 @@ impl Iterator for Scan {
             let Op::Put(feed) = winner.op else {
                 continue;
             };
+            if key.value()[4..].starts_with(RESERVED_PREFIX) {
+                continue;
+            }
             let user_key = key.value()[4..].to_vec();
             if !self.values {
                 return Some(Ok((user_key, None)));
@@ -1034,6 +1278,19 @@ pub(crate) fn key_versions(
         versions.push((VersionId { author, seq }, false));
     }
     Ok(versions)
+}
+
+/// Opens (so creates) the tables of charters, excluded entries and forks.
+fn create_trust_tables(txn: &redb::WriteTransaction) -> Result<()> {
+    txn.open_table(CHARTERS)?;
+    txn.open_table(tables::EXCLUDED)?;
+    txn.open_table(tables::FUTURE)?;
+    txn.open_table(FORKS)?;
+    Ok(())
+}
+
+fn encode_charter(charter: &Charter) -> Vec<u8> {
+    postcard::to_allocvec(charter).expect("charters always encode")
 }
 
 /// Opens (so creates) the tables sparse replicas use.

@@ -71,6 +71,36 @@ pub const SPARSE_FEEDS: TableDefinition<u64, &[u8]> = TableDefinition::new("spar
 /// held entry row carries: the proof nodes received, and the peaks of `scanned`.
 pub const NODES: TableDefinition<u128, &[u8; 32]> = TableDefinition::new("nodes-1");
 
+/// `namespace id (32 bytes) → Charter`: who may write the namespace, signed by the namespace
+/// key ([`crate::members::Charter`]). Every namespace this build creates or joins has one; a
+/// namespace without a row (made by an earlier build) is open.
+pub const CHARTERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("charters-1");
+
+/// `(feed id << 64) | seq (u128) → reason (u8)`: entries held in a feed that do not count in
+/// the view, and why ([`crate::members::Exclusion::to_byte`]). Rebuilt with the view.
+pub const EXCLUDED: TableDefinition<u128, u8> = TableDefinition::new("excluded-1");
+
+/// `timestamp (u64 BE) ‖ feed id (u64 BE) ‖ seq (u64 BE) → ()`: the excluded entries whose
+/// only fault is a timestamp too far ahead of the local clock, in time order, so the ones
+/// whose time has come are one range read away.
+pub const FUTURE: TableDefinition<&[u8], ()> = TableDefinition::new("future-1");
+
+/// `namespace number (u32 BE) ‖ author (32 bytes) → postcard (frozen length u64, ForkProof)`:
+/// feeds frozen because their author signed two heads that cannot both be true
+/// ([`crate::fork::ForkProof`]). A frozen feed takes no more entries past the length held
+/// when the fork was found; the key is the [`FEED_IDS`] key, so a feed not held yet is frozen
+/// too.
+pub const FORKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("forks-1");
+
+/// The [`FUTURE`] key of entry `seq` of `feed` with timestamp `time`.
+pub fn future_key(time: u64, feed: u64, seq: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&time.to_be_bytes());
+    key[8..16].copy_from_slice(&feed.to_be_bytes());
+    key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
 /// The [`ENTRIES`] or [`NODES`] key of position `index` in feed `feed`.
 pub fn feed_key(feed: u64, index: u64) -> u128 {
     (u128::from(feed) << 64) | u128::from(index)

@@ -9,6 +9,12 @@ use crate::store::{FeedRecord, Store};
 use crate::tables::{ENTRIES, FEEDS, VIEW, feed_key, view_key};
 
 impl Store {
+    /// From now on, stamps this store's writes `ahead` of the real time, as a device with a
+    /// fast (or lying) clock does.
+    pub fn set_clock_ahead(&self, ahead: std::time::Duration) {
+        self.skew_clock(ahead);
+    }
+
     /// Flips every bit of byte `byte` (taken modulo the row's length) of the stored row of
     /// entry `seq` (its leaf hash, then its encoded bytes). Returns the row's length.
     pub fn tamper_entry(

@@ -16,13 +16,16 @@ use crate::tables::{
     self, ENTRIES, FEED_IDS, FEEDS, NAMESPACES, NODES, SPARSE_FEEDS, SUPERSEDED, VIEW, feed_key,
 };
 use crate::tree::{self, Frontier, Hash};
-use crate::view::{ViewTables, rebuild};
+use crate::view::{VIEW_TABLES, ViewNames, ViewTables, rebuild};
 
 /// Where `verify` rebuilds the view to compare it; the transaction is aborted, so these never
 /// reach the disk.
-const SCRATCH_VIEW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("verify-scratch-view");
-const SCRATCH_SUPERSEDED: TableDefinition<&[u8], ()> =
-    TableDefinition::new("verify-scratch-superseded");
+const SCRATCH: ViewNames = ViewNames {
+    view: TableDefinition::new("verify-scratch-view"),
+    superseded: TableDefinition::new("verify-scratch-superseded"),
+    excluded: TableDefinition::new("verify-scratch-excluded"),
+    future: TableDefinition::new("verify-scratch-future"),
+};
 
 /// What [`Store::verify`] found.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -79,6 +82,9 @@ impl Store {
     /// # Errors
     /// Database failures only; damage is reported in the [`VerifyReport`].
     pub fn verify(&self) -> Result<VerifyReport> {
+        // Entries whose time has come would count in the rebuilt view but not yet in the
+        // stored one.
+        self.admit_due()?;
         let txn = self.db().begin_write()?;
         let mut report = VerifyReport::default();
         {
@@ -160,21 +166,39 @@ impl Store {
     /// [`crate::Error::Damaged`] if a stored entry does not decode (nothing is changed; run
     /// [`Store::verify`] to find it), and database failures.
     pub fn reindex(&self) -> Result<u64> {
-        let txn = self.db().begin_write()?;
+        let mut txn = self.db().begin_write()?;
+        txn.set_durability(self.durability())?;
         txn.delete_table(VIEW)?;
         txn.delete_table(SUPERSEDED)?;
+        txn.delete_table(VIEW_TABLES.excluded)?;
+        txn.delete_table(VIEW_TABLES.future)?;
         let mut tables = ViewTables::open(&txn)?;
-        let replayed = rebuild(&txn, &mut tables)?;
+        let replayed = rebuild(&txn, &mut tables, self.gates())?;
         drop(tables);
         txn.commit()?;
         Ok(replayed)
     }
 
     fn check_view(&self, txn: &redb::WriteTransaction) -> Result<Option<Problem>> {
-        let mut scratch = ViewTables::open_named(txn, SCRATCH_VIEW, SCRATCH_SUPERSEDED)?;
-        rebuild(txn, &mut scratch)?;
+        let mut scratch = ViewTables::open_named(txn, &SCRATCH)?;
+        rebuild(txn, &mut scratch, self.gates())?;
         let view = txn.open_table(VIEW)?;
         let superseded = txn.open_table(SUPERSEDED)?;
+        let excluded = txn.open_table(VIEW_TABLES.excluded)?;
+        let (stored, rebuilt) = (exclusions(&excluded)?, exclusions(&scratch.excluded)?);
+        if stored != rebuilt {
+            let at = (0..stored.len().max(rebuilt.len()))
+                .find(|&i| stored.get(i) != rebuilt.get(i))
+                .unwrap_or_default();
+            let key = stored.get(at).or(rebuilt.get(at)).map_or(0, |(k, _)| *k);
+            let (feed, seq) = ((key >> 64) as u64, key as u64);
+            return Ok(Some(self.view_problem(
+                &[],
+                &format!(
+                    "entry {seq} of local feed {feed}: whether it counts in the view differs from what the feeds and grants say"
+                ),
+            )));
+        }
         if let Some(key) = first_difference(&view, &scratch.view)? {
             return Ok(Some(
                 self.view_problem(&key, "its live versions differ from the feeds'"),
@@ -365,6 +389,16 @@ fn check_entry_bytes(seq: u64, parts: &tables::EntryRow<'_>) -> Option<Finding> 
 }
 
 /// The first row key at which two tables differ, in key or value.
+/// Every row of an excluded-entries table.
+fn exclusions(table: &impl ReadableTable<u128, u8>) -> Result<Vec<(u128, u8)>> {
+    let mut out = Vec::new();
+    for row in table.iter()? {
+        let (key, reason) = row?;
+        out.push((key.value(), reason.value()));
+    }
+    Ok(out)
+}
+
 fn first_difference<V: redb::Value + 'static>(
     left: &impl ReadableTable<&'static [u8], V>,
     right: &impl ReadableTable<&'static [u8], V>,

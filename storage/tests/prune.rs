@@ -1,6 +1,6 @@
 //! Pruning: superseded values go, live versions and every proof stay.
 
-use weft_storage::{Ingested, Options, Store};
+use weft_storage::{Access, Ingested, Options, Store};
 
 fn options() -> Options {
     Options {
@@ -12,9 +12,10 @@ fn options() -> Options {
 #[test]
 fn prune_frees_superseded_values_and_keeps_live_ones_and_proofs() {
     let root = tempfile::tempdir().expect("temp dir");
-    let a = Store::init(&root.path().join("a"), options()).expect("init");
+    let a = Store::init(&root.path().join("a"), options(), Access::Open).expect("init");
     let ns = a.default_namespace();
-    let b = Store::init_joined(&root.path().join("b"), options(), ns).expect("join");
+    let charter = a.charter(&ns).expect("known").expect("a charter");
+    let b = Store::init_joined(&root.path().join("b"), options(), &charter, None).expect("join");
     for round in 0..5u8 {
         a.put(&ns, b"k", &[round; 1000]).expect("put");
         a.put(&ns, format!("k{round}").as_bytes(), &[round; 10])

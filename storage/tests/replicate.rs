@@ -1,7 +1,7 @@
 //! Replication at the store level: runs served from one replica and ingested by another,
 //! partial holders serving onward, and every kind of bad run refused with nothing changed.
 
-use weft_storage::{IngestError, Ingested, Invalid, NamespaceId, Op, Options, Run, Store};
+use weft_storage::{Access, Charter, IngestError, Ingested, Invalid, Op, Options, Run, Store};
 
 const ANY: usize = usize::MAX;
 
@@ -12,15 +12,24 @@ fn options() -> Options {
     }
 }
 
+/// The charter a replica joining `origin`'s default namespace needs.
+fn charter(origin: &Store) -> Charter {
+    origin
+        .charter(&origin.default_namespace())
+        .expect("known namespace")
+        .expect("a charter")
+}
+
 fn origin() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::init(&dir.path().join("data"), options()).expect("init");
+    let store = Store::init(&dir.path().join("data"), options(), Access::Open).expect("init");
     (dir, store)
 }
 
-fn joined(ns: NamespaceId) -> (tempfile::TempDir, Store) {
+fn joined(origin: &Store) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::init_joined(&dir.path().join("data"), options(), ns).expect("join");
+    let store = Store::init_joined(&dir.path().join("data"), options(), &charter(origin), None)
+        .expect("join");
     (dir, store)
 }
 
@@ -94,7 +103,7 @@ fn runs_of_any_size_replicate_a_feed_and_verify_midway() {
     let (_a_dir, a) = origin();
     write_batches(&a, &[5, 1, 10, 3, 17]);
     for step in [1, 3, 7, 36, 100] {
-        let (_b_dir, b) = joined(a.default_namespace());
+        let (_b_dir, b) = joined(&a);
         // Stop part way: the partial feed verifies against the longer head.
         let ns = a.default_namespace();
         let run = a
@@ -124,7 +133,7 @@ fn a_partial_holder_serves_what_it_holds_with_proofs_to_the_longer_head() {
     let (_a_dir, a) = origin();
     write_batches(&a, &[40]);
     let ns = a.default_namespace();
-    let (_c_dir, c) = joined(ns);
+    let (_c_dir, c) = joined(&a);
     let run = a
         .read_run(&ns, &a.author(), 0, 23, ANY)
         .expect("read")
@@ -132,7 +141,7 @@ fn a_partial_holder_serves_what_it_holds_with_proofs_to_the_longer_head() {
     c.ingest(&run).expect("ingest");
 
     for step in [1, 4, 23] {
-        let (_b_dir, b) = joined(ns);
+        let (_b_dir, b) = joined(&a);
         pull(&c, &b, &a.author(), step);
         assert_eq!(held(&b, &a.author()), 23);
         assert!(b.verify().expect("verify").is_clean());
@@ -147,7 +156,7 @@ fn a_partial_holder_serves_what_it_holds_with_proofs_to_the_longer_head() {
 fn concurrent_writes_become_siblings_with_one_winner_everywhere() {
     let (_a_dir, a) = origin();
     let ns = a.default_namespace();
-    let (_b_dir, b) = joined(ns);
+    let (_b_dir, b) = joined(&a);
     a.put(&ns, b"key001", b"from a").expect("put");
     b.put(&ns, b"key001", b"from b").expect("put");
     pull(&a, &b, &a.author(), 10);
@@ -189,7 +198,7 @@ fn bad_runs_are_refused_and_change_nothing() {
     let (_a_dir, a) = origin();
     write_batches(&a, &[10, 10]);
     let ns = a.default_namespace();
-    let (_b_dir, b) = joined(ns);
+    let (_b_dir, b) = joined(&a);
     let good = a
         .read_run(&ns, &a.author(), 0, 8, ANY)
         .expect("read")

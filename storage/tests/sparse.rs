@@ -3,11 +3,19 @@
 //! refuses every bad sparse run with nothing changed.
 
 use weft_storage::{
-    AuthorId, IngestError, Ingested, Interest, Invalid, NamespaceId, Op, Options, Served,
-    SparseRun, Store, VersionId, verify_remote_key,
+    Access, AuthorId, Charter, IngestError, Ingested, Interest, Invalid, NamespaceId, Op, Options,
+    Served, SparseRun, Store, VersionId, verify_remote_key,
 };
 
 const ANY: usize = usize::MAX;
+
+/// The charter a replica joining `origin`'s default namespace needs.
+fn charter(origin: &Store) -> Charter {
+    origin
+        .charter(&origin.default_namespace())
+        .expect("known namespace")
+        .expect("a charter")
+}
 
 fn options() -> Options {
     Options {
@@ -16,19 +24,21 @@ fn options() -> Options {
     }
 }
 
-fn store(ns: Option<NamespaceId>) -> (tempfile::TempDir, Store) {
+/// A store of a new open namespace, or one joining `origin`'s.
+fn store(origin: Option<&Store>) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("data");
-    let store = match ns {
-        Some(ns) => Store::init_joined(&path, options(), ns),
-        None => Store::init(&path, options()),
+    let store = match origin {
+        Some(origin) => Store::init_joined(&path, options(), &charter(origin), None),
+        None => Store::init(&path, options(), Access::Open),
     }
     .expect("init");
     (dir, store)
 }
 
-fn sparse(ns: NamespaceId, prefixes: &[&str]) -> (tempfile::TempDir, Store) {
-    let (dir, store) = store(Some(ns));
+fn sparse(origin: &Store, prefixes: &[&str]) -> (tempfile::TempDir, Store) {
+    let ns = origin.default_namespace();
+    let (dir, store) = store(Some(origin));
     let interest = Interest::new(prefixes.iter().map(|p| p.as_bytes().to_vec()), Vec::new());
     store
         .set_interest(&ns, interest)
@@ -99,6 +109,7 @@ fn sparse_pull(from: &Store, to: &Store, step: usize) {
                     Ingested::Appended { held, .. } => assert_eq!(held, run.end),
                     Ingested::AlreadyHeld { .. } => break,
                     Ingested::Gap { held } => panic!("gap at {held} for a run from {start}"),
+                    Ingested::Frozen { held } => panic!("{author} frozen at {held}"),
                 },
                 Served::Nothing => break,
                 Served::NotCovered => panic!("{start} of {author} not covered"),
@@ -140,10 +151,10 @@ fn sparse_views_equal_the_full_view_after_random_concurrent_workloads() {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let (_d0, w0) = store(None);
         let ns = w0.default_namespace();
-        let (_d1, w1) = store(Some(ns));
-        let (_d2, w2) = store(Some(ns));
+        let (_d1, w1) = store(Some(&w0));
+        let (_d2, w2) = store(Some(&w0));
         let writers = [&w0, &w1, &w2];
-        let (_ds, s) = sparse(ns, &["b/", "c/x"]);
+        let (_ds, s) = sparse(&w0, &["b/", "c/x"]);
         for round in 0..12 {
             for writer in writers {
                 let ops = (0..1 + rng.below(6))
@@ -178,12 +189,12 @@ fn sparse_views_equal_the_full_view_after_random_concurrent_workloads() {
         assert_same_view(&w0, &s, &["b/", "c/x"], seed);
 
         // Served onward: a narrower sparse replica filled only from the sparse one.
-        let (_dn, narrow) = sparse(ns, &["b/"]);
+        let (_dn, narrow) = sparse(&w0, &["b/"]);
         sparse_pull(&s, &narrow, 2);
         assert_same_view(&w0, &narrow, &["b/"], seed);
 
         // Pushed: whole runs, of which only the wanted entries are kept.
-        let (_dp, pushed) = sparse(ns, &["c/x"]);
+        let (_dp, pushed) = sparse(&w0, &["c/x"]);
         for writer in writers {
             let author = writer.author();
             while let Some(run) = w0
@@ -216,7 +227,7 @@ fn sparse_views_equal_the_full_view_after_random_concurrent_workloads() {
 fn keys_outside_the_interest_are_neither_read_nor_written() {
     let (_d0, full) = store(None);
     let ns = full.default_namespace();
-    let (_d1, s) = sparse(ns, &["b/"]);
+    let (_d1, s) = sparse(&full, &["b/"]);
     let refused = |result: weft_storage::Result<_>| match result {
         Err(weft_storage::Error::NotReplicated { key }) => key,
         other => panic!("expected NotReplicated, got {other:?}"),
@@ -236,7 +247,7 @@ fn interests_change_within_their_rules() {
     let ns = full.default_namespace();
     full.put(&ns, b"a/1", b"1").expect("put");
     full.put(&ns, b"b/1", b"1").expect("put");
-    let (_d1, s) = sparse(ns, &["b/"]);
+    let (_d1, s) = sparse(&full, &["b/"]);
     sparse_pull(&full, &s, 10);
     assert_eq!(s.get(&ns, b"b/1").expect("b/"), Some(b"1".to_vec()));
 
@@ -262,7 +273,7 @@ fn interests_change_within_their_rules() {
     );
 
     // A replica already holding other feeds in full cannot turn sparse.
-    let (_d2, other) = store(Some(ns));
+    let (_d2, other) = store(Some(&full));
     full_pull(&full, &other);
     let turned = other.set_interest(&ns, Interest::new([b"a/".to_vec()], Vec::new()));
     assert!(
@@ -276,11 +287,11 @@ fn interests_change_within_their_rules() {
 fn an_interest_narrowed_to_authors_fetches_only_theirs() {
     let (_d0, w0) = store(None);
     let ns = w0.default_namespace();
-    let (_d1, w1) = store(Some(ns));
+    let (_d1, w1) = store(Some(&w0));
     w0.put(&ns, b"b/1", b"from w0").expect("put");
     w1.put(&ns, b"b/2", b"from w1").expect("put");
     full_pull(&w1, &w0);
-    let (_ds, s) = store(Some(ns));
+    let (_ds, s) = store(Some(&w0));
     s.set_interest(&ns, Interest::new([b"b/".to_vec()], vec![w1.author()]))
         .expect("sparse");
     sparse_pull(&w0, &s, 10);
@@ -321,7 +332,7 @@ fn bad_sparse_runs_are_refused_and_change_nothing() {
         let key = format!("{}/{i}", ["a", "b"][i % 2]);
         full.put(&ns, key.as_bytes(), b"value").expect("put");
     }
-    let (_d1, s) = sparse(ns, &["b/"]);
+    let (_d1, s) = sparse(&full, &["b/"]);
     let good = first_run(&full, &ns, &["b/"]);
 
     // Entries outside the area asked for, though honestly proven.
@@ -348,7 +359,7 @@ fn bad_sparse_runs_are_refused_and_change_nothing() {
     assert!(matches!(refused(&s, &short), Invalid::Proof(_)));
 
     // A head signed by another key: the same root and length, a signature of its own.
-    let (_d2, forger) = store(Some(ns));
+    let (_d2, forger) = store(Some(&full));
     let mut forged = good.clone();
     forged.head.author = forger.author();
     assert!(matches!(refused(&s, &forged), Invalid::Proof(_)));
@@ -369,7 +380,7 @@ fn bad_sparse_runs_are_refused_and_change_nothing() {
 fn remote_reads_verify_without_storing() {
     let (_d0, w0) = store(None);
     let ns = w0.default_namespace();
-    let (_d1, w1) = store(Some(ns));
+    let (_d1, w1) = store(Some(&w0));
     w0.put(&ns, b"k", b"from w0").expect("put");
     w1.put(&ns, b"k", b"from w1").expect("put");
     w0.put(&ns, b"k2", b"a longer key that shares the prefix")

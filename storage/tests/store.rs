@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use weft_storage::{Error, NamespaceId, Op, Options, Store};
+use weft_storage::{Access, Error, NamespaceId, Op, Options, Store};
 
 fn fresh() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -14,6 +14,7 @@ fn fresh() -> (tempfile::TempDir, Store) {
             durable: false,
             ..Options::default()
         },
+        Access::Closed,
     )
     .expect("init");
     (dir, store)
@@ -281,7 +282,7 @@ fn reopening_keeps_everything_and_time_moves_forward() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("data");
     let (ns, author, before) = {
-        let store = Store::init(&path, Options::default()).expect("init");
+        let store = Store::init(&path, Options::default(), Access::Open).expect("init");
         let ns = store.default_namespace();
         store.put(&ns, b"k", b"v1").expect("put");
         let ts = store.history(&ns, b"k").expect("history")[0]
@@ -315,7 +316,7 @@ fn bad_data_dirs_give_clear_errors() {
         Err(Error::NotAWeftDir { .. })
     ));
     assert!(matches!(
-        Store::init(&other, Options::default()),
+        Store::init(&other, Options::default(), Access::Open),
         Err(Error::NotAWeftDir { .. })
     ));
     assert_eq!(
@@ -325,9 +326,9 @@ fn bad_data_dirs_give_clear_errors() {
     );
 
     let data = dir.path().join("data");
-    let store = Store::init(&data, Options::default()).expect("init");
+    let store = Store::init(&data, Options::default(), Access::Open).expect("init");
     assert!(matches!(
-        Store::init(&data, Options::default()),
+        Store::init(&data, Options::default(), Access::Open),
         Err(Error::AlreadyInitialized { .. })
     ));
     assert!(matches!(

@@ -1,0 +1,424 @@
+//! Who may write, at the store level: closed namespaces with grants, prefixes, expiry and
+//! revocation; entries that do not count stay in the log and are reported; clocks that run
+//! ahead cannot pin a key; forks are proven, recorded and freeze the feed.
+
+use std::time::Duration;
+
+use weft_storage::{
+    Access, Charter, Error, Exclusion, Grant, IngestError, Ingested, Invalid, Membership,
+    NamespaceId, Options, Store, Timestamp,
+};
+
+fn options() -> Options {
+    Options {
+        durable: false,
+        ..Options::default()
+    }
+}
+
+fn init(access: Access) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::init(&dir.path().join("data"), options(), access).expect("init");
+    (dir, store)
+}
+
+fn join_with(
+    origin: &Store,
+    opts: Options,
+    key: Option<ed25519_dalek::SigningKey>,
+) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let charter: Charter = origin
+        .charter(&origin.default_namespace())
+        .expect("known")
+        .expect("a charter");
+    let store = Store::init_joined(&dir.path().join("data"), opts, &charter, key).expect("join");
+    (dir, store)
+}
+
+fn join(origin: &Store) -> (tempfile::TempDir, Store) {
+    join_with(origin, options(), None)
+}
+
+/// Sends every entry `from` holds and `to` lacks, feed by feed, as catch-up does.
+fn pull(from: &Store, to: &Store) {
+    let ns = from.default_namespace();
+    for feed in from.feeds(&ns).expect("feeds") {
+        if feed.head.author != to.author() {
+            pull_feed(from, to, feed.head.author);
+        }
+    }
+}
+
+/// Sends the entries of `author`'s feed that `from` holds and `to` lacks.
+fn pull_feed(from: &Store, to: &Store, author: weft_storage::AuthorId) {
+    let ns = from.default_namespace();
+    {
+        let held = to
+            .feeds(&ns)
+            .expect("feeds")
+            .iter()
+            .find(|f| f.head.author == author)
+            .map_or(0, |f| f.held);
+        if let Some(run) = from
+            .read_run(&ns, &author, held, usize::MAX, usize::MAX)
+            .expect("read run")
+        {
+            to.ingest(&run).expect("a run from an honest store ingests");
+        }
+    }
+}
+
+fn get(store: &Store, key: &[u8]) -> Option<Vec<u8>> {
+    store.get(&store.default_namespace(), key).expect("get")
+}
+
+fn excluded(store: &Store) -> Vec<(Exclusion, u64)> {
+    store
+        .excluded(&store.default_namespace())
+        .expect("excluded")
+        .into_iter()
+        .map(|e| (e.reason, e.entries))
+        .collect()
+}
+
+fn assert_clean(store: &Store) {
+    let report = store.verify().expect("verify");
+    assert!(report.is_clean(), "verify: {:?}", report.problems);
+}
+
+#[test]
+fn a_closed_namespace_counts_only_granted_writes() {
+    let (_a, owner) = init(Access::Closed);
+    let ns = owner.default_namespace();
+    let (_b, member) = join(&owner);
+    let (_c, reader) = join(&owner);
+
+    // No grant yet: refused at the writer, with the way out in the message.
+    let refused = member.put(&ns, b"b/1", b"x").expect_err("no grant");
+    assert!(
+        matches!(
+            refused,
+            Error::NotAllowed {
+                reason: Exclusion::NoGrant,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("weft grant"), "{refused}");
+    assert_eq!(
+        member.feeds(&ns).expect("feeds").len(),
+        0,
+        "a refused write left a feed"
+    );
+
+    owner
+        .grant(
+            &ns,
+            &member.author(),
+            Grant {
+                prefixes: vec![b"b/".to_vec()],
+                expires: None,
+            },
+        )
+        .expect("grant");
+    pull(&owner, &member);
+    member
+        .put(&ns, b"b/1", b"from member")
+        .expect("granted put");
+    let outside = member.put(&ns, b"other", b"x").expect_err("outside grant");
+    assert!(matches!(
+        outside,
+        Error::NotAllowed {
+            reason: Exclusion::OutsideGrant,
+            ..
+        }
+    ));
+
+    // The reader gets the member's feed before the owner's grant: stored, not counted.
+    pull_feed(&member, &reader, member.author());
+    assert_eq!(get(&reader, b"b/1"), None);
+    assert_eq!(excluded(&reader), vec![(Exclusion::NoGrant, 1)]);
+    assert_clean(&reader);
+    // The grant arrives: the entry joins the view in the same transaction.
+    pull(&owner, &reader);
+    assert_eq!(get(&reader, b"b/1").as_deref(), Some(&b"from member"[..]));
+    assert_eq!(excluded(&reader), vec![]);
+    assert_clean(&reader);
+
+    // Only the owner grants; grants are not user keys.
+    assert!(matches!(
+        member.grant(
+            &ns,
+            &reader.author(),
+            Grant {
+                prefixes: vec![],
+                expires: None
+            }
+        ),
+        Err(Error::NotOwner(_))
+    ));
+    assert!(matches!(
+        owner.put(&ns, b"\xffweft/member/x", b"x"),
+        Err(Error::ReservedKey)
+    ));
+    assert!(matches!(
+        owner.get(&ns, b"\xffweft/x"),
+        Err(Error::ReservedKey)
+    ));
+    let listed: Vec<Vec<u8>> = owner
+        .scan(&ns, b"", false)
+        .expect("scan")
+        .map(|item| item.expect("item").0)
+        .collect();
+    assert!(
+        listed.is_empty(),
+        "membership rows leak into ls: {listed:?}"
+    );
+    assert_eq!(
+        reader.members(&ns).expect("members"),
+        vec![(
+            member.author(),
+            Membership::Granted(Grant {
+                prefixes: vec![b"b/".to_vec()],
+                expires: None
+            })
+        )]
+    );
+}
+
+#[test]
+fn a_revocation_cuts_by_feed_length_whatever_the_timestamps() {
+    let (_a, owner) = init(Access::Closed);
+    let ns = owner.default_namespace();
+    let (_b, member) = join(&owner);
+    let all = Grant {
+        prefixes: vec![],
+        expires: None,
+    };
+    owner.grant(&ns, &member.author(), all).expect("grant");
+    pull(&owner, &member);
+    member.put(&ns, b"k1", b"before").expect("put");
+    pull(&member, &owner);
+    assert_eq!(owner.revoke(&ns, &member.author()).expect("revoke"), 1);
+
+    // The member has not heard yet and writes on; the owner keeps the entry out.
+    member.put(&ns, b"k2", b"after").expect("put");
+    member.put(&ns, b"k1", b"overwrite").expect("put");
+    pull(&member, &owner);
+    assert_eq!(get(&owner, b"k1").as_deref(), Some(&b"before"[..]));
+    assert_eq!(get(&owner, b"k2"), None);
+    assert_eq!(excluded(&owner), vec![(Exclusion::Revoked, 2)]);
+    assert_clean(&owner);
+    // reindex agrees with what ingest decided.
+    owner.reindex().expect("reindex");
+    assert_eq!(excluded(&owner), vec![(Exclusion::Revoked, 2)]);
+    assert_eq!(get(&owner, b"k1").as_deref(), Some(&b"before"[..]));
+
+    // Once it hears, the member's own replica refuses further writes.
+    pull(&owner, &member);
+    assert!(matches!(
+        member.put(&ns, b"k3", b"x"),
+        Err(Error::NotAllowed {
+            reason: Exclusion::Revoked,
+            ..
+        })
+    ));
+    // A third replica that sees everything agrees with the owner.
+    let (_c, reader) = join(&owner);
+    pull(&member, &reader);
+    pull(&owner, &reader);
+    assert_eq!(get(&reader, b"k1").as_deref(), Some(&b"before"[..]));
+    assert_eq!(excluded(&reader), vec![(Exclusion::Revoked, 2)]);
+}
+
+#[test]
+fn an_expired_grant_stops_counting_new_entries() {
+    let (_a, owner) = init(Access::Closed);
+    let ns = owner.default_namespace();
+    let (_b, member) = join(&owner);
+    owner.put(&ns, b"clock", b"x").expect("put");
+    let stamp = owner.history(&ns, b"clock").expect("history")[0]
+        .version
+        .timestamp;
+    let soon = Timestamp(stamp.0 + (1u64 << 32) / 2); // half a second on
+    owner
+        .grant(
+            &ns,
+            &member.author(),
+            Grant {
+                prefixes: vec![],
+                expires: Some(soon),
+            },
+        )
+        .expect("grant");
+    pull(&owner, &member);
+    member.put(&ns, b"early", b"x").expect("put before expiry");
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(matches!(
+        member.put(&ns, b"late", b"x"),
+        Err(Error::NotAllowed {
+            reason: Exclusion::Expired,
+            ..
+        })
+    ));
+    pull(&member, &owner);
+    assert_eq!(get(&owner, b"early").as_deref(), Some(&b"x"[..]));
+}
+
+#[test]
+fn a_clock_an_hour_ahead_cannot_pin_a_key() {
+    let (_a, honest) = init(Access::Open);
+    let ns = honest.default_namespace();
+    let (_b, fast) = join(&honest);
+    fast.set_clock_ahead(Duration::from_secs(3600));
+    fast.put(&ns, b"k", b"pinned").expect("put");
+    honest.put(&ns, b"k", b"honest").expect("put");
+
+    let (_c, reader) = join(&honest);
+    pull(&fast, &reader);
+    pull(&honest, &reader);
+    assert_eq!(get(&reader, b"k").as_deref(), Some(&b"honest"[..]));
+    assert_eq!(excluded(&reader), vec![(Exclusion::Future, 1)]);
+    assert_eq!(reader.admit_due().expect("admit"), 0, "an hour is not due");
+    assert_clean(&reader);
+    // A later honest write still wins after the hour, because it supersedes explicitly.
+    // Control: a replica that allows two hours of skew lets the fast clock win, so the
+    // assertion above is about the bound, not about arrival order.
+    let (_d, lenient) = join_with(
+        &honest,
+        Options {
+            max_future: Duration::from_secs(7200),
+            ..options()
+        },
+        None,
+    );
+    pull(&fast, &lenient);
+    pull(&honest, &lenient);
+    assert_eq!(get(&lenient, b"k").as_deref(), Some(&b"pinned"[..]));
+}
+
+#[test]
+fn an_entry_ahead_of_the_clock_counts_once_time_catches_up() {
+    let (_a, origin) = init(Access::Open);
+    let ns = origin.default_namespace();
+    let (_b, fast) = join(&origin);
+    fast.set_clock_ahead(Duration::from_millis(1500));
+    fast.put(&ns, b"k", b"soon").expect("put");
+    let (_c, reader) = join_with(
+        &origin,
+        Options {
+            max_future: Duration::from_millis(500),
+            ..options()
+        },
+        None,
+    );
+    pull(&fast, &reader);
+    assert_eq!(get(&reader, b"k"), None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while reader.admit_due().expect("admit") == 0 {
+        assert!(std::time::Instant::now() < deadline, "never admitted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&reader, b"k").as_deref(), Some(&b"soon"[..]));
+    assert_eq!(excluded(&reader), vec![]);
+    assert_clean(&reader);
+}
+
+/// Two replicas writing as one author: what a write ticket used on two devices does.
+fn twins(origin: &Store) -> ((tempfile::TempDir, Store), (tempfile::TempDir, Store)) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    (
+        join_with(origin, options(), Some(key.clone())),
+        join_with(origin, options(), Some(key)),
+    )
+}
+
+#[test]
+fn forks_are_proven_recorded_and_freeze_the_feed() {
+    let (_a, origin) = init(Access::Open);
+    let ns: NamespaceId = origin.default_namespace();
+    let ((_x, left), (_y, right)) = twins(&origin);
+    assert_eq!(left.author(), right.author());
+    for i in 0..3u8 {
+        left.put(&ns, &[b'l', i], b"x").expect("put");
+    }
+    for i in 0..2u8 {
+        right.put(&ns, &[b'r', i], b"x").expect("put");
+    }
+    let author = left.author();
+    let right_head = right.head(&ns, &author).expect("head").expect("held");
+
+    let (_r, reader) = join(&origin);
+    pull(&left, &reader);
+    let proof = reader
+        .check_head(&right_head)
+        .expect("check")
+        .expect("a shorter head off the held tree is a fork");
+    assert_eq!(proof.verify(), Ok(()));
+    let mut forged = right_head.clone();
+    forged.signature[0] ^= 1;
+    assert_eq!(
+        reader.check_head(&forged).expect("check"),
+        None,
+        "a forged head proves nothing"
+    );
+
+    assert!(reader.record_fork(&proof).expect("record"));
+    assert!(
+        !reader.record_fork(&proof).expect("record"),
+        "recorded twice"
+    );
+    let forks = reader.forks(&ns).expect("forks");
+    assert_eq!(forks.len(), 1);
+    assert_eq!(forks[0].frozen_at, 3);
+    left.put(&ns, b"l3", b"x").expect("put");
+    let run = left
+        .read_run(&ns, &author, 3, usize::MAX, usize::MAX)
+        .expect("read")
+        .expect("a run");
+    assert_eq!(
+        reader.ingest(&run).expect("ingest"),
+        Ingested::Frozen { held: 3 }
+    );
+    assert_eq!(get(&reader, b"l\x02").as_deref(), Some(&b"x"[..]));
+    assert_clean(&reader);
+
+    // Another replica takes the proof alone and freezes too, before holding anything.
+    let (_o, other) = join(&origin);
+    assert!(other.record_fork(&proof).expect("record"));
+    assert_eq!(other.forks(&ns).expect("forks")[0].frozen_at, 0);
+    assert!(matches!(
+        other.ingest(&run).expect("ingest"),
+        Ingested::Frozen { held: 0 }
+    ));
+
+    // Equal lengths, different roots.
+    right.put(&ns, b"r2", b"x").expect("put");
+    right.put(&ns, b"r3", b"x").expect("put");
+    let (_s, second) = join(&origin);
+    pull(&left, &second);
+    let left_head = left.head(&ns, &author).expect("head").expect("held");
+    let equal_len = right.head(&ns, &author).expect("head").expect("held");
+    assert_eq!((left_head.length, equal_len.length), (4, 4));
+    assert_eq!(
+        second.check_head(&left_head).expect("check"),
+        None,
+        "its own head is no fork"
+    );
+    let proof = second
+        .check_head(&equal_len)
+        .expect("check")
+        .expect("equal lengths, other roots");
+    assert_eq!(proof.verify(), Ok(()));
+
+    // A proof of two consistent heads is refused as the sender's fault.
+    let mut bogus = proof.clone();
+    bogus.shorter = left_head;
+    assert!(matches!(
+        second.record_fork(&bogus),
+        Err(IngestError::Invalid(Invalid::Fork(_)))
+    ));
+    assert!(second.forks(&ns).expect("forks").is_empty());
+}
