@@ -29,7 +29,7 @@ fn sigkill_mid_batch_loses_no_acknowledged_write_and_leaves_log_and_view_agreein
     eprintln!("crash test seed {seed}");
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    drop(Store::init(&data, Options::default()).expect("init"));
+    drop(Store::init(&data, Options::default(), weft_storage::Access::Closed).expect("init"));
 
     let mut acknowledged: Option<u64> = None;
     let mut state = seed | 1;

@@ -154,6 +154,7 @@ fn fresh_store(dir: &Path) -> Result<Store, BenchError> {
             durable: true,
             ..Options::default()
         },
+        weft_storage::Access::Open,
     )?)
 }
 

@@ -7,7 +7,7 @@ use serde_json::json;
 use weft_node::config::{NodeConfig, load_identity};
 use weft_node::multiaddr::Protocol;
 use weft_node::{Multiaddr, Node, NodeHandle};
-use weft_storage::{NamespaceId, Op, Options, Store};
+use weft_storage::{Access, NamespaceId, Op, Options, Store};
 
 use crate::{BATCH, BenchError, DURABLE, Data, Settings, median, row, w1b_weft};
 
@@ -21,6 +21,13 @@ fn config(peers: Vec<Multiaddr>) -> NodeConfig {
         mdns: false,
         sync_interval: Duration::from_secs(5),
     }
+}
+
+/// The charter a replica joining `origin`'s namespace needs.
+fn charter_of(origin: &Store) -> Result<weft_storage::Charter, BenchError> {
+    origin
+        .charter(&origin.default_namespace())?
+        .ok_or_else(|| BenchError::Node("the origin namespace has no charter".into()))
 }
 
 fn durable() -> Options {
@@ -122,10 +129,11 @@ pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
         // As W1(b): batches of 1,000 durable puts; fresh_store puts it in `weft/`.
         let (a, _) = w1b_weft(data, root.path())?;
         let ns = a.default_namespace();
+        let charter = charter_of(&a)?;
         let a_dir = a.dir().to_owned();
         drop(a);
         let b_dir = root.path().join("b");
-        drop(Store::init_joined(&b_dir, durable(), ns)?);
+        drop(Store::init_joined(&b_dir, durable(), &charter, None)?);
         let (s, w) = runtime.block_on(async {
             let (a, a_addr) = start(&a_dir, vec![]).await?;
             let started = Instant::now();
@@ -207,8 +215,9 @@ pub(crate) fn w4(data: &Data, settings: &Settings) -> Result<(), BenchError> {
     let wanted = data.len() / PREFIXES;
     for _ in 0..settings.runs {
         let root = tempfile::tempdir()?;
-        let a = Store::init(&root.path().join("a"), durable())?;
+        let a = Store::init(&root.path().join("a"), durable(), Access::Open)?;
         let ns = a.default_namespace();
+        let charter = charter_of(&a)?;
         let count = data.len();
         for start in (0..count).step_by(BATCH) {
             let ops = (start..(start + BATCH as u64).min(count))
@@ -219,12 +228,12 @@ pub(crate) fn w4(data: &Data, settings: &Settings) -> Result<(), BenchError> {
         let a_dir = a.dir().to_owned();
         drop(a);
         let b_dir = root.path().join("b");
-        let b = Store::init_joined(&b_dir, durable(), ns)?;
+        let b = Store::init_joined(&b_dir, durable(), &charter, None)?;
         let prefix = format!("p{WANTED:03}/").into_bytes();
         b.set_interest(&ns, weft_storage::Interest::new([prefix], Vec::new()))?;
         drop(b);
         let c_dir = root.path().join("c");
-        drop(Store::init_joined(&c_dir, durable(), ns)?);
+        drop(Store::init_joined(&c_dir, durable(), &charter, None)?);
 
         let (s, w, fw) = runtime.block_on(async {
             let (a, a_addr) = start(&a_dir, vec![]).await?;
@@ -370,9 +379,11 @@ pub(crate) fn w5(settings: &Settings) -> Result<(), BenchError> {
     for _ in 0..settings.runs {
         let root = tempfile::tempdir()?;
         let dirs: Vec<_> = (0..3).map(|i| root.path().join(format!("n{i}"))).collect();
-        let ns = Store::init(&dirs[0], durable())?.default_namespace();
+        let first = Store::init(&dirs[0], durable(), Access::Open)?;
+        let (ns, charter) = (first.default_namespace(), charter_of(&first)?);
+        drop(first);
         for dir in &dirs[1..] {
-            drop(Store::init_joined(dir, durable(), ns)?);
+            drop(Store::init_joined(dir, durable(), &charter, None)?);
         }
         for (n, dir) in dirs.iter().enumerate() {
             let store = Store::open(dir, durable())?;
@@ -487,9 +498,11 @@ pub(crate) fn w6(settings: &Settings) -> Result<(), BenchError> {
     let runtime = runtime()?;
     let root = tempfile::tempdir()?;
     let dirs: Vec<_> = (0..3).map(|i| root.path().join(format!("n{i}"))).collect();
-    let ns = Store::init(&dirs[0], durable())?.default_namespace();
+    let first = Store::init(&dirs[0], durable(), Access::Open)?;
+    let (ns, charter) = (first.default_namespace(), charter_of(&first)?);
+    drop(first);
     for dir in &dirs[1..] {
-        drop(Store::init_joined(dir, durable(), ns)?);
+        drop(Store::init_joined(dir, durable(), &charter, None)?);
     }
     let mut latencies = runtime.block_on(async {
         let (a, a_addr) = start(&dirs[0], vec![]).await?;

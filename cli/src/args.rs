@@ -38,7 +38,31 @@ pub enum Command {
         /// With --prefix: replicate only this author's entries (repeatable, hex id)
         #[arg(long, value_name = "AUTHOR", requires = "prefix", value_parser = parse_author)]
         author: Vec<weft_storage::AuthorId>,
+        /// Let anyone holding a ticket write the new namespace. Without it the namespace is
+        /// closed: only this replica and the authors it grants (`weft grant`) may write
+        #[arg(long, conflicts_with = "join")]
+        open: bool,
     },
+    /// Let AUTHOR (a hex id, as `weft info` prints it) write this closed namespace; owner only
+    Grant {
+        /// The author to let in
+        #[arg(value_parser = parse_author)]
+        author: weft_storage::AuthorId,
+        /// Only keys under this prefix (repeatable) [default: every key]
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Vec<OsString>,
+        /// Entries stamped later than this from now do not count, e.g. 30m, 12h, 7d
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires: Option<std::time::Duration>,
+    },
+    /// Stop counting AUTHOR's entries past the length of its feed held now; owner only
+    Revoke {
+        /// The author to revoke
+        #[arg(value_parser = parse_author)]
+        author: weft_storage::AuthorId,
+    },
+    /// Show who may write the namespace: open, or the owner and each grant and revocation
+    Members,
     /// Show or change what this replica replicates: the key prefixes of a sparse replica
     Interest {
         #[command(subcommand)]
@@ -59,9 +83,27 @@ pub enum Command {
         #[arg(long)]
         no_mdns: bool,
     },
-    /// Print a ticket: the default namespace and this node's addresses, for `init --join`
-    Ticket,
-    /// Show the node's peers, and each feed's local and best-known remote length
+    /// Print a ticket: the default namespace and this node's addresses, for `init --join`.
+    /// A read ticket by default
+    Ticket {
+        /// A read ticket: the joining device replicates and reads, and writes only if the
+        /// namespace is open or the owner grants its author
+        #[arg(long, conflicts_with = "write")]
+        read: bool,
+        /// A write ticket: for a closed namespace, carries a fresh author key granted now
+        /// (owner only; one device per ticket, since two devices writing as one author fork
+        /// its feed). Treat it as a password
+        #[arg(long)]
+        write: bool,
+        /// With --write: the grant covers only keys under this prefix (repeatable)
+        #[arg(long, value_name = "PREFIX", requires = "write")]
+        prefix: Vec<OsString>,
+        /// With --write: the grant expires this long from now, e.g. 30m, 12h, 7d
+        #[arg(long, value_name = "DURATION", requires = "write", value_parser = parse_duration)]
+        expires: Option<std::time::Duration>,
+    },
+    /// Show the node's peers and each feed's local and best-known remote length (when a node
+    /// runs), then who may write, entries that do not count and why, and forks
     Status,
     /// List connected peers
     Peers,
@@ -168,6 +210,28 @@ pub enum InterestAction {
     },
     /// Print the prefixes replicated, one per line; nothing for a full replica
     Ls,
+}
+
+/// A duration as a number and a unit: s, m, h or d.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit; use s, m, h or d, e.g. 12h"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?}; use s, m, h or d")),
+    };
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 fn parse_author(s: &str) -> Result<weft_storage::AuthorId, weft_storage::ids::ParseIdError> {

@@ -8,8 +8,8 @@ use anyhow::bail;
 use weft_node::Status;
 use weft_node::api::{ApiRequest, ApiResponse, Client, PAGE_KEYS};
 use weft_storage::{
-    HistoryItem, Info, Interest, NamespaceId, Op, Options, PruneReport, Store, VerifyReport,
-    VersionId, VersionInfo,
+    AuthorId, Grant, HistoryItem, Info, Interest, NamespaceId, Op, Options, PruneReport, Store,
+    TrustReport, VerifyReport, VersionId, VersionInfo,
 };
 
 /// The replica a command works on.
@@ -110,6 +110,54 @@ impl Backend {
             Backend::Local(store) => Ok(store.write(ns, ops)?),
             Backend::Node { .. } => {
                 expect_response!(self.call(ApiRequest::Write { ns: *ns, ops })?, Written)
+            }
+        }
+    }
+
+    /// [`Store::grant`].
+    pub fn grant(&self, ns: &NamespaceId, author: AuthorId, grant: Grant) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(store) => {
+                store.grant(ns, &author, grant)?;
+            }
+            Backend::Node { .. } => {
+                let request = ApiRequest::Grant {
+                    ns: *ns,
+                    author,
+                    grant,
+                };
+                expect_response!(self.call(request)?, Written)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Store::revoke`].
+    pub fn revoke(&self, ns: &NamespaceId, author: AuthorId) -> anyhow::Result<u64> {
+        match self {
+            Backend::Local(store) => Ok(store.revoke(ns, &author)?),
+            Backend::Node { .. } => {
+                expect_response!(self.call(ApiRequest::Revoke { ns: *ns, author })?, Revoked)
+            }
+        }
+    }
+
+    /// [`Store::invite`].
+    pub fn invite(&self, ns: &NamespaceId, grant: Grant) -> anyhow::Result<[u8; 32]> {
+        match self {
+            Backend::Local(store) => Ok(store.invite(ns, grant)?),
+            Backend::Node { .. } => {
+                expect_response!(self.call(ApiRequest::Invite { ns: *ns, grant })?, Invited)
+            }
+        }
+    }
+
+    /// [`Store::trust`].
+    pub fn trust(&self, ns: &NamespaceId) -> anyhow::Result<TrustReport> {
+        match self {
+            Backend::Local(store) => Ok(store.trust(ns)?),
+            Backend::Node { .. } => {
+                expect_response!(self.call(ApiRequest::Trust { ns: *ns })?, Trust)
             }
         }
     }

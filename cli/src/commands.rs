@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 use weft_storage::{
-    Interest, NamespaceId, Op, Options, Store, VersionId, VersionInfo, format_timestamp,
+    Access, Interest, NamespaceId, Op, Options, Store, VersionId, VersionInfo, format_timestamp,
 };
 
 use crate::args::{Cli, Command, InterestAction, Workload};
@@ -54,10 +54,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         join,
         prefix,
         author,
+        open,
     } = &cli.command
     {
         let store = match join {
-            None => Store::init(&dir, Options::default())?,
+            None => {
+                let access = if *open { Access::Open } else { Access::Closed };
+                Store::init(&dir, Options::default(), access)?
+            }
             Some(ticket) => {
                 let interest = (!prefix.is_empty()).then(|| {
                     Interest::new(prefix.iter().map(|p| p.as_bytes().to_vec()), author.clone())
@@ -84,7 +88,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             peer,
             no_mdns,
         } => return crate::network::node(&dir, listen, peer, no_mdns),
-        Command::Ticket => return crate::network::ticket(&dir, &mut out),
+        Command::Ticket {
+            write,
+            prefix,
+            expires,
+            read: _,
+        } => {
+            let grant = write.then(|| crate::trust::grant_of(&prefix, expires));
+            return crate::network::ticket(&dir, &mut out, grant);
+        }
         Command::Status => return crate::network::status(&dir, &mut out, json),
         Command::Peers => return crate::network::peers(&dir, &mut out, json),
         Command::Sync { timeout } => return crate::network::sync(&dir, timeout),
@@ -96,7 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init { .. }
         | Command::Bench { .. }
         | Command::Node { .. }
-        | Command::Ticket
+        | Command::Ticket { .. }
         | Command::Status
         | Command::Peers
         | Command::Sync { .. } => unreachable!("handled above"),
@@ -128,6 +140,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_versions(&mut out, &key, &versions, all, json)?
         }
         Command::Interest { action } => interest(&mut out, &store, &ns, action, json)?,
+        Command::Grant {
+            author,
+            prefix,
+            expires,
+        } => {
+            store.grant(&ns, author, crate::trust::grant_of(&prefix, expires))?;
+            if !json {
+                writeln!(out, "granted {author}")?;
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Revoke { author } => {
+            let until = store.revoke(&ns, author)?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"revoked": author.to_string(), "until": until})
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "revoked {author}: its entries from {until} on do not count"
+                )?;
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Members => {
+            crate::trust::members(&mut out, &store.trust(&ns)?, json)?;
+            ExitCode::SUCCESS
+        }
         Command::Get {
             key,
             all: false,

@@ -6,6 +6,7 @@ mod commands;
 mod import;
 mod network;
 mod output;
+mod trust;
 
 use std::process::ExitCode;
 

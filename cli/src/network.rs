@@ -12,16 +12,17 @@ use weft_node::config::{ConfigFile, NodeConfig, load_identity, peer_id};
 use weft_node::multiaddr::Protocol;
 use weft_node::ticket::Ticket;
 use weft_node::{Multiaddr, Node, Status, api};
-use weft_storage::{Interest, Options, Store};
+use weft_storage::{Grant, Interest, Mode, Options, Store};
 
 use crate::backend::Backend;
 
 /// `init --join`: a replica of the ticket's namespace, with its peers as bootstrap peers.
 pub fn join(dir: &Path, ticket: &str, interest: Option<Interest>) -> anyhow::Result<Store> {
     let ticket: Ticket = ticket.parse()?;
-    let store = Store::init_joined(dir, Options::default(), ticket.namespace)?;
+    let ns = ticket.charter.namespace;
+    let store = Store::init_joined(dir, Options::default(), &ticket.charter, ticket.author_key)?;
     if let Some(interest) = interest {
-        store.set_interest(&ticket.namespace, interest)?;
+        store.set_interest(&ns, interest)?;
     }
     ConfigFile {
         peers: ticket.peers,
@@ -83,9 +84,20 @@ async fn shutdown_signal() {
     }
 }
 
-/// `weft ticket`: the running node's addresses, or the configured ones.
-pub fn ticket(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+/// `weft ticket`: the running node's addresses, or the configured ones. With `write`, for a
+/// closed namespace, a fresh author key granted `write` now.
+pub fn ticket(dir: &Path, out: &mut impl Write, write: Option<Grant>) -> anyhow::Result<ExitCode> {
     let backend = Backend::open(dir)?;
+    let ns = backend.default_namespace();
+    let report = backend.trust(&ns)?;
+    let Some(charter) = report.charter else {
+        bail!("this namespace was made before tickets carried charters; re-create it to share it");
+    };
+    let author_key = match (write, charter.mode) {
+        (Some(grant), Mode::Closed { .. }) => Some(backend.invite(&ns, grant)?),
+        // Anyone holding an open namespace's ticket may write already.
+        (_, Mode::Open) | (None, _) => None,
+    };
     let peer = peer_id(dir)?;
     let addrs: Vec<Multiaddr> = match backend.status()? {
         Some(status) => status
@@ -107,7 +119,8 @@ pub fn ticket(dir: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         );
     }
     let ticket = Ticket {
-        namespace: backend.default_namespace(),
+        charter,
+        author_key,
         peers: usable
             .into_iter()
             .map(|a| a.with(Protocol::P2p(peer)))
@@ -135,11 +148,22 @@ fn running_status(dir: &Path) -> anyhow::Result<Status> {
     }
 }
 
-/// `weft status`.
+/// `weft status`: the node's sync state when one runs, then who may write and what does not
+/// count, which are read from the store when no node runs.
 pub fn status(dir: &Path, out: &mut impl Write, json: bool) -> anyhow::Result<ExitCode> {
-    let status = running_status(dir)?;
+    let backend = Backend::open(dir)?;
+    let trust = backend.trust(&backend.default_namespace())?;
+    let Some(status) = backend.status()? else {
+        if json {
+            writeln!(out, "{}", json!({"node": null, "trust": trust}))?;
+        } else {
+            writeln!(out, "node:      not running (start one with `weft node`)")?;
+            crate::trust::status(out, &trust)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
     if json {
-        writeln!(out, "{}", serde_json::to_string(&status)?)?;
+        writeln!(out, "{}", json!({"node": status, "trust": trust}))?;
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(out, "peer id:   {}", status.peer_id)?;
@@ -175,6 +199,7 @@ pub fn status(dir: &Path, out: &mut impl Write, json: bool) -> anyhow::Result<Ex
             feed.author, feed.held, feed.best_remote
         )?;
     }
+    crate::trust::status(out, &trust)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -72,6 +72,14 @@ impl Dir {
         dir
     }
 
+    /// The replica's author id, as `weft info` prints it.
+    fn author(&self) -> String {
+        self.weft(["--json", "info"]).ok().json_lines()[0]["author"]
+            .as_str()
+            .expect("an author")
+            .to_string()
+    }
+
     fn weft<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Run {
         self.weft_stdin(args, b"")
     }
@@ -551,7 +559,9 @@ fn the_cli_works_through_a_running_node_with_identical_output() {
     };
     assert_eq!(without_size(read_outputs(&dir)), without_size(through_node));
     assert_eq!(dir.weft(["get", "i1"]).ok().stdout, b"v");
-    dir.weft(["status"]).fails(2, "no node is running");
+    let status = dir.weft(["status"]).ok().text();
+    assert!(status.contains("node:      not running"), "{status}");
+    assert!(status.contains("access:    closed"), "{status}");
 }
 
 #[test]
@@ -559,7 +569,7 @@ fn two_nodes_replicate_a_put_and_a_killed_node_leaves_no_confusion() {
     let a = Dir::initialized();
     let mut a_node = NodeProcess::start(&a);
     let ticket = a.weft(["ticket"]).ok().text();
-    assert!(ticket.starts_with("weft1"), "{ticket}");
+    assert!(ticket.starts_with("weft2"), "{ticket}");
     let b = Dir::new();
     b.weft(["init", "--join", ticket.trim()]).ok();
     b.weft(["init", "--join", ticket.trim()])
@@ -587,6 +597,11 @@ fn two_nodes_replicate_a_put_and_a_killed_node_leaves_no_confusion() {
     b.weft(["sync", "--timeout", "30"]).ok();
     let peers = b.weft(["peers"]).ok().text();
     assert_eq!(peers.lines().count(), 1, "{peers}");
+    // A read ticket of a closed namespace: B replicates but may not write.
+    b.weft(["put", "mine", "x"]).fails(2, "weft grant");
+    a.weft(["grant", "not-an-id"]).fails(2, "invalid id");
+    b.weft(["grant", &a.author()])
+        .fails(2, "only the namespace owner");
 
     // A node killed outright leaves its socket behind; the CLI opens the store directly.
     b_node.signal("-KILL");
@@ -600,8 +615,11 @@ fn two_nodes_replicate_a_put_and_a_killed_node_leaves_no_confusion() {
 
 #[test]
 fn a_sparse_replica_refuses_keys_outside_its_interest_and_lists_it() {
-    let a = Dir::initialized();
-    let ticket = a.weft(["ticket"]).ok().text();
+    let a = Dir::new();
+    a.weft(["init", "--open"]).ok();
+    // An open namespace: a write ticket carries no key, as anyone may write.
+    let ticket = a.weft(["ticket", "--write"]).ok().text();
+    assert_eq!(ticket, a.weft(["ticket"]).ok().text());
     let b = Dir::new();
     b.weft([
         "init",

@@ -17,8 +17,8 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 use weft_storage::{
-    AuthorId, HistoryItem, Info, Interest, NamespaceId, Op, PruneReport, VerifyReport, VersionId,
-    VersionInfo,
+    AuthorId, Grant, HistoryItem, Info, Interest, NamespaceId, Op, PruneReport, TrustReport,
+    VerifyReport, VersionId, VersionInfo,
 };
 
 use crate::config::SOCKET_FILE;
@@ -80,6 +80,26 @@ pub enum ApiRequest {
         ns: NamespaceId,
         key: Vec<u8>,
     },
+    /// The owner lets `author` write ([`Store::grant`]).
+    Grant {
+        ns: NamespaceId,
+        author: AuthorId,
+        grant: Grant,
+    },
+    /// The owner revokes `author` ([`Store::revoke`]).
+    Revoke {
+        ns: NamespaceId,
+        author: AuthorId,
+    },
+    /// The owner makes and grants a fresh author key for a write ticket ([`Store::invite`]).
+    Invite {
+        ns: NamespaceId,
+        grant: Grant,
+    },
+    /// Charter, members, excluded entries and forks ([`Store::trust`]).
+    Trust {
+        ns: NamespaceId,
+    },
 }
 
 /// The node's answer.
@@ -102,6 +122,10 @@ pub enum ApiResponse {
     /// The request succeeded and has nothing to return.
     Done,
     Pruned(PruneReport),
+    Revoked(u64),
+    /// A write ticket's author secret key.
+    Invited([u8; 32]),
+    Trust(TrustReport),
     /// The request failed; the text is what the CLI prints.
     Error(String),
 }
@@ -266,6 +290,17 @@ async fn answer(node: &NodeHandle, request: ApiRequest) -> Result<ApiResponse, N
         }
         ApiRequest::GetRemote { ns, key } => ApiResponse::Versions(node.get_remote(ns, key).await?),
         ApiRequest::Prune => ApiResponse::Pruned(worker.run(|s| s.prune()).await??),
+        ApiRequest::Grant { ns, author, grant } => ApiResponse::Written(vec![
+            node.append(ns, move |s| s.grant(&ns, &author, grant))
+                .await?,
+        ]),
+        ApiRequest::Revoke { ns, author } => {
+            ApiResponse::Revoked(node.append(ns, move |s| s.revoke(&ns, &author)).await?)
+        }
+        ApiRequest::Invite { ns, grant } => {
+            ApiResponse::Invited(node.append(ns, move |s| s.invite(&ns, grant)).await?)
+        }
+        ApiRequest::Trust { ns } => ApiResponse::Trust(worker.run(move |s| s.trust(&ns)).await??),
     })
 }
 

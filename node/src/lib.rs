@@ -12,6 +12,7 @@
 //! - `transport`: TCP + noise + yamux and QUIC, with TCP bytes counted.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod api;
 pub mod config;
 mod node;

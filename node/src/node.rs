@@ -26,16 +26,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use weft_storage::{
-    AuthorId, IngestError, Ingested, Interest, Invalid, NamespaceId, Op, Run, Served, SparseRun,
-    Store, VersionId, VersionInfo,
+    AuthorId, ForkProof, IngestError, Ingested, Interest, Invalid, NamespaceId, Op, Run, Served,
+    SignedHead, SparseRun, Store, VersionId, VersionInfo,
 };
 
+use crate::access::{self, Cap};
 use crate::config::NodeConfig;
 use crate::sync::{FeedId, Syncer};
 use crate::transport::{self, WireCounters};
 use crate::wire::{
-    self, HEADS_PER_RESPONSE, MAX_MESSAGE, MAX_PUSH, PUSH_BYTES, RUN_BYTES, RUN_ENTRIES, Refusal,
-    Request, Response, Topic, WireHead, WireRun, WireSparse,
+    self, Gossip, HEADS_PER_RESPONSE, MAX_MESSAGE, MAX_PUSH, PUSH_BYTES, RUN_BYTES, RUN_ENTRIES,
+    Refusal, Request, Response, Topic, WireHead, WireRun, WireSparse,
 };
 use crate::worker::{Closed, StoreWorker};
 
@@ -190,15 +191,28 @@ impl NodeHandle {
         ns: NamespaceId,
         ops: Vec<(Vec<u8>, Op<Vec<u8>>)>,
     ) -> Result<Vec<VersionId>, NodeError> {
-        let (ids, run) = self
+        self.append(ns, move |store| store.write(&ns, ops)).await
+    }
+
+    /// Runs `append`, a call that appends to the local feed of `ns`, then gossips what it
+    /// appended, as [`NodeHandle::write`] does. How grants, revocations and invites reach peers.
+    ///
+    /// # Errors
+    /// [`NodeError::Store`] as `append`; [`NodeError::Closed`].
+    pub async fn append<T: Send + 'static>(
+        &self,
+        ns: NamespaceId,
+        append: impl FnOnce(&Store) -> Result<T, weft_storage::Error> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let (value, run) = self
             .worker
-            .run(move |store| write_and_read_push(store, &ns, ops))
+            .run(move |store| append_and_read_push(store, &ns, append))
             .await??;
         if let Some(run) = run {
             // The write is done; a node shutting down just does not gossip it.
             let _ = self.commands.send(Command::Published { run }).await;
         }
-        Ok(ids)
+        Ok(value)
     }
 
     /// Dials a peer now, and whenever it is not connected, as if it were configured.
@@ -266,18 +280,18 @@ impl NodeHandle {
     }
 }
 
-fn write_and_read_push(
+fn append_and_read_push<T>(
     store: &Store,
     ns: &NamespaceId,
-    ops: Vec<(Vec<u8>, Op<Vec<u8>>)>,
-) -> Result<(Vec<VersionId>, Option<Run>), weft_storage::Error> {
+    append: impl FnOnce(&Store) -> Result<T, weft_storage::Error>,
+) -> Result<(T, Option<Run>), weft_storage::Error> {
     let author = store.author();
     let before = store
         .head(ns, &author)
         .ok()
         .flatten()
         .map_or(0, |h| h.length);
-    let ids = store.write(ns, ops)?;
+    let ids = append(store)?;
     let Some(head) = store.head(ns, &author)? else {
         return Ok((ids, None));
     };
@@ -655,6 +669,28 @@ enum Done {
         from: Source,
         result: Result<Ingested, IngestError>,
         held: u64,
+        /// A fork the run's head proved against what is held, just recorded.
+        fork: Option<Box<ForkProof>>,
+    },
+    /// A peer's heads, checked against the store for forks.
+    HeadsChecked {
+        peer: PeerId,
+        ns: NamespaceId,
+        /// The heads of feeds that are not frozen, to sync.
+        live: Vec<(AuthorId, u64)>,
+        /// Forks found or learnt that were not known before.
+        new_forks: Vec<ForkProof>,
+        /// A fork proof from the peer that proves nothing.
+        bad: Option<String>,
+        /// Whether the peer has more heads after these.
+        more: Option<AuthorId>,
+    },
+    /// A fork proof from gossip, checked and recorded.
+    ForkRecorded {
+        peer: PeerId,
+        id: MessageId,
+        result: Result<bool, IngestError>,
+        feed: FeedId,
     },
     /// The store thread dropped a job (it is shutting down).
     Lost,
@@ -711,6 +747,7 @@ impl Task {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 _ = tick.tick() => {
+                    self.admit_due();
                     self.dial_bootstrap();
                     let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                     for peer in peers {
@@ -728,14 +765,8 @@ impl Task {
             Command::Published { run } => {
                 let feed = (run.head.namespace, run.head.author);
                 self.syncer.set_held(feed, run.head.length);
-                let topic = IdentTopic::new(Topic::of(&run.head.namespace).gossip_name());
-                let bytes = wire::encode(&WireRun::from_run(run));
-                match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
-                    Ok(_) => {}
-                    // Peers that are not subscribed yet catch up by head exchange.
-                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
-                    Err(e) => debug!(error = %e, "gossip publish failed; peers will catch up"),
-                }
+                let ns = run.head.namespace;
+                self.publish(&ns, &Gossip::Push(WireRun::from_run(run)));
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -757,6 +788,42 @@ impl Task {
         }
     }
 
+    /// Seals and gossips `message` to the peers of `ns`. Peers that miss it catch up by head
+    /// exchange.
+    fn publish(&mut self, ns: &NamespaceId, message: &Gossip) {
+        let sealed = match access::seal(ns, &wire::encode(message)) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                warn!(error = %e, "no randomness to seal gossip; peers will catch up");
+                return;
+            }
+        };
+        let topic = IdentTopic::new(Topic::of(ns).gossip_name());
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, sealed) {
+            Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => debug!(error = %e, "gossip publish failed; peers will catch up"),
+        }
+    }
+
+    /// The capability this node presents to `peer` for `ns`.
+    fn cap(&self, ns: &NamespaceId, peer: &PeerId) -> Cap {
+        Cap::new(ns, self.swarm.local_peer_id(), peer)
+    }
+
+    /// Lets entries that waited for the clock count, when there are any; a busy store just
+    /// gets to it on a later tick.
+    fn admit_due(&mut self) {
+        let job = self.worker.try_run(|store| match store.admit_due() {
+            Ok(0) => {}
+            Ok(admitted) => info!(admitted, "entries stamped ahead of the clock now count"),
+            Err(e) => warn!(error = %e, "admitting entries whose time has come"),
+        });
+        if let Ok(done) = job {
+            self.jobs
+                .push(async move { done.await.map_or(Done::Lost, |()| Done::Lost) }.boxed());
+        }
+    }
+
     fn remote_get(
         &mut self,
         ns: NamespaceId,
@@ -773,6 +840,7 @@ impl Task {
         for peer in &peers {
             let request = Request::Key {
                 topic: Topic::of(&ns),
+                cap: self.cap(&ns, peer),
                 key: key.clone(),
             };
             let id = self.swarm.behaviour_mut().sync.send_request(peer, request);
@@ -894,6 +962,7 @@ impl Task {
     fn ask_heads_page(&mut self, peer: PeerId, ns: NamespaceId, after: Option<AuthorId>) {
         let request = Request::Heads {
             topic: Topic::of(&ns),
+            cap: self.cap(&ns, &peer),
             after,
         };
         let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
@@ -903,16 +972,19 @@ impl Task {
     fn send_wants(&mut self) {
         for want in self.syncer.wants() {
             let (ns, author) = want.feed;
+            let cap = self.cap(&ns, &want.peer);
             let request = match self.interests.get(&ns) {
                 Some(interest) => Request::Sparse {
                     topic: Topic::of(&ns),
+                    cap,
                     author,
                     start: want.start,
-                    prefixes: interest.prefixes.clone(),
+                    prefixes: interest.wire_prefixes(),
                     max_entries: RUN_ENTRIES,
                 },
                 None => Request::Run {
                     topic: Topic::of(&ns),
+                    cap,
                     author,
                     start: want.start,
                     max_entries: RUN_ENTRIES,
@@ -1032,13 +1104,25 @@ impl Task {
     }
 
     fn serve(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
-        let Some(ns) = self.by_topic.get(&request.topic()).copied() else {
+        let (topic, cap) = request.credentials();
+        let ns = self.by_topic.get(&topic).copied();
+        // A wrong capability gets the answer an unknown namespace gets: the asker learns
+        // nothing, not even that this node holds it.
+        let Some(ns) = ns.filter(|ns| cap.admits(ns, &peer, self.swarm.local_peer_id())) else {
+            debug!(%peer, "refusing a request for a namespace it did not prove it knows");
             self.respond(channel, Response::Refused(Refusal::NotShared));
             return;
         };
         let job = self.worker.try_run(move |store| match request {
-            Request::Heads { after, .. } => match store.feeds(&ns) {
-                Ok(feeds) => {
+            Request::Heads { after, .. } => match store.feeds(&ns).and_then(|feeds| {
+                let forks = if after.is_none() {
+                    store.forks(&ns)?
+                } else {
+                    Vec::new()
+                };
+                Ok((feeds, forks))
+            }) {
+                Ok((feeds, forks)) => {
                     let mut heads: Vec<WireHead> = feeds
                         .iter()
                         .filter(|f| after.is_none_or(|after| f.head.author > after))
@@ -1046,7 +1130,8 @@ impl Task {
                         .collect();
                     let more = heads.len() > HEADS_PER_RESPONSE;
                     heads.truncate(HEADS_PER_RESPONSE);
-                    Response::Heads { heads, more }
+                    let forks = forks.into_iter().map(|fork| fork.proof).collect();
+                    Response::Heads { heads, more, forks }
                 }
                 Err(e) => {
                     warn!(error = %e, "reading heads to serve");
@@ -1131,12 +1216,13 @@ impl Task {
             return;
         };
         match (pending, response) {
-            (Pending::Heads { ns, .. }, Response::Heads { heads, more }) => {
-                if heads.len() > HEADS_PER_RESPONSE {
+            (Pending::Heads { ns, .. }, Response::Heads { heads, more, forks }) => {
+                if heads.len() > HEADS_PER_RESPONSE || forks.len() > HEADS_PER_RESPONSE {
                     self.penalize(peer, &"more heads than a response may carry");
                     return;
                 }
-                let last = heads.last().map(|h| h.author);
+                let more = heads.last().map(|h| h.author).filter(|_| more);
+                let mut checked = Vec::with_capacity(heads.len());
                 for head in heads {
                     let head = head.into_head(ns);
                     if head.author == self.worker.facts().author {
@@ -1151,14 +1237,10 @@ impl Task {
                         .get(&ns)
                         .is_none_or(|interest| interest.covers_author(&head.author));
                     if wanted {
-                        self.syncer.advertised(peer, (ns, head.author), head.length);
+                        checked.push(head);
                     }
                 }
-                if more && let Some(last) = last {
-                    self.ask_heads_page(peer, ns, Some(last));
-                } else {
-                    self.head_exchanges += 1;
-                }
+                self.check_heads(peer, ns, checked, forks, more);
             }
             (Pending::Run { feed, start, .. }, Response::Run(run)) => {
                 let Some(run) = run else {
@@ -1250,25 +1332,29 @@ impl Task {
                 Incoming::Run(run) => (store.ingest(run), &run.head),
                 Incoming::Sparse(run) => (store.ingest_sparse(run), &run.head),
             };
+            let mut fork = None;
             if let Ok(Ingested::Gap { .. } | Ingested::AlreadyHeld { .. }) = &result {
                 // Nothing was verified: check the head before believing or forwarding it.
                 if let Err(e) = head.verify() {
-                    return (Err(IngestError::Invalid(Invalid::Proof(e))), 0);
+                    return (Err(IngestError::Invalid(Invalid::Proof(e))), 0, None);
                 }
+                // A head at or below what is held must fit the held tree.
+                fork = record_new_fork(store, head).map(Box::new);
             }
             // A failed ingest changed nothing; the syncer keeps the larger of what it knew.
             let held = result.as_ref().map_or(0, Ingested::held);
-            (result, held)
+            (result, held, fork)
         });
         match job {
             Ok(result) => self.jobs.push(
                 async move {
                     match result.await {
-                        Ok((result, held)) => Done::Ingested {
+                        Ok((result, held, fork)) => Done::Ingested {
                             feed,
                             from,
                             result,
                             held,
+                            fork,
                         },
                         Err(_) => Done::Lost,
                     }
@@ -1289,15 +1375,69 @@ impl Task {
     fn on_done(&mut self, done: Done) {
         match done {
             Done::Serve { channel, response } => self.respond(channel, response),
+            Done::HeadsChecked {
+                peer,
+                ns,
+                live,
+                new_forks,
+                bad,
+                more,
+            } => {
+                if let Some(bad) = bad {
+                    self.penalize(peer, &bad);
+                    return;
+                }
+                for proof in new_forks {
+                    let feed = (ns, proof.longer.author);
+                    self.syncer.freeze(feed);
+                    self.publish(&ns, &Gossip::Fork(proof));
+                }
+                for (author, length) in live {
+                    self.syncer.advertised(peer, (ns, author), length);
+                }
+                match more {
+                    Some(last) => self.ask_heads_page(peer, ns, Some(last)),
+                    None => self.head_exchanges += 1,
+                }
+            }
+            Done::ForkRecorded {
+                peer,
+                id,
+                result,
+                feed,
+            } => match result {
+                Ok(_) => {
+                    self.syncer.freeze(feed);
+                    self.report(&id, &peer, MessageAcceptance::Accept);
+                }
+                Err(IngestError::Invalid(invalid)) => {
+                    self.report(&id, &peer, MessageAcceptance::Reject);
+                    self.penalize(peer, &invalid);
+                }
+                Err(e) => {
+                    warn!(error = %e, "recording a fork");
+                    self.report(&id, &peer, MessageAcceptance::Ignore);
+                }
+            },
             Done::Ingested {
                 feed,
                 from,
                 result,
                 held,
+                fork,
             } => {
+                if let Some(proof) = fork {
+                    self.syncer.freeze(feed);
+                    self.publish(&feed.0, &Gossip::Fork(*proof));
+                }
+                if let Ok(Ingested::Frozen { .. }) = result {
+                    self.syncer.freeze(feed);
+                }
                 let ok = matches!(
                     result,
-                    Ok(Ingested::Appended { .. } | Ingested::AlreadyHeld { .. })
+                    Ok(Ingested::Appended { .. }
+                        | Ingested::AlreadyHeld { .. }
+                        | Ingested::Frozen { .. })
                 );
                 if let Source::Sync(_) = from {
                     self.syncer.ingested(feed, held, ok);
@@ -1354,11 +1494,21 @@ impl Task {
             self.penalize(peer, &"gossip on a namespace this node does not hold");
             return;
         };
-        let push: WireRun = match wire::decode(&message.data, MAX_PUSH) {
-            Ok(push) => push,
+        let gossip: Gossip = match access::unseal(&ns, &message.data)
+            .map_err(|e| e.to_string())
+            .and_then(|opened| wire::decode(&opened, MAX_PUSH).map_err(|e| e.to_string()))
+        {
+            Ok(gossip) => gossip,
             Err(e) => {
                 self.report(&id, &peer, MessageAcceptance::Reject);
                 self.penalize(peer, &format!("unreadable gossip: {e}"));
+                return;
+            }
+        };
+        let push = match gossip {
+            Gossip::Push(push) => push,
+            Gossip::Fork(proof) => {
+                self.on_fork_gossip(peer, id, ns, proof);
                 return;
             }
         };
@@ -1378,5 +1528,118 @@ impl Task {
                 head_length,
             },
         );
+    }
+
+    /// Checks a peer's heads and fork proofs against the store off the swarm task, then syncs
+    /// the feeds that are not frozen ([`Done::HeadsChecked`]).
+    fn check_heads(
+        &mut self,
+        peer: PeerId,
+        ns: NamespaceId,
+        heads: Vec<SignedHead>,
+        forks: Vec<ForkProof>,
+        more: Option<AuthorId>,
+    ) {
+        let job = self.worker.try_run(move |store| {
+            let mut new_forks = Vec::new();
+            for proof in forks {
+                if proof.longer.namespace != ns {
+                    return (
+                        Vec::new(),
+                        Vec::new(),
+                        Some("a fork proof of another namespace".to_string()),
+                    );
+                }
+                match store.record_fork(&proof) {
+                    Ok(true) => new_forks.push(proof),
+                    Ok(false) => {}
+                    Err(IngestError::Invalid(e)) => {
+                        return (Vec::new(), Vec::new(), Some(e.to_string()));
+                    }
+                    Err(e) => warn!(error = %e, "recording a fork"),
+                }
+            }
+            for head in &heads {
+                new_forks.extend(record_new_fork(store, head));
+            }
+            let frozen: HashSet<AuthorId> = store
+                .forks(&ns)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|fork| fork.proof.longer.author)
+                .collect();
+            let live = heads
+                .iter()
+                .filter(|head| !frozen.contains(&head.author))
+                .map(|head| (head.author, head.length))
+                .collect();
+            (live, new_forks, None)
+        });
+        match job {
+            Ok(result) => self.jobs.push(
+                async move {
+                    match result.await {
+                        Ok((live, new_forks, bad)) => Done::HeadsChecked {
+                            peer,
+                            ns,
+                            live,
+                            new_forks,
+                            bad,
+                            more,
+                        },
+                        Err(_) => Done::Lost,
+                    }
+                }
+                .boxed(),
+            ),
+            // The next tick asks for heads again.
+            Err(_) => debug!("store busy; dropping a peer's heads"),
+        }
+    }
+
+    fn on_fork_gossip(&mut self, peer: PeerId, id: MessageId, ns: NamespaceId, proof: ForkProof) {
+        if proof.longer.namespace != ns {
+            self.report(&id, &peer, MessageAcceptance::Reject);
+            self.penalize(peer, &"a fork proof of another namespace");
+            return;
+        }
+        let feed = (ns, proof.longer.author);
+        match self.worker.try_run(move |store| store.record_fork(&proof)) {
+            Ok(result) => self.jobs.push(
+                async move {
+                    match result.await {
+                        Ok(result) => Done::ForkRecorded {
+                            peer,
+                            id,
+                            result,
+                            feed,
+                        },
+                        Err(_) => Done::Lost,
+                    }
+                }
+                .boxed(),
+            ),
+            Err(_) => self.report(&id, &peer, MessageAcceptance::Ignore),
+        }
+    }
+}
+
+/// Checks `head` against the held tree; a fork it proves is recorded (freezing the feed) and
+/// returned if it was not known before.
+fn record_new_fork(store: &Store, head: &SignedHead) -> Option<ForkProof> {
+    let proof = match store.check_head(head) {
+        Ok(proof) => proof?,
+        Err(e) => {
+            warn!(error = %e, "checking a head for forks");
+            return None;
+        }
+    };
+    match store.record_fork(&proof) {
+        Ok(true) => Some(proof),
+        Ok(false) => None,
+        Err(e) => {
+            warn!(error = %e, "recording a fork");
+            None
+        }
     }
 }

@@ -46,6 +46,8 @@ struct FeedState<P> {
     asked: Option<(P, u64)>,
     /// The length each peer last advertised.
     remote: HashMap<P, u64>,
+    /// Frozen by a fork: nothing more is asked for or counted as missing.
+    frozen: bool,
 }
 
 impl<P> FeedState<P> {
@@ -56,6 +58,7 @@ impl<P> FeedState<P> {
             queued: 0,
             asked: None,
             remote: HashMap::new(),
+            frozen: false,
         }
     }
 
@@ -115,8 +118,18 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
     /// Records that `peer` holds `length` entries of `feed`.
     pub fn advertised(&mut self, peer: P, feed: FeedId, length: u64) {
         let state = self.feeds.entry(feed).or_insert_with(|| FeedState::new(0));
+        if state.frozen {
+            return;
+        }
         let known = state.remote.entry(peer).or_insert(0);
         *known = (*known).max(length);
+    }
+
+    /// Stops syncing `feed` for good: a fork froze it.
+    pub fn freeze(&mut self, feed: FeedId) {
+        let state = self.feeds.entry(feed).or_insert_with(|| FeedState::new(0));
+        state.frozen = true;
+        state.remote.clear();
     }
 
     /// Forgets what `peer` advertised and any request to it, as when it disconnects.

@@ -7,25 +7,41 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
-use weft_storage::NamespaceId;
+use weft_storage::Charter;
 
 /// Every ticket starts with this, so a ticket is recognisable and its format versioned.
-const PREFIX: &str = "weft1";
+const PREFIX: &str = "weft2";
 
-/// A namespace and the addresses of peers holding it. Written as `weft1` followed by the
-/// URL-safe base64 (no padding) of the postcard encoding of [`TicketBody`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A namespace, the addresses of peers holding it and, in a write ticket for a closed
+/// namespace, an author key the owner has granted. Written as `weft2` followed by the URL-safe
+/// base64 (no padding) of the postcard encoding of [`TicketBody`].
+#[derive(Clone, PartialEq, Eq)]
 pub struct Ticket {
-    /// The namespace shared.
-    pub namespace: NamespaceId,
+    /// The namespace's charter, signed by its key: the joining device learns who may write
+    /// from the namespace key itself.
+    pub charter: Charter,
     /// Addresses of peers that hold it, each ending in `/p2p/<peer id>`.
     pub peers: Vec<Multiaddr>,
+    /// A write ticket's author secret key: whoever holds the ticket writes as that author.
+    pub author_key: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The author key is a secret: never in logs.
+        f.debug_struct("Ticket")
+            .field("namespace", &self.charter.namespace)
+            .field("peers", &self.peers)
+            .field("write", &self.author_key.is_some())
+            .finish()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
 struct TicketBody {
-    namespace: [u8; 32],
+    charter: Charter,
     peers: Vec<Vec<u8>>,
+    author_key: Option<[u8; 32]>,
 }
 
 /// Why a string is not a ticket.
@@ -36,8 +52,9 @@ pub struct BadTicket(&'static str);
 impl fmt::Display for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let body = TicketBody {
-            namespace: self.namespace.0,
+            charter: self.charter.clone(),
             peers: self.peers.iter().map(|a| a.to_vec()).collect(),
+            author_key: self.author_key,
         };
         let bytes = postcard::to_allocvec(&body).expect("tickets always encode");
         write!(f, "{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
@@ -51,12 +68,15 @@ impl FromStr for Ticket {
         let rest = s
             .trim()
             .strip_prefix(PREFIX)
-            .ok_or(BadTicket("it does not start with weft1"))?;
+            .ok_or(BadTicket("it does not start with weft2"))?;
         let bytes = URL_SAFE_NO_PAD
             .decode(rest)
             .map_err(|_| BadTicket("it is not base64"))?;
         let body: TicketBody =
             postcard::from_bytes(&bytes).map_err(|_| BadTicket("it is truncated or damaged"))?;
+        body.charter
+            .verify()
+            .map_err(|_| BadTicket("its charter is not signed by the namespace key"))?;
         let peers = body
             .peers
             .into_iter()
@@ -64,8 +84,9 @@ impl FromStr for Ticket {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| BadTicket("it holds a bad address"))?;
         Ok(Ticket {
-            namespace: NamespaceId(body.namespace),
+            charter: body.charter,
             peers,
+            author_key: body.author_key,
         })
     }
 }
@@ -73,23 +94,40 @@ impl FromStr for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_storage::Mode;
 
     #[test]
     fn tickets_round_trip_and_damage_is_refused() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let ticket = Ticket {
-            namespace: NamespaceId([7; 32]),
+            charter: Charter::sign(&key, Mode::Open),
             peers: vec![
                 "/ip4/127.0.0.1/tcp/4919/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
                     .parse()
                     .expect("addr"),
             ],
+            author_key: Some([9; 32]),
         };
         let text = ticket.to_string();
-        assert!(text.starts_with("weft1"));
+        assert!(text.starts_with("weft2"));
         assert!(!text.contains(char::is_whitespace));
-        assert_eq!(text.parse::<Ticket>(), Ok(ticket));
-        assert!("weft2abc".parse::<Ticket>().is_err());
-        assert!("weft1!!!".parse::<Ticket>().is_err());
+        assert_eq!(text.parse::<Ticket>(), Ok(ticket.clone()));
+        assert!(
+            !format!("{ticket:?}").contains("9, 9"),
+            "the secret is in Debug"
+        );
+        assert!("weft1abc".parse::<Ticket>().is_err());
+        assert!("weft2!!!".parse::<Ticket>().is_err());
         assert!(text[..text.len() - 5].parse::<Ticket>().is_err());
+
+        // A charter the namespace key did not sign: someone claiming an open namespace.
+        let mut forged = ticket;
+        forged.charter.mode = Mode::Closed {
+            owner: weft_storage::AuthorId([1; 32]),
+        };
+        assert_eq!(
+            forged.to_string().parse::<Ticket>(),
+            Err(BadTicket("its charter is not signed by the namespace key"))
+        );
     }
 }

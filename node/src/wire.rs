@@ -9,10 +9,12 @@
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::{Deserialize, Serialize};
 use weft_storage::tree::Hash;
-use weft_storage::{AuthorId, NamespaceId, Run, SignedHead, SparseRun};
+use weft_storage::{AuthorId, ForkProof, NamespaceId, Run, SignedHead, SparseRun};
+
+pub use crate::access::Cap;
 
 /// The catch-up protocol's name and version.
-pub const SYNC_PROTOCOL: &str = "/weft/sync/1";
+pub const SYNC_PROTOCOL: &str = "/weft/sync/2";
 
 /// The largest sync message read: a run's byte budget plus room for its framing and proof.
 pub const MAX_MESSAGE: usize = RUN_BYTES + (1 << 20) + 64 * 1024;
@@ -31,8 +33,9 @@ pub const HEADS_PER_RESPONSE: usize = 4096;
 /// fetch the entries by catch-up.
 pub const PUSH_BYTES: usize = 64 * 1024;
 
-/// The largest gossip message: a push at its cap plus framing.
-pub const MAX_PUSH: usize = PUSH_BYTES + 4096;
+/// The largest gossip message: a push at its cap plus framing and the seal
+/// ([`crate::access::seal`]).
+pub const MAX_PUSH: usize = PUSH_BYTES + 4096 + crate::access::SEAL_OVERHEAD;
 
 /// A namespace as named on the wire: `blake3("weft/topic/v1" ‖ namespace id)`. Peers that do
 /// not hold a namespace learn nothing of its id from the traffic about it.
@@ -173,6 +176,8 @@ pub enum Request {
     Heads {
         /// The namespace.
         topic: Topic,
+        /// Proof that the asker knows the namespace ([`Cap`]).
+        cap: Cap,
         /// Page after this author.
         after: Option<AuthorId>,
     },
@@ -180,6 +185,8 @@ pub enum Request {
     Run {
         /// The namespace.
         topic: Topic,
+        /// Proof that the asker knows the namespace ([`Cap`]).
+        cap: Cap,
         /// The feed's author.
         author: AuthorId,
         /// The first entry wanted.
@@ -192,6 +199,8 @@ pub enum Request {
     Sparse {
         /// The namespace.
         topic: Topic,
+        /// Proof that the asker knows the namespace ([`Cap`]).
+        cap: Cap,
         /// The feed's author.
         author: AuthorId,
         /// Where the asker's checked prefix ends.
@@ -205,6 +214,8 @@ pub enum Request {
     Key {
         /// The namespace.
         topic: Topic,
+        /// Proof that the asker knows the namespace ([`Cap`]).
+        cap: Cap,
         /// The key.
         key: Vec<u8>,
     },
@@ -213,11 +224,16 @@ pub enum Request {
 impl Request {
     /// The namespace the request is about.
     pub fn topic(&self) -> Topic {
+        self.credentials().0
+    }
+
+    /// The namespace asked about and the capability presented for it.
+    pub fn credentials(&self) -> (Topic, Cap) {
         match self {
-            Request::Heads { topic, .. }
-            | Request::Run { topic, .. }
-            | Request::Sparse { topic, .. }
-            | Request::Key { topic, .. } => *topic,
+            Request::Heads { topic, cap, .. }
+            | Request::Run { topic, cap, .. }
+            | Request::Sparse { topic, cap, .. }
+            | Request::Key { topic, cap, .. } => (*topic, *cap),
         }
     }
 }
@@ -231,6 +247,9 @@ pub enum Response {
         heads: Vec<WireHead>,
         /// Whether there are more after the last.
         more: bool,
+        /// Every fork the server knows in the namespace, so a peer that missed the gossip
+        /// freezes the feed too.
+        forks: Vec<ForkProof>,
     },
     /// A run, or `None` when nothing from the start asked for is held.
     Run(Option<WireRun>),
@@ -253,9 +272,15 @@ pub enum Refusal {
     Internal,
 }
 
-/// A gossip publication: a feed's new head and, when they fit [`PUSH_BYTES`], the entries
-/// from `start` up to it.
-pub type Push = WireRun;
+/// A gossip publication, sealed for the namespace ([`crate::access::seal`]) before it is
+/// published.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Gossip {
+    /// A feed's new head and, when they fit [`PUSH_BYTES`], the entries from `start` up to it.
+    Push(WireRun),
+    /// A fork just found, so every peer freezes the feed.
+    Fork(ForkProof),
+}
 
 /// Why a message could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -379,6 +404,7 @@ mod tests {
             Response::Heads {
                 heads: vec![run().head],
                 more: true,
+                forks: Vec::new(),
             },
             Response::Refused(Refusal::Busy),
             Response::Run(None),

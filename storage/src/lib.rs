@@ -55,11 +55,19 @@ pub use sparse::{
 };
 pub use store::{
     Access, DB_FILE, FeedInfo, HistoryItem, Info, KEYS_DIR, MAX_CLOCK_AHEAD, NamespaceInfo,
-    Options, Scan, Snapshot, Store, VersionInfo,
+    Options, Scan, Snapshot, Store, TrustReport, VersionInfo,
 };
 pub use verify::{Problem, VerifyReport};
 pub use view::Excluded;
 pub use weft_crdt::{Op, Timestamp, VersionId};
+
+/// The timestamp `after` from now by this machine's clock, as grants' expiries are given.
+pub fn timestamp_after(after: std::time::Duration) -> Timestamp {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp(uhlc::NTP64::from(now.saturating_add(after)).as_u64())
+}
 
 /// A timestamp as RFC 3339 UTC with nanoseconds, e.g. `2026-11-20T22:34:41.123456789Z`.
 pub fn format_timestamp(timestamp: Timestamp) -> String {

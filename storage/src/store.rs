@@ -231,6 +231,19 @@ pub struct Store {
     charters: HashMap<NamespaceId, Charter>,
 }
 
+/// Who may write a namespace, and what of it does not count.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrustReport {
+    /// The charter; `None` for a namespace made before charters (open).
+    pub charter: Option<Charter>,
+    /// Every author the owner has granted or revoked.
+    pub members: Vec<(AuthorId, Membership)>,
+    /// Entries held that do not count, by author and reason.
+    pub excluded: Vec<crate::view::Excluded>,
+    /// Feeds frozen by a proven fork.
+    pub forks: Vec<crate::fork::Fork>,
+}
+
 /// Who may write a namespace [`Store::init`] creates.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Access {
@@ -279,9 +292,10 @@ impl Store {
         dir: &Path,
         options: Options,
         charter: &Charter,
-        author_key: Option<SigningKey>,
+        author_key: Option<[u8; 32]>,
     ) -> Result<Store> {
         charter.verify()?;
+        let author_key = author_key.map(|secret| SigningKey::from_bytes(&secret));
         Store::create(dir, options, Ok(charter.clone()), author_key)
     }
 
@@ -674,10 +688,23 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::grant`]; [`Error::Io`] when no randomness is to be had.
-    pub fn invite(&self, ns: &NamespaceId, grant: Grant) -> Result<SigningKey> {
+    pub fn invite(&self, ns: &NamespaceId, grant: Grant) -> Result<[u8; 32]> {
         let key = ids::generate_keypair().map_err(io_error(&self.dir))?;
         self.grant(ns, &ids::author_of(&key), grant)?;
-        Ok(key)
+        Ok(key.to_bytes())
+    }
+
+    /// Who may write `ns` and what does not count: for `weft status` and `weft members`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNamespace`]; database failures.
+    pub fn trust(&self, ns: &NamespaceId) -> Result<TrustReport> {
+        Ok(TrustReport {
+            charter: self.charter(ns)?,
+            members: self.members(ns)?,
+            excluded: self.excluded(ns)?,
+            forks: self.forks(ns)?,
+        })
     }
 
     /// Revokes `author`: its entries from the length of its feed held now on no longer count,

@@ -22,11 +22,7 @@ fn init(access: Access) -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-fn join_with(
-    origin: &Store,
-    opts: Options,
-    key: Option<ed25519_dalek::SigningKey>,
-) -> (tempfile::TempDir, Store) {
+fn join_with(origin: &Store, opts: Options, key: Option<[u8; 32]>) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
     let charter: Charter = origin
         .charter(&origin.default_namespace())
@@ -189,6 +185,45 @@ fn a_closed_namespace_counts_only_granted_writes() {
 }
 
 #[test]
+fn an_invited_author_writes_once_it_holds_the_grant() {
+    let (_a, owner) = init(Access::Closed);
+    let ns = owner.default_namespace();
+    let grant = Grant {
+        prefixes: vec![b"shared/".to_vec()],
+        expires: None,
+    };
+    let key = owner.invite(&ns, grant.clone()).expect("invite");
+    let (_b, device) = join_with(&owner, options(), Some(key));
+    assert_eq!(
+        owner.membership(&ns, &device.author()).expect("membership"),
+        Some(Membership::Granted(grant))
+    );
+    assert!(matches!(
+        device.put(&ns, b"shared/a", b"x"),
+        Err(Error::NotAllowed {
+            reason: Exclusion::NoGrant,
+            ..
+        })
+    ));
+    pull(&owner, &device);
+    device.put(&ns, b"shared/a", b"x").expect("granted");
+    pull(&device, &owner);
+    assert_eq!(get(&owner, b"shared/a").as_deref(), Some(&b"x"[..]));
+    // An open namespace has nothing to grant.
+    let (_o, open) = init(Access::Open);
+    assert!(matches!(
+        open.invite(
+            &open.default_namespace(),
+            Grant {
+                prefixes: vec![],
+                expires: None
+            }
+        ),
+        Err(Error::NotOwner(_))
+    ));
+}
+
+#[test]
 fn a_revocation_cuts_by_feed_length_whatever_the_timestamps() {
     let (_a, owner) = init(Access::Closed);
     let ns = owner.default_namespace();
@@ -328,9 +363,9 @@ fn an_entry_ahead_of_the_clock_counts_once_time_catches_up() {
 
 /// Two replicas writing as one author: what a write ticket used on two devices does.
 fn twins(origin: &Store) -> ((tempfile::TempDir, Store), (tempfile::TempDir, Store)) {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let key = [42; 32];
     (
-        join_with(origin, options(), Some(key.clone())),
+        join_with(origin, options(), Some(key)),
         join_with(origin, options(), Some(key)),
     )
 }

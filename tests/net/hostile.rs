@@ -8,10 +8,12 @@ use libp2p::gossipsub::{self, IdentTopic, MessageId};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, StreamProtocol, Swarm, noise, tcp, yamux};
-use weft_node::wire::{self, MAX_MESSAGE, Request, Response, Topic, WireHead, WireRun, WireSparse};
+use weft_node::wire::{
+    self, Gossip, MAX_MESSAGE, Request, Response, Topic, WireHead, WireRun, WireSparse,
+};
 use weft_storage::{Interest, NamespaceId, Op, Served, Store};
 
-use super::{TestNode, options};
+use super::TestNode;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -122,7 +124,7 @@ struct Scenario {
 
 /// A store holding 20 entries of a namespace, as an honest author would.
 fn origin(root: &std::path::Path, name: &str) -> Store {
-    let store = Store::init(&root.join(name), options()).expect("init");
+    let store = super::create(&root.join(name), weft_storage::Access::Open);
     let ns = store.default_namespace();
     for batch in 0..4 {
         let ops = (0..5)
@@ -146,7 +148,7 @@ async fn set_up(
     sparse: Option<&str>,
 ) -> (std::path::PathBuf, Swarm<Hostile>, Multiaddr) {
     let victim_dir = root.join("victim");
-    let victim = Store::init_joined(&victim_dir, options(), ns).expect("join");
+    let victim = super::join(&victim_dir, ns);
     if let Some(prefix) = sparse {
         let interest = Interest::new([prefix.as_bytes().to_vec()], Vec::new());
         victim.set_interest(&ns, interest).expect("sparse");
@@ -254,7 +256,11 @@ fn heads_of(store: &Store) -> Vec<u8> {
         .iter()
         .map(|f| WireHead::from_head(&f.head))
         .collect();
-    wire::encode(&Response::Heads { heads, more: false })
+    wire::encode(&Response::Heads {
+        heads,
+        more: false,
+        forks: Vec::new(),
+    })
 }
 
 fn run_of(store: &Store, start: u64) -> WireRun {
@@ -293,6 +299,7 @@ async fn a_forged_head_signature_cuts_a_peer_off() {
     let forged = wire::encode(&Response::Heads {
         heads: vec![head],
         more: false,
+        forks: Vec::new(),
     });
     let scenario = Scenario {
         answer: Box::new(move |_| forged.clone()),
@@ -327,10 +334,12 @@ async fn entries_of_a_namespace_the_node_does_not_hold_cut_a_peer_off() {
     let ns = origin(root.path(), "origin").default_namespace();
     // Validly signed, but for another namespace, pushed on this one's topic.
     let foreign = origin(root.path(), "foreign");
-    let push = wire::encode(&run_of(&foreign, 0));
+    let push = weft_node::access::seal(&ns, &wire::encode(&Gossip::Push(run_of(&foreign, 0))))
+        .expect("randomness");
     let empty = wire::encode(&Response::Heads {
         heads: vec![],
         more: false,
+        forks: Vec::new(),
     });
     let scenario = Scenario {
         answer: Box::new(move |_| empty.clone()),
@@ -436,7 +445,7 @@ async fn a_sparse_run_under_a_head_signed_by_another_key_cuts_a_peer_off() {
 
 /// The head of another author's feed in `ns`.
 fn origin_like(root: &std::path::Path, name: &str, ns: NamespaceId) -> weft_storage::SignedHead {
-    let store = Store::init_joined(&root.join(name), options(), ns).expect("join");
+    let store = super::join(&root.join(name), ns);
     store.put(&ns, b"k10", b"x").expect("put");
     store
         .head(&ns, &store.author())

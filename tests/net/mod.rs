@@ -4,15 +4,44 @@ mod hostile;
 mod replication;
 mod sparse;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use weft_node::config::{NodeConfig, load_identity};
 use weft_node::{Node, NodeHandle, Status};
-use weft_storage::{NamespaceId, Op, Options, Store};
+use weft_storage::{Access, Charter, NamespaceId, Op, Options, Store};
+
+/// The charters of the namespaces tests created, so a replica can join one by its id.
+static CHARTERS: Mutex<Option<HashMap<NamespaceId, Charter>>> = Mutex::new(None);
+
+/// A new store of a new namespace with `access`, its charter remembered for [`join`].
+pub fn create(dir: &Path, access: Access) -> Store {
+    let store = Store::init(dir, options(), access).expect("init");
+    let ns = store.default_namespace();
+    let charter = store.charter(&ns).expect("known").expect("a charter");
+    CHARTERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(HashMap::new)
+        .insert(ns, charter);
+    store
+}
+
+/// A new store joining `ns`, a namespace made by [`create`].
+pub fn join(dir: &Path, ns: NamespaceId) -> Store {
+    let charter = CHARTERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|charters| charters.get(&ns).cloned())
+        .expect("the namespace was made by create()");
+    Store::init_joined(dir, options(), &charter, None).expect("join")
+}
 
 pub fn options() -> Options {
     Options {
@@ -137,13 +166,11 @@ pub fn digest(store: &Store, ns: &NamespaceId) -> [u8; 32] {
 /// Data dirs: the first creates a namespace, the rest join it.
 pub fn dirs(root: &Path, count: usize) -> Vec<PathBuf> {
     let first = root.join("n0");
-    let ns = Store::init(&first, options())
-        .expect("init")
-        .default_namespace();
+    let ns = create(&first, Access::Open).default_namespace();
     let mut out = vec![first];
     for i in 1..count {
         let dir = root.join(format!("n{i}"));
-        Store::init_joined(&dir, options(), ns).expect("join");
+        join(&dir, ns);
         out.push(dir);
     }
     out

@@ -1,0 +1,157 @@
+//! Read gating: only peers that know a namespace's id may sync it or read its gossip.
+//!
+//! Nothing on the wire names a namespace: requests and gossip carry its [`Topic`], a hash of
+//! the id. A peer that sniffs a topic from gossip subscriptions still cannot use it:
+//! - every sync request carries a [`Cap`], a MAC keyed by the namespace id over the two peers'
+//!   ids, asker first. The transport (noise) authenticates both ids, so a capability seen on
+//!   one connection proves nothing on another, and a node refuses a request without the right
+//!   one exactly as it refuses a namespace it does not hold;
+//! - every gossip message is sealed: encrypted with a keystream keyed by the namespace id and
+//!   authenticated with a MAC keyed by it. A subscriber without the id sees random bytes.
+//!
+//! Both keys are BLAKE3 `derive_key` outputs from the namespace id under their own context
+//! strings, so neither reveals the id or the other key.
+//!
+//! [`Topic`]: crate::wire::Topic
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use weft_storage::NamespaceId;
+
+const CAP_CONTEXT: &str = "weft 2026 sync capability v1";
+const SEAL_KEY_CONTEXT: &str = "weft 2026 gossip keystream v1";
+const SEAL_MAC_CONTEXT: &str = "weft 2026 gossip mac v1";
+const NONCE: usize = 24;
+const MAC: usize = 32;
+
+/// The bytes sealing adds to a gossip message: a nonce and a MAC.
+pub const SEAL_OVERHEAD: usize = NONCE + MAC;
+
+/// Proof, in a sync request, that the asker knows the namespace id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct Cap(pub [u8; 32]);
+
+impl Cap {
+    /// The capability `asker` presents to `server` for `ns`.
+    pub fn new(ns: &NamespaceId, asker: &PeerId, server: &PeerId) -> Cap {
+        let key = blake3::derive_key(CAP_CONTEXT, ns.as_bytes());
+        let mut mac = blake3::Hasher::new_keyed(&key);
+        let (asker, server) = (asker.to_bytes(), server.to_bytes());
+        // Lengths first, so the two ids cannot be re-split into two others.
+        mac.update(&(asker.len() as u32).to_le_bytes());
+        mac.update(&asker);
+        mac.update(&(server.len() as u32).to_le_bytes());
+        mac.update(&server);
+        Cap(*mac.finalize().as_bytes())
+    }
+
+    /// Whether this is the capability `asker` should present to `server` for `ns`, compared
+    /// in constant time.
+    pub fn admits(&self, ns: &NamespaceId, asker: &PeerId, server: &PeerId) -> bool {
+        blake3::Hash::from(Cap::new(ns, asker, server).0) == blake3::Hash::from(self.0)
+    }
+}
+
+/// Gossip that does not open under a namespace's key: from a peer without the id, or damaged.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a sealed gossip message that does not open")]
+pub struct BadSeal;
+
+fn keystream(ns: &NamespaceId, nonce: &[u8], data: &mut [u8]) {
+    let key = blake3::derive_key(SEAL_KEY_CONTEXT, ns.as_bytes());
+    let mut stream = blake3::Hasher::new_keyed(&key).update(nonce).finalize_xof();
+    let mut block = [0u8; 64];
+    for chunk in data.chunks_mut(64) {
+        stream.fill(&mut block[..chunk.len()]);
+        for (byte, key) in chunk.iter_mut().zip(&block) {
+            *byte ^= key;
+        }
+    }
+}
+
+fn mac(ns: &NamespaceId, sealed: &[u8]) -> [u8; MAC] {
+    let key = blake3::derive_key(SEAL_MAC_CONTEXT, ns.as_bytes());
+    *blake3::keyed_hash(&key, sealed).as_bytes()
+}
+
+/// Seals `message` for the peers that hold `ns`: nonce ‖ ciphertext ‖ MAC.
+///
+/// # Errors
+/// When the system has no randomness for the nonce.
+pub fn seal(ns: &NamespaceId, message: &[u8]) -> Result<Vec<u8>, getrandom::Error> {
+    let mut out = vec![0u8; NONCE];
+    getrandom::fill(&mut out)?;
+    out.extend_from_slice(message);
+    let (nonce, body) = out.split_at_mut(NONCE);
+    keystream(ns, nonce, body);
+    let tag = mac(ns, &out);
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Opens a message sealed for `ns`.
+///
+/// # Errors
+/// [`BadSeal`] when it is too short or its MAC does not hold.
+pub fn unseal(ns: &NamespaceId, sealed: &[u8]) -> Result<Vec<u8>, BadSeal> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(BadSeal);
+    }
+    let (body, tag) = sealed.split_at(sealed.len() - MAC);
+    if blake3::Hash::from(mac(ns, body))
+        != blake3::Hash::from(<[u8; MAC]>::try_from(tag).map_err(|_| BadSeal)?)
+    {
+        return Err(BadSeal);
+    }
+    let (nonce, ciphertext) = body.split_at(NONCE);
+    let mut message = ciphertext.to_vec();
+    keystream(ns, nonce, &mut message);
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_bind_the_namespace_and_both_peers() {
+        let ns = NamespaceId([1; 32]);
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let cap = Cap::new(&ns, &a, &b);
+        assert!(cap.admits(&ns, &a, &b));
+        assert!(!cap.admits(&ns, &b, &a), "reflected");
+        assert!(!cap.admits(&ns, &c, &b), "replayed by another asker");
+        assert!(!cap.admits(&ns, &a, &c), "replayed to another server");
+        assert!(
+            !cap.admits(&NamespaceId([2; 32]), &a, &b),
+            "another namespace"
+        );
+    }
+
+    #[test]
+    fn sealed_gossip_opens_only_under_its_namespace_and_hides_the_message() {
+        let ns = NamespaceId([1; 32]);
+        let message = b"k000000000000001 a value anyone would recognise".repeat(3);
+        let sealed = seal(&ns, &message).expect("randomness");
+        assert_eq!(sealed.len(), message.len() + SEAL_OVERHEAD);
+        assert!(
+            !sealed
+                .windows(16)
+                .any(|w| message.windows(16).any(|m| m == w)),
+            "plaintext visible in the sealed bytes"
+        );
+        assert_eq!(unseal(&ns, &sealed), Ok(message.clone()));
+        assert_ne!(
+            seal(&ns, &message).expect("randomness"),
+            sealed,
+            "nonce reused"
+        );
+        assert_eq!(unseal(&NamespaceId([2; 32]), &sealed), Err(BadSeal));
+        for at in [0, NONCE, sealed.len() - 1] {
+            let mut damaged = sealed.clone();
+            damaged[at] ^= 1;
+            assert_eq!(unseal(&ns, &damaged), Err(BadSeal), "byte {at} flipped");
+        }
+        assert_eq!(unseal(&ns, &sealed[..SEAL_OVERHEAD - 1]), Err(BadSeal));
+    }
+}
