@@ -7,18 +7,16 @@
 //! different peers different data. Either way no replica can tell which history is the real
 //! one, so each that learns of the fork freezes the feed at what it holds and keeps the proof.
 
-use std::collections::HashMap;
-
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{AuthorId, NamespaceId};
-use crate::replicate::{IngestError, Invalid, node_hash, store_err};
+use crate::replicate::{IngestError, Invalid, extension_from, store_err};
 use crate::store::{Store, read_node};
 use crate::tables::{self, ENTRIES, FORKS, SPARSE_FEEDS};
-use crate::tree::{self, Frontier, Hash, Node, ProofError};
+use crate::tree::{self, Frontier, Hash, ProofError};
 
 /// A fork a replica knows of: the proof, and the length at which it froze the feed.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -162,21 +160,7 @@ impl Store {
         if Frontier::new(head.length, peaks.clone())?.root() == head.root {
             return Ok(None);
         }
-        let held_extension: HashMap<Node, Hash> =
-            tree::extension_nodes(record.held, record.head.length)?
-                .into_iter()
-                .zip(record.extension.iter().copied())
-                .collect();
-        let mut extension = Vec::new();
-        for node in tree::extension_nodes(head.length, record.head.length)? {
-            extension.push(node_hash(
-                &entries,
-                feed,
-                record.held,
-                &held_extension,
-                node,
-            )?);
-        }
+        let extension = extension_from(&entries, feed, &record, head.length)?;
         Ok(ForkProof::between(head, &record.head, peaks, extension))
     }
 

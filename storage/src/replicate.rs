@@ -312,21 +312,7 @@ impl Store {
             return Ok(None);
         }
         let end = start + entries.len() as u64;
-        let held_extension: HashMap<Node, Hash> =
-            tree::extension_nodes(record.held, record.head.length)?
-                .into_iter()
-                .zip(record.extension.iter().copied())
-                .collect();
-        let mut extension = Vec::new();
-        for node in tree::extension_nodes(end, record.head.length)? {
-            extension.push(node_hash(
-                &entries_table,
-                feed,
-                record.held,
-                &held_extension,
-                node,
-            )?);
-        }
+        let extension = extension_from(&entries_table, feed, &record, end)?;
         Ok(Some(Run {
             head: record.head,
             start,
@@ -452,6 +438,25 @@ impl Store {
         txn.commit().map_err(store_err)?;
         Ok(outcome)
     }
+}
+
+/// The hashes of [`tree::extension_nodes`]`(from, record.head.length)` of local feed `feed`,
+/// held as `record` says: what proves a prefix of length `from` against the latest head.
+pub(crate) fn extension_from(
+    entries: &impl ReadableTable<u128, &'static [u8]>,
+    feed: u64,
+    record: &FeedRecord,
+    from: u64,
+) -> Result<Vec<Hash>> {
+    let held_extension: HashMap<Node, Hash> =
+        tree::extension_nodes(record.held, record.head.length)?
+            .into_iter()
+            .zip(record.extension.iter().copied())
+            .collect();
+    tree::extension_nodes(from, record.head.length)?
+        .into_iter()
+        .map(|node| node_hash(entries, feed, record.held, &held_extension, node))
+        .collect()
 }
 
 /// The hash of `node` of a feed holding `[0, held)`: from the entry rows when the node lies in
