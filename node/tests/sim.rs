@@ -35,6 +35,7 @@ impl Rng {
     }
 }
 
+#[derive(Clone)]
 enum Message {
     Request {
         from: usize,
@@ -279,30 +280,7 @@ fn simulate(seed: u64) {
         let index = rng.below(queue.len() as u64) as usize;
         let duplicate = rng.below(20) == 0;
         let message = if duplicate {
-            match &queue[index] {
-                Message::Request {
-                    from,
-                    to,
-                    id,
-                    bytes,
-                } => Message::Request {
-                    from: *from,
-                    to: *to,
-                    id: *id,
-                    bytes: bytes.clone(),
-                },
-                Message::Response {
-                    from,
-                    to,
-                    id,
-                    bytes,
-                } => Message::Response {
-                    from: *from,
-                    to: *to,
-                    id: *id,
-                    bytes: bytes.clone(),
-                },
-            }
+            queue[index].clone()
         } else {
             queue.swap_remove(index)
         };

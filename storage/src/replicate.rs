@@ -21,7 +21,7 @@ use crate::sparse::SparseRecord;
 use crate::store::{FeedRecord, Store, load_frontier, read_node};
 use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, SPARSE_FEEDS, feed_key};
 use crate::tree::{self, Hash, Node, ProofError};
-use crate::view::{Gate, ViewTables, rebuild_namespace};
+use crate::view::{Gate, ViewTables, commit};
 
 /// A run of entries of one feed with what proves it: the unit of replication.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -428,14 +428,7 @@ impl Store {
                 held: end,
             }
         };
-        if gate.membership_changed {
-            rebuild_namespace(
-                &txn,
-                &mut ViewTables::open(&txn)?,
-                self.gate(&head.namespace)?,
-            )?;
-        }
-        txn.commit().map_err(store_err)?;
+        commit(self, txn, &gate, &head.namespace)?;
         Ok(outcome)
     }
 }

@@ -37,7 +37,7 @@ use crate::tables::{
     self, ENTRIES, FEED_IDS, FEEDS, INTERESTS, NODES, SPARSE_FEEDS, VIEW, feed_key, view_key,
 };
 use crate::tree::{self, Hash, Node, ProofError, SparseShape};
-use crate::view::{ViewTables, rebuild_namespace};
+use crate::view::{ViewTables, commit};
 
 /// The most prefixes an interest may name.
 pub const MAX_PREFIXES: usize = 256;
@@ -742,14 +742,7 @@ impl Store {
                 held: run.end,
             }
         };
-        if gate.membership_changed {
-            rebuild_namespace(
-                &txn,
-                &mut ViewTables::open(&txn)?,
-                self.gate(&head.namespace)?,
-            )?;
-        }
-        txn.commit().map_err(store_err)?;
+        commit(self, txn, &gate, &head.namespace)?;
         Ok(outcome)
     }
 

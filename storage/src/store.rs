@@ -26,7 +26,7 @@ use crate::tables::{
     SPARSE_FEEDS, VIEW, feed_key, view_key,
 };
 use crate::tree::{self, Frontier, Hash, Node};
-use crate::view::{Gate, ViewTables, decode_register, read_membership, rebuild_namespace};
+use crate::view::{Gate, ViewTables, decode_register, read_membership};
 
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "weft.redb";
@@ -652,10 +652,7 @@ impl Store {
             .expect("feed records always encode");
             feeds.insert(feed, &record[..])?;
         }
-        if gate.membership_changed {
-            rebuild_namespace(&txn, &mut ViewTables::open(&txn)?, self.gate(ns)?)?;
-        }
-        txn.commit()?;
+        crate::view::commit(self, txn, &gate, ns)?;
         Ok(ids)
     }
 

@@ -361,6 +361,22 @@ pub(crate) fn rebuild_namespace(
     Ok(replayed)
 }
 
+/// Commits `txn`, first rebuilding namespace `ns`'s view when `gate` saw the owner write a
+/// membership record in it, so entries that a grant now covers (or a revocation no longer
+/// does) are judged again in the same transaction.
+pub(crate) fn commit(
+    store: &Store,
+    txn: WriteTransaction,
+    gate: &Gate,
+    ns: &NamespaceId,
+) -> Result<()> {
+    if gate.membership_changed {
+        rebuild_namespace(&txn, &mut ViewTables::open(&txn)?, store.gate(ns)?)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
 /// Rebuilds every namespace's view into `tables`. Returns the number of entries replayed.
 ///
 /// # Errors

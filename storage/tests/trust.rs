@@ -49,19 +49,17 @@ fn pull(from: &Store, to: &Store) {
 /// Sends the entries of `author`'s feed that `from` holds and `to` lacks.
 fn pull_feed(from: &Store, to: &Store, author: weft_storage::AuthorId) {
     let ns = from.default_namespace();
+    let held = to
+        .feeds(&ns)
+        .expect("feeds")
+        .iter()
+        .find(|f| f.head.author == author)
+        .map_or(0, |f| f.held);
+    if let Some(run) = from
+        .read_run(&ns, &author, held, usize::MAX, usize::MAX)
+        .expect("read run")
     {
-        let held = to
-            .feeds(&ns)
-            .expect("feeds")
-            .iter()
-            .find(|f| f.head.author == author)
-            .map_or(0, |f| f.held);
-        if let Some(run) = from
-            .read_run(&ns, &author, held, usize::MAX, usize::MAX)
-            .expect("read run")
-        {
-            to.ingest(&run).expect("a run from an honest store ingests");
-        }
+        to.ingest(&run).expect("a run from an honest store ingests");
     }
 }
 
