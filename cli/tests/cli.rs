@@ -1,127 +1,15 @@
 //! The `weft` binary end to end: happy paths, exit codes, and bad input that must be refused
 //! with a clear message and no change on disk.
 
+mod common;
+
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
-/// A data dir in a temporary directory, and a way to run `weft` against it.
-struct Dir {
-    tmp: tempfile::TempDir,
-    data: PathBuf,
-}
-
-/// What a run of `weft` did.
-struct Run {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Run {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    fn json_lines(&self) -> Vec<Value> {
-        self.text()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-            .collect()
-    }
-
-    #[track_caller]
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "stderr: {}", self.stderr);
-        self
-    }
-
-    #[track_caller]
-    fn fails(self, code: i32, message: &str) -> Run {
-        assert_eq!(
-            self.code,
-            code,
-            "stdout: {} stderr: {}",
-            self.text(),
-            self.stderr
-        );
-        assert!(
-            self.stderr.contains(message),
-            "expected {message:?} in stderr: {}",
-            self.stderr
-        );
-        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
-        self
-    }
-}
-
-impl Dir {
-    fn new() -> Dir {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let data = tmp.path().join("data");
-        Dir { tmp, data }
-    }
-
-    fn initialized() -> Dir {
-        let dir = Dir::new();
-        dir.weft(["init"]).ok();
-        dir
-    }
-
-    /// The replica's author id, as `weft info` prints it.
-    fn author(&self) -> String {
-        self.weft(["--json", "info"]).ok().json_lines()[0]["author"]
-            .as_str()
-            .expect("an author")
-            .to_string()
-    }
-
-    fn weft<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Run {
-        self.weft_stdin(args, b"")
-    }
-
-    fn weft_stdin<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I, stdin: &[u8]) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(args)
-            .env_remove("WEFT_DATA_DIR")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn weft");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin)
-            .expect("write stdin");
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = child.wait_with_output().expect("run weft");
-        Run {
-            code: status.code().expect("exited"),
-            stdout,
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
-    }
-
-    /// The local feed's length, from `info --json`.
-    fn feed_length(&self) -> u64 {
-        let info = &self.weft(["--json", "info"]).ok().json_lines()[0];
-        info["namespaces"][0]["feeds"]
-            .as_array()
-            .and_then(|f| f.first())
-            .map_or(0, |f| f["length"].as_u64().expect("length"))
-    }
-}
+use common::{Dir, NodeProcess};
 
 #[test]
 fn every_data_command_before_init_says_to_run_init() {
@@ -452,52 +340,6 @@ fn json_output_is_one_object_per_line() {
         dir.weft(["--json", "history", "k"]).ok().json_lines()[0]["live"],
         true
     );
-}
-
-/// A `weft node` child process on loopback, stopped (SIGTERM) when dropped.
-struct NodeProcess {
-    child: std::process::Child,
-}
-
-impl NodeProcess {
-    fn start(dir: &Dir) -> NodeProcess {
-        let socket = dir.data.join("node.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_weft"))
-            .arg("--data-dir")
-            .arg(&dir.data)
-            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-            .env_remove("WEFT_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn weft node");
-        let started = std::time::Instant::now();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(30),
-                "weft node did not open its socket within 30 s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        NodeProcess { child }
-    }
-
-    fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        self.child.wait().expect("node exits")
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.signal("-TERM");
-        }
-    }
 }
 
 /// The outputs of every read command, to compare with and without a node.
