@@ -8,8 +8,9 @@ use libp2p::gossipsub::{self, IdentTopic, MessageId};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, StreamProtocol, Swarm, noise, tcp, yamux};
+use weft_node::access::{self, Cap};
 use weft_node::wire::{
-    self, Gossip, MAX_MESSAGE, Request, Response, Topic, WireHead, WireRun, WireSparse,
+    self, Gossip, MAX_MESSAGE, Refusal, Request, Response, Topic, WireHead, WireRun, WireSparse,
 };
 use weft_storage::{Interest, NamespaceId, Op, Served, Store};
 
@@ -518,4 +519,176 @@ async fn expect_kept(root: &std::path::Path, ns: NamespaceId, mut scenario: Scen
     assert!(victim.status().await.peers.len() == 1, "still connected");
     victim.assert_verifies("the victim").await;
     victim.stop().await;
+}
+
+/// A peer without the ticket learns nothing. A real node of another namespace, on the same
+/// LAN with mDNS on and dialing the holder too, ends up holding nothing of it. A hand-built
+/// peer that even knows the topic (a hash of the namespace id, which it may have overheard)
+/// but not the id is refused every request exactly as for a namespace the node does not hold,
+/// and the gossip it receives is sealed: no key or value in the clear, nothing it can open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_the_ticket_gets_nothing() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let ns = origin(root.path(), "holder").default_namespace();
+    let lan = |peers| weft_node::config::NodeConfig {
+        mdns: true,
+        ..super::loopback_config(peers)
+    };
+    let holder = TestNode::start_with(&root.path().join("holder"), lan(Vec::new())).await;
+    let stranger_dir = root.path().join("stranger");
+    drop(super::create(&stranger_dir, weft_storage::Access::Open));
+    let stranger = TestNode::start_with(&stranger_dir, lan(vec![holder.addr()])).await;
+
+    let mut hostile = hostile_swarm();
+    let me = *hostile.local_peer_id();
+    let holder_peer = holder.handle.peer_id();
+    let topic = Topic::of(&ns);
+    hostile
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&IdentTopic::new(topic.gossip_name()))
+        .expect("subscribe");
+    hostile.dial(holder.addr()).expect("dial the holder");
+    let guess = NamespaceId([9; 32]);
+    let unknown = NamespaceId([8; 32]);
+    let requests = [
+        // The topic, with a capability made from a wrong guess at the id.
+        Request::Heads {
+            topic,
+            cap: Cap::new(&guess, &me, &holder_peer),
+            after: None,
+        },
+        Request::Run {
+            topic,
+            cap: Cap::new(&guess, &me, &holder_peer),
+            author: weft_storage::AuthorId(ns.0),
+            start: 0,
+            max_entries: 100,
+        },
+        // A namespace the holder does not have, asked for correctly: the refusal to match.
+        Request::Heads {
+            topic: Topic::of(&unknown),
+            cap: Cap::new(&unknown, &me, &holder_peer),
+            after: None,
+        },
+    ];
+    let (mut responses, mut gossip, mut subscribed) = (Vec::new(), Vec::new(), false);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let seen = tokio::time::timeout(LIMIT, async {
+        while responses.len() < requests.len() || gossip.is_empty() {
+            let event = tokio::select! {
+                event = hostile.select_next_some() => event,
+                _ = tick.tick() => {
+                    // Until a push gets through: the holder may not have seen our
+                    // subscription yet when it first publishes.
+                    if subscribed {
+                        holder.put("secret-key", "secret-value").await;
+                    }
+                    continue;
+                }
+            };
+            match event {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == holder_peer => {
+                    for request in &requests {
+                        hostile
+                            .behaviour_mut()
+                            .sync
+                            .send_request(&holder_peer, request.clone());
+                    }
+                }
+                // What a node without the namespace answers the holder's own requests.
+                SwarmEvent::Behaviour(HostileEvent::Sync(request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                })) => {
+                    let refused = wire::encode(&Response::Refused(Refusal::NotShared));
+                    let _ = hostile.behaviour_mut().sync.send_response(channel, refused);
+                }
+                SwarmEvent::Behaviour(HostileEvent::Sync(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                })) => responses.push(response),
+                SwarmEvent::Behaviour(HostileEvent::Gossipsub(gossipsub::Event::Subscribed {
+                    peer_id,
+                    ..
+                })) if peer_id == holder_peer => subscribed = true,
+                SwarmEvent::Behaviour(HostileEvent::Gossipsub(gossipsub::Event::Message {
+                    message,
+                    ..
+                })) => gossip.push(message.data),
+                SwarmEvent::ConnectionClosed { peer_id, cause, .. } if peer_id == holder_peer => {
+                    panic!("the holder disconnected: {cause:?}")
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        seen.is_ok(),
+        "within {LIMIT:?}: {} of {} responses, {} gossip messages",
+        responses.len(),
+        requests.len(),
+        gossip.len()
+    );
+    let refused = wire::encode(&Response::Refused(Refusal::NotShared));
+    for response in &responses {
+        assert_eq!(
+            response, &refused,
+            "a request without the namespace id was not refused as an unknown namespace"
+        );
+    }
+    for data in &gossip {
+        let clear = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            !clear(b"secret-key") && !clear(b"secret-value"),
+            "gossip in the clear"
+        );
+        assert!(wire::decode::<Gossip>(data, wire::MAX_PUSH).is_err());
+        assert!(access::unseal(&guess, data).is_err(), "opened by a guess");
+        // Control: this is the holder's push, which the id opens.
+        let opened = access::unseal(&ns, data).expect("sealed for the namespace");
+        assert!(matches!(
+            wire::decode::<Gossip>(&opened, wire::MAX_PUSH),
+            Ok(Gossip::Push(_))
+        ));
+    }
+
+    let namespaces = stranger
+        .handle
+        .worker()
+        .run(|store| store.namespaces())
+        .await
+        .expect("store running");
+    assert!(
+        !namespaces.contains(&ns),
+        "the stranger holds the namespace"
+    );
+    let reached = tokio::time::timeout(LIMIT, async {
+        while !stranger
+            .status()
+            .await
+            .peers
+            .iter()
+            .any(|p| p.id == holder_peer.to_string())
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "the stranger never reached the holder, so the test proved nothing"
+    );
+    assert!(
+        stranger
+            .status()
+            .await
+            .feeds
+            .iter()
+            .all(|f| f.namespace != ns),
+        "the stranger knows a feed of the namespace"
+    );
+    stranger.stop().await;
+    holder.stop().await;
 }

@@ -68,12 +68,14 @@ pub struct TestNode {
 
 impl TestNode {
     pub async fn start(dir: &Path, peers: Vec<Multiaddr>) -> TestNode {
+        TestNode::start_with(dir, loopback_config(peers)).await
+    }
+
+    pub async fn start_with(dir: &Path, config: NodeConfig) -> TestNode {
         let store = Store::open(dir, options()).expect("open store");
         let ns = store.default_namespace();
         let key = load_identity(dir).expect("identity");
-        let node = Node::start(store, key, loopback_config(peers))
-            .await
-            .expect("node starts");
+        let node = Node::start(store, key, config).await.expect("node starts");
         TestNode {
             handle: node.handle(),
             node,
