@@ -22,11 +22,16 @@ fn view(store: &Store) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
 
 #[test]
 fn sigkill_mid_batch_loses_no_acknowledged_write_and_leaves_log_and_view_agreeing() {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64;
-    eprintln!("crash test seed {seed}");
+    let seed = std::env::var("WEFT_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+        });
+    eprintln!("crash test seed {seed} (WEFT_CRASH_SEED replays it)");
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     drop(Store::init(&data, Options::default(), weft_storage::Access::Closed).expect("init"));
