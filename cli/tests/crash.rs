@@ -101,13 +101,7 @@ fn default_namespace(data: &Path) -> NamespaceId {
 
 /// Writes batches of puts through the API until the node dies, recording each batch once the
 /// node has acknowledged it.
-fn storm(
-    data: &Path,
-    ns: NamespaceId,
-    round: u64,
-    writer: u64,
-    acknowledged: Acknowledged,
-) {
+fn storm(data: &Path, ns: NamespaceId, round: u64, writer: u64, acknowledged: Acknowledged) {
     let mut client = connect(data);
     for batch in 0u64.. {
         let ops: Vec<(Vec<u8>, Vec<u8>)> = (0..1 + batch % 16)

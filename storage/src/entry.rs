@@ -58,7 +58,8 @@ impl<'a> Entry<'a> {
         *out = extended;
     }
 
-    /// Decodes an entry, refusing trailing bytes so that one entry has exactly one encoding.
+    /// Decodes an entry, refusing trailing bytes. Padded varints are accepted, so re-encoding
+    /// may give shorter bytes (`docs/format.md` says why that is harmless).
     ///
     /// # Errors
     /// [`EntryError`] for anything that is not a complete entry of [`ENTRY_FORMAT`].
