@@ -82,6 +82,19 @@ pub enum Command {
         /// Do not look for peers on the local network with mDNS
         #[arg(long)]
         no_mdns: bool,
+        /// Also serve the Redis protocol (RESP2/3) on this address, e.g. 127.0.0.1:6379:
+        /// `redis-cli` and Redis clients read and write the default namespace
+        #[arg(long, value_name = "ADDR")]
+        redis: Option<std::net::SocketAddr>,
+        /// The password Redis clients must give (AUTH); required when --redis is not a
+        /// loopback address
+        #[arg(
+            long,
+            value_name = "PASSWORD",
+            env = "WEFT_REDIS_PASSWORD",
+            requires = "redis"
+        )]
+        redis_password: Option<String>,
     },
     /// Print a ticket: the default namespace and this node's addresses, for `init --join`.
     /// A read ticket by default
@@ -319,7 +332,7 @@ mod tests {
         .expect("parses");
         assert!(matches!(
             cli.command,
-            Command::Node { ref listen, ref peer, no_mdns: true } if listen.len() == 1 && peer.len() == 2
+            Command::Node { ref listen, ref peer, no_mdns: true, .. } if listen.len() == 1 && peer.len() == 2
         ));
         assert!(parse(&["node", "--peer", "localhost:4919"]).is_err());
         assert!(matches!(

@@ -87,7 +87,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             peer,
             no_mdns,
-        } => return crate::network::node(&dir, listen, peer, no_mdns),
+            redis,
+            redis_password,
+        } => {
+            let redis = redis.map(|addr| weft_node::redis::RedisConfig {
+                password: redis_password,
+                ..weft_node::redis::RedisConfig::new(addr)
+            });
+            return crate::network::node(&dir, listen, peer, no_mdns, redis);
+        }
         Command::Ticket {
             write,
             prefix,

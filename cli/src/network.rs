@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use weft_node::config::{ConfigFile, NodeConfig, load_identity, peer_id};
 use weft_node::multiaddr::Protocol;
+use weft_node::redis::{RedisConfig, RedisServer};
 use weft_node::ticket::Ticket;
 use weft_node::{Multiaddr, Node, Status, api};
 use weft_storage::{Grant, Interest, Mode, Options, Store};
@@ -38,6 +39,7 @@ pub fn node(
     listen: Vec<Multiaddr>,
     peers: Vec<Multiaddr>,
     no_mdns: bool,
+    redis: Option<RedisConfig>,
 ) -> anyhow::Result<ExitCode> {
     if api::Client::connect(dir)?.is_some() {
         bail!("a node is already running on {}", dir.display());
@@ -60,7 +62,25 @@ pub fn node(
             "local API on {}",
             dir.join(weft_node::config::SOCKET_FILE).display()
         );
+        let redis = match redis {
+            Some(config) => {
+                let server = RedisServer::bind(config).await?;
+                println!("redis on {}", server.local_addr()?);
+                let handle = node.handle();
+                let ns = handle.worker().facts().default_namespace;
+                Some(tokio::spawn(server.serve(
+                    handle,
+                    ns,
+                    std::future::pending(),
+                )))
+            }
+            None => None,
+        };
         let served = api::serve(dir, node.handle(), shutdown_signal()).await;
+        if let Some(redis) = redis {
+            // Replies in flight are lost; every write acknowledged is already durable.
+            redis.abort();
+        }
         node.shutdown().await;
         served.context("serving the local API")?;
         eprintln!("weft: node stopped");

@@ -10,12 +10,15 @@
 //! - [`ticket`]: the string that shares a namespace.
 //! - `node`: [`Node`], the task that owns the swarm, and [`NodeHandle`] to call it.
 //! - `transport`: TCP + noise + yamux and QUIC, with TCP bytes counted.
+//! - [`redis`]: the Redis protocol front end, over [`resp`], the protocol's bytes.
 #![deny(missing_docs)]
 
 pub mod access;
 pub mod api;
 pub mod config;
 mod node;
+pub mod redis;
+pub mod resp;
 pub mod sync;
 pub mod ticket;
 mod transport;
