@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use common::{Dir, NodeProcess};
+use common::{Dir, NodeProcess, free_port};
 
 #[test]
 fn every_data_command_before_init_says_to_run_init() {
@@ -507,4 +507,52 @@ fn prune_reports_what_it_freed_and_keeps_the_live_value() {
     assert!(pruned[0]["bytes"].as_u64().expect("bytes") > 0);
     assert_eq!(dir.weft(["get", "k"]).ok().stdout, b"three");
     dir.weft(["verify"]).ok();
+}
+
+/// The README's Redis walkthrough, with a real Redis client library: a SET through one
+/// node's Redis port is a GET on another node's.
+#[test]
+fn a_redis_client_sets_on_one_node_and_gets_on_another() {
+    let a = Dir::initialized();
+    let a_port = free_port();
+    let _a_node = NodeProcess::start_with(&a, &["--redis", &format!("127.0.0.1:{a_port}")]);
+    let ticket = a.weft(["ticket", "--write"]).ok().text();
+    let b = Dir::new();
+    b.weft(["init", "--join", ticket.trim()]).ok();
+    let b_port = free_port();
+    let _b_node = NodeProcess::start_with(&b, &["--redis", &format!("127.0.0.1:{b_port}")]);
+    let connect = |port: u16| {
+        redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|client| client.get_connection())
+            .unwrap_or_else(|e| panic!("redis client on port {port}: {e}"))
+    };
+    let (mut on_a, mut on_b) = (connect(a_port), connect(b_port));
+    redis::cmd("SET")
+        .arg("a")
+        .arg("1")
+        .exec(&mut on_a)
+        .expect("SET on a");
+    let started = std::time::Instant::now();
+    loop {
+        let value: Option<String> = redis::cmd("GET").arg("a").query(&mut on_b).expect("GET");
+        if let Some(value) = value {
+            assert_eq!(value, "1");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the SET on a did not reach b within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // And it is an ordinary weft write: the CLI reads it on b.
+    assert_eq!(b.weft(["get", "a"]).ok().stdout, b"1");
+    let siblings: redis::Value = redis::cmd("WEFT.SIBLINGS")
+        .arg("a")
+        .query(&mut on_b)
+        .expect("WEFT.SIBLINGS");
+    assert!(
+        matches!(&siblings, redis::Value::Array(versions) if versions.len() == 1),
+        "{siblings:?}"
+    );
 }

@@ -135,11 +135,17 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     pub fn start(dir: &Dir) -> NodeProcess {
+        NodeProcess::start_with(dir, &[])
+    }
+
+    /// As [`NodeProcess::start`], with more `weft node` flags.
+    pub fn start_with(dir: &Dir, flags: &[&str]) -> NodeProcess {
         let socket = dir.data.join("node.sock");
         let child = Command::new(env!("CARGO_BIN_EXE_weft"))
             .arg("--data-dir")
             .arg(&dir.data)
             .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args(flags)
             .env_remove("WEFT_DATA_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -172,4 +178,12 @@ impl Drop for NodeProcess {
             self.signal("-TERM");
         }
     }
+}
+
+/// A loopback port free a moment ago, for a listener given its address up front.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
