@@ -15,6 +15,7 @@ use serde_json::json;
 use weft_storage::{Op, Options, Store};
 
 mod net;
+mod redis;
 
 /// A workload of `shared/WORKLOADS.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub enum Workload {
     W5,
     /// Live latency of a put between three connected nodes.
     W6,
+    /// `redis-benchmark` SET and GET against `weft node --redis` and against `redis-server`.
+    W7,
 }
 
 /// How to run.
@@ -88,6 +91,7 @@ pub fn run(workloads: &[Workload], settings: &Settings) -> Result<(), BenchError
             Workload::W4 => net::w4(&data, settings)?,
             Workload::W5 => net::w5(settings)?,
             Workload::W6 => net::w6(settings)?,
+            Workload::W7 => redis::w7(settings)?,
         }
     }
     Ok(())

@@ -30,14 +30,17 @@ fn charter_of(origin: &Store) -> Result<weft_storage::Charter, BenchError> {
         .ok_or_else(|| BenchError::Node("the origin namespace has no charter".into()))
 }
 
-fn durable() -> Options {
+pub(crate) fn durable() -> Options {
     Options {
         durable: true,
         ..Options::default()
     }
 }
 
-async fn start(dir: &Path, peers: Vec<Multiaddr>) -> Result<(Node, Multiaddr), BenchError> {
+pub(crate) async fn start(
+    dir: &Path,
+    peers: Vec<Multiaddr>,
+) -> Result<(Node, Multiaddr), BenchError> {
     let store = Store::open(dir, durable())?;
     let key = load_identity(dir).map_err(|e| BenchError::Node(e.to_string()))?;
     let node = Node::start(store, key, config(peers))
@@ -60,7 +63,7 @@ async fn held(handle: &NodeHandle) -> Result<u64, BenchError> {
     Ok(status.feeds.iter().map(|f| f.held).sum())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, BenchError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, BenchError> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)

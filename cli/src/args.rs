@@ -265,6 +265,8 @@ pub enum Workload {
     W5,
     /// Live latency of 1,000 puts between three connected nodes
     W6,
+    /// redis-benchmark SET and GET (-P 16) against weft node --redis and redis-server
+    W7,
     /// Every workload above
     All,
 }

@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Workload::W4 => vec![weft_bench::Workload::W4],
             Workload::W5 => vec![weft_bench::Workload::W5],
             Workload::W6 => vec![weft_bench::Workload::W6],
+            Workload::W7 => vec![weft_bench::Workload::W7],
             Workload::All => vec![
                 weft_bench::Workload::W1,
                 weft_bench::Workload::W2,
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 weft_bench::Workload::W4,
                 weft_bench::Workload::W5,
                 weft_bench::Workload::W6,
+                weft_bench::Workload::W7,
             ],
         };
         weft_bench::run(&workloads, &weft_bench::Settings { puts, runs, json })?;
