@@ -2,9 +2,9 @@
 //! `redis-benchmark` read and write the default namespace as ordinary weft writes.
 //!
 //! Each read from a connection is one batch: every command it completes runs in one job on
-//! the store's thread, and all the writes among them are one transaction and one signature
-//! (group commit). Replies are sent only after that commit returns, so none acknowledges a
-//! write that is not durable.
+//! the store's thread, together with the batches other connections have waiting, and all the
+//! writes among them are one transaction and one signature (group commit). Replies are sent
+//! only after that commit returns, so none acknowledges a write that is not durable.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 use weft_storage::members::RESERVED_PREFIX;
 use weft_storage::{NamespaceId, Op, Store};
@@ -114,12 +114,16 @@ impl RedisServer {
     ) {
         let clients = Arc::new(Semaphore::new(self.config.max_clients));
         let mut connections = tokio::task::JoinSet::new();
+        let (committer, queue) = mpsc::channel(self.config.max_clients);
+        let committing = tokio::spawn(commit_loop(node.clone(), ns, queue));
         let mut next_id = 0u64;
         tokio::pin!(shutdown);
         loop {
             let (mut stream, peer) = tokio::select! {
                 () = &mut shutdown => {
                     connections.shutdown().await;
+                    drop(committer);
+                    let _ = committing.await;
                     return;
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
@@ -146,6 +150,7 @@ impl RedisServer {
             let connection = Connection {
                 id: next_id,
                 node: node.clone(),
+                committer: committer.clone(),
                 ns,
                 config: Arc::clone(&self.config),
                 proto: 2,
@@ -168,6 +173,7 @@ impl RedisServer {
 struct Connection {
     id: u64,
     node: NodeHandle,
+    committer: mpsc::Sender<Submission>,
     ns: NamespaceId,
     config: Arc<RedisConfig>,
     proto: u8,
@@ -332,32 +338,17 @@ impl Connection {
         ])
     }
 
-    /// Runs the store commands of a batch in one job: with a write among them through
-    /// [`NodeHandle::append`], so what it wrote is gossiped.
+    /// Runs the store commands of a batch, together with whatever other connections have
+    /// waiting ([`commit_loop`]).
     async fn run_data(&self, data: Vec<Data>) -> Vec<Out> {
         if data.is_empty() {
             return Vec::new();
         }
-        let ns = self.ns;
-        let writes = data.iter().any(Data::writes);
-        let job = move |store: &Store| Ok(Batch::new(store, ns).run(data));
-        let result = if writes {
-            self.node.append(ns, job).await
-        } else {
-            self.node
-                .worker()
-                .run(job)
-                .await
-                .map_err(|_| crate::NodeError::Closed)
-                .and_then(|r: Result<_, weft_storage::Error>| Ok(r?))
-        };
-        match result {
-            Ok(outs) => outs,
-            Err(e) => {
-                warn!(error = %e, "redis: a batch failed");
-                Vec::new()
-            }
+        let (reply, outs) = oneshot::channel();
+        if self.committer.send((data, reply)).await.is_err() {
+            return Vec::new();
         }
+        outs.await.unwrap_or_default()
     }
 
     /// Answers a connection command at once, or says which store command it is.
@@ -614,6 +605,57 @@ impl Connection {
             pattern,
             count: count.min(100_000),
         })
+    }
+}
+
+/// A connection's store commands and where their answers go.
+type Submission = (Vec<Data>, oneshot::Sender<Vec<Out>>);
+
+/// The most store commands one job runs, so one job's latency stays bounded.
+const JOB_COMMANDS: usize = 16 * 1024;
+
+/// Runs the connections' store commands: everything waiting when the store is free goes into
+/// one job, in arrival order, so the writes of all connections share one transaction and one
+/// signature (group commit across connections). With a write among them the job goes through
+/// [`NodeHandle::append`], so what it wrote is gossiped.
+async fn commit_loop(node: NodeHandle, ns: NamespaceId, mut queue: mpsc::Receiver<Submission>) {
+    while let Some(first) = queue.recv().await {
+        let mut submissions = vec![first];
+        let mut commands = submissions[0].0.len();
+        while commands < JOB_COMMANDS {
+            match queue.try_recv() {
+                Ok(next) => {
+                    commands += next.0.len();
+                    submissions.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let (data, replies): (Vec<Vec<Data>>, Vec<_>) = submissions.into_iter().unzip();
+        let lengths: Vec<usize> = data.iter().map(Vec::len).collect();
+        let data: Vec<Data> = data.into_iter().flatten().collect();
+        let writes = data.iter().any(Data::writes);
+        let job = move |store: &Store| Ok(Batch::new(store, ns).run(data));
+        let result = if writes {
+            node.append(ns, job).await
+        } else {
+            node.worker()
+                .run(job)
+                .await
+                .map_err(|_| crate::NodeError::Closed)
+                .and_then(|r: Result<_, weft_storage::Error>| Ok(r?))
+        };
+        let mut outs = match result {
+            Ok(outs) => outs.into_iter(),
+            Err(e) => {
+                // The connections answer "the node has shut down" for what is missing.
+                warn!(error = %e, "redis: a batch failed");
+                Vec::new().into_iter()
+            }
+        };
+        for (length, reply) in lengths.into_iter().zip(replies) {
+            let _ = reply.send(outs.by_ref().take(length).collect());
+        }
     }
 }
 

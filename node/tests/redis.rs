@@ -465,3 +465,37 @@ async fn connections_past_the_limit_are_refused_clearly() {
     }
     fixture.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pipelines_all_land_and_each_sees_its_own_writes() {
+    let fixture = Fixture::start(|_| {}).await;
+    let clients: Vec<_> = (0..20)
+        .map(|client| {
+            let addr = fixture.addr;
+            tokio::spawn(async move {
+                let mut c = Client::connect(addr).await;
+                let mut pipeline = Vec::new();
+                for i in 0..50 {
+                    let key = format!("c{client}/{i}");
+                    pipeline.extend(Client::encode(&[b"SET", key.as_bytes(), b"v"]));
+                    pipeline.extend(Client::encode(&[b"EXISTS", key.as_bytes()]));
+                }
+                c.send_raw(&pipeline).await;
+                for i in 0..50 {
+                    assert_eq!(c.reply().await, Some(ok()), "client {client} SET {i}");
+                    assert_eq!(
+                        c.reply().await,
+                        Some(R::Int(1)),
+                        "client {client} EXISTS {i}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.expect("a client panicked");
+    }
+    assert_eq!(fixture.feed_length().await, 1000);
+    assert_eq!(fixture.client().await.call(&["DBSIZE"]).await, R::Int(1000));
+    fixture.stop().await;
+}
