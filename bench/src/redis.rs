@@ -32,7 +32,19 @@ fn installed(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn benchmark(port: u16, requests: u64) -> Result<Rates, BenchError> {
+/// The median of `runs` runs' rates, each rate on its own.
+fn benchmark(port: u16, requests: u64, runs: u32) -> Result<Rates, BenchError> {
+    let mut all = Vec::new();
+    for _ in 0..runs.max(1) {
+        all.push(benchmark_once(port, requests)?);
+    }
+    Ok(Rates {
+        set: crate::median(all.iter().map(|r| r.set).collect()),
+        get: crate::median(all.iter().map(|r| r.get).collect()),
+    })
+}
+
+fn benchmark_once(port: u16, requests: u64) -> Result<Rates, BenchError> {
     let output = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "set,get"])
         .args(["-n", &requests.to_string(), "-P", PIPELINE, "-q"])
@@ -94,7 +106,7 @@ impl Drop for RedisProcess {
     }
 }
 
-fn weft_rates(requests: u64) -> Result<Rates, BenchError> {
+fn weft_rates(requests: u64, runs: u32) -> Result<Rates, BenchError> {
     let root = tempfile::tempdir()?;
     let dir = root.path().join("weft");
     let ns = Store::init(&dir, durable(), Access::Open)?.default_namespace();
@@ -112,7 +124,7 @@ fn weft_rates(requests: u64) -> Result<Rates, BenchError> {
         Ok::<_, BenchError>((node, port, (stop, serving)))
     })?;
     // The node serves on the runtime's worker threads while this thread waits on the process.
-    let rates = benchmark(port, requests);
+    let rates = benchmark(port, requests, runs);
     runtime.block_on(async {
         let _ = stop.0.send(());
         let _ = stop.1.await;
@@ -130,14 +142,14 @@ pub(crate) fn w7(settings: &Settings) -> Result<(), BenchError> {
         return Ok(());
     }
     let requests = settings.puts;
-    let weft = weft_rates(requests)?;
+    let weft = weft_rates(requests, settings.runs)?;
     let mut baselines = Vec::new();
     if installed("redis-server") {
         let root = tempfile::tempdir()?;
         let plain = RedisProcess::start(root.path(), &["--save", "", "--appendonly", "no"])?;
         baselines.push((
             "redis-server (no persistence)",
-            benchmark(plain.port, requests)?,
+            benchmark(plain.port, requests, settings.runs)?,
         ));
         drop(plain);
         let synced = RedisProcess::start(
@@ -153,14 +165,15 @@ pub(crate) fn w7(settings: &Settings) -> Result<(), BenchError> {
         )?;
         baselines.push((
             "redis-server (appendfsync always)",
-            benchmark(synced.port, requests)?,
+            benchmark(synced.port, requests, settings.runs)?,
         ));
     } else {
         println!("W7     redis-server is not installed: no baseline to compare with");
     }
     if !settings.json {
         println!(
-            "W7     redis-benchmark -t set,get -n {requests} -P {PIPELINE}: requests per second"
+            "W7     redis-benchmark -t set,get -n {requests} -P {PIPELINE}: requests per second, median of {} runs",
+            settings.runs
         );
         println!(
             "       {:<36} {:>12.0} SET {:>12.0} GET   weft fsyncs each group commit",

@@ -732,6 +732,8 @@ impl Data {
 /// through `overlay`, until a command that reads many keys (or the end) commits them.
 struct Batch<'a> {
     store: &'a Store,
+    /// One read transaction for the reads between commits, rather than one per key.
+    snapshot: Option<weft_storage::Snapshot<'a>>,
     ns: NamespaceId,
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
     ops: Vec<(Vec<u8>, Op<Vec<u8>>)>,
@@ -743,6 +745,7 @@ impl<'a> Batch<'a> {
     fn new(store: &'a Store, ns: NamespaceId) -> Batch<'a> {
         Batch {
             store,
+            snapshot: None,
             ns,
             overlay: HashMap::new(),
             ops: Vec::new(),
@@ -784,6 +787,10 @@ impl<'a> Batch<'a> {
         let ops = std::mem::take(&mut self.ops);
         let writers = std::mem::take(&mut self.writers);
         self.overlay.clear();
+        if !ops.is_empty() {
+            // Reads after the commit must see it.
+            self.snapshot = None;
+        }
         if ops.is_empty() || self.store.write(&self.ns, ops.clone()).is_ok() {
             return;
         }
@@ -794,11 +801,15 @@ impl<'a> Batch<'a> {
         }
     }
 
-    fn value(&self, key: &[u8]) -> weft_storage::Result<Option<Vec<u8>>> {
-        match self.overlay.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => self.store.get(&self.ns, key),
+    fn value(&mut self, key: &[u8]) -> weft_storage::Result<Option<Vec<u8>>> {
+        if let Some(value) = self.overlay.get(key) {
+            return Ok(value.clone());
         }
+        let snapshot = match &mut self.snapshot {
+            Some(snapshot) => snapshot,
+            empty => empty.insert(self.store.snapshot()?),
+        };
+        snapshot.get(&self.ns, key)
     }
 
     fn write(&mut self, key: Vec<u8>, op: Op<Vec<u8>>) -> weft_storage::Result<()> {
