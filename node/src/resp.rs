@@ -280,7 +280,7 @@ mod tests {
         }
         assert_eq!(
             parse_command(b"get  a\r\n", 100),
-            Ok(Some((args(&["get", "a"]), 9)))
+            Ok(Some((args(&["get", "a"]), 8)))
         );
     }
 
