@@ -17,6 +17,9 @@ pub enum ProtocolError {
     /// A bulk string not followed by CRLF.
     #[error("Protocol error: bulk string not terminated by CRLF")]
     Unterminated,
+    /// More bytes of unfinished commands than a connection may buffer.
+    #[error("Protocol error: query buffer over the limit")]
+    QueryTooLarge,
     /// An inline command line longer than the limit without a newline.
     #[error("Protocol error: too big inline request")]
     InlineTooLong,

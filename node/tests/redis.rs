@@ -304,6 +304,11 @@ async fn scan_visits_every_key_once_in_pages() {
     let expected: Vec<R> = (0..95).map(|i| bulk(&format!("key:{i:03}"))).collect();
     assert_eq!(seen, expected);
     assert!(pages >= 10, "{pages} pages for 95 keys with COUNT 10");
+    // Every weft value is a string: a scan for another type finds nothing, in one page.
+    assert_eq!(
+        c.call(&["SCAN", "0", "TYPE", "hash"]).await,
+        R::Array(vec![bulk("0"), R::Array(Vec::new())])
+    );
     fixture.stop().await;
 }
 
