@@ -148,6 +148,10 @@ pub enum Command {
         /// key this sparse replica does not hold; nothing is stored
         #[arg(long)]
         remote: bool,
+        /// The value as of this time (RFC 3339 as `weft history` prints it, or the "hlc"
+        /// number of `--json history`), from the versions held
+        #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with_all = ["all", "remote"])]
+        at: Option<weft_storage::Timestamp>,
     },
     /// Delete KEY. Exits 1 if it is absent
     Del {
@@ -269,6 +273,17 @@ pub enum Workload {
     W7,
     /// Every workload above
     All,
+}
+
+fn parse_time(text: &str) -> Result<weft_storage::Timestamp, String> {
+    // The exact HLC value, as `--json history` prints it under "hlc", or RFC 3339.
+    text.parse()
+        .ok()
+        .map(weft_storage::Timestamp)
+        .or_else(|| weft_storage::parse_timestamp(text))
+        .ok_or_else(|| {
+            format!("{text:?} is not an RFC 3339 time such as 2026-11-21T01:06:06.369602193Z, nor an HLC value")
+        })
 }
 
 #[cfg(test)]

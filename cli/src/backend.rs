@@ -9,7 +9,7 @@ use weft_node::Status;
 use weft_node::api::{ApiRequest, ApiResponse, Client, PAGE_KEYS};
 use weft_storage::{
     AuthorId, Grant, HistoryItem, Info, Interest, NamespaceId, Op, Options, PruneReport, Store,
-    TrustReport, VerifyReport, VersionId, VersionInfo,
+    Timestamp, TrustReport, VerifyReport, VersionId, VersionInfo,
 };
 
 /// The replica a command works on.
@@ -207,6 +207,25 @@ impl Backend {
                     other => bail!("the node answered {other:?} to an interest change"),
                 }
             }
+        }
+    }
+
+    pub fn get_at(
+        &self,
+        ns: &NamespaceId,
+        key: &[u8],
+        at: Timestamp,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        match self {
+            Backend::Local(store) => Ok(store.get_at(ns, key, at)?),
+            Backend::Node { .. } => expect_response!(
+                self.call(ApiRequest::GetAt {
+                    ns: *ns,
+                    key: key.to_vec(),
+                    at,
+                })?,
+                Value
+            ),
         }
     }
 

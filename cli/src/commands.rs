@@ -145,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             all,
             remote: true,
+            ..
         } => {
             let versions = store.get_remote(&ns, key.as_bytes())?;
             print_versions(&mut out, &key, &versions, all, json)?
@@ -185,7 +186,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             all: false,
             remote: false,
-        } => match store.get(&ns, key.as_bytes())? {
+            at,
+        } => match match at {
+            Some(at) => store.get_at(&ns, key.as_bytes(), at)?,
+            None => store.get(&ns, key.as_bytes())?,
+        } {
             Some(value) if json => {
                 writeln!(
                     out,
@@ -204,6 +209,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             all: true,
             remote: false,
+            ..
         } => {
             let versions = store.get_all(&ns, key.as_bytes())?;
             print_versions(&mut out, &key, &versions, true, json)?

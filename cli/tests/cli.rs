@@ -556,3 +556,36 @@ fn a_redis_client_sets_on_one_node_and_gets_on_another() {
         "{siblings:?}"
     );
 }
+
+#[test]
+fn get_at_a_past_time_with_and_without_a_node() {
+    let dir = Dir::initialized();
+    dir.weft(["put", "k", "one"]).ok();
+    dir.weft(["put", "k", "two"]).ok();
+    dir.weft(["del", "k"]).ok();
+    let history = dir.weft(["--json", "history", "k"]).ok().json_lines();
+    let times: Vec<String> = history
+        .iter()
+        .map(|v| v["timestamp"].as_str().expect("timestamp").to_string())
+        .collect();
+    let first_hlc = history[0]["hlc"].as_u64().expect("hlc").to_string();
+    let reads = |dir: &Dir| {
+        vec![
+            dir.weft(["get", "k", "--at", &times[0]]).ok().stdout,
+            dir.weft(["get", "k", "--at", &first_hlc]).ok().stdout,
+            dir.weft(["get", "k", "--at", &times[1]]).ok().stdout,
+        ]
+    };
+    let direct = reads(&dir);
+    assert_eq!(direct, [b"one".to_vec(), b"one".to_vec(), b"two".to_vec()]);
+    dir.weft(["get", "k", "--at", &times[2]])
+        .fails(1, "not found");
+    dir.weft(["get", "k", "--at", "last tuesday"])
+        .fails(2, "not an RFC 3339 time");
+    dir.weft(["get", "k", "--all", "--at", &times[0]])
+        .fails(2, "cannot be used with");
+    let _node = NodeProcess::start(&dir);
+    assert_eq!(reads(&dir), direct, "through the node");
+    dir.weft(["get", "k", "--at", &times[2]])
+        .fails(1, "not found");
+}

@@ -17,8 +17,8 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 use weft_storage::{
-    AuthorId, Grant, HistoryItem, Info, Interest, NamespaceId, Op, PruneReport, TrustReport,
-    VerifyReport, VersionId, VersionInfo,
+    AuthorId, Grant, HistoryItem, Info, Interest, NamespaceId, Op, PruneReport, Timestamp,
+    TrustReport, VerifyReport, VersionId, VersionInfo,
 };
 
 use crate::config::SOCKET_FILE;
@@ -53,6 +53,12 @@ pub enum ApiRequest {
     GetAll {
         ns: NamespaceId,
         key: Vec<u8>,
+    },
+    /// The value as of a past time ([`Store::get_at`]).
+    GetAt {
+        ns: NamespaceId,
+        key: Vec<u8>,
+        at: Timestamp,
     },
     History {
         ns: NamespaceId,
@@ -250,6 +256,9 @@ async fn answer(node: &NodeHandle, request: ApiRequest) -> Result<ApiResponse, N
         ApiRequest::Write { ns, ops } => ApiResponse::Written(node.write(ns, ops).await?),
         ApiRequest::Get { ns, key } => {
             ApiResponse::Value(worker.run(move |s| s.get(&ns, &key)).await??)
+        }
+        ApiRequest::GetAt { ns, key, at } => {
+            ApiResponse::Value(worker.run(move |s| s.get_at(&ns, &key, at)).await??)
         }
         ApiRequest::GetAll { ns, key } => {
             ApiResponse::Versions(worker.run(move |s| s.get_all(&ns, &key)).await??)

@@ -73,6 +73,12 @@ pub enum Error {
         /// The key, lossily as text.
         key: String,
     },
+    /// The value a read as of a past time needs was dropped by `weft prune`.
+    #[error("the value {key:?} had then was pruned (weft prune keeps only live values)")]
+    Pruned {
+        /// The key, lossily as text.
+        key: String,
+    },
     /// A key under weft's reserved prefix, which user writes and reads may not use.
     #[error("keys starting with \\xffweft/ are reserved for weft's own records")]
     ReservedKey,

@@ -69,6 +69,17 @@ pub fn timestamp_after(after: std::time::Duration) -> Timestamp {
     Timestamp(uhlc::NTP64::from(now.saturating_add(after)).as_u64())
 }
 
+/// The last timestamp within the nanosecond an RFC 3339 time names, so that a time printed by
+/// [`format_timestamp`] (which drops the sub-nanosecond bits) includes the version printed
+/// with it; `None` when `text` is not RFC 3339.
+pub fn parse_timestamp(text: &str) -> Option<Timestamp> {
+    let start = uhlc::NTP64::parse_rfc3339(text.trim()).ok()?.as_u64();
+    let nanosecond = uhlc::NTP64::from(std::time::Duration::from_nanos(1)).as_u64();
+    Some(Timestamp(
+        start.saturating_add(nanosecond.saturating_sub(1)),
+    ))
+}
+
 /// A timestamp as RFC 3339 UTC with nanoseconds, e.g. `2026-11-20T22:34:41.123456789Z`.
 pub fn format_timestamp(timestamp: Timestamp) -> String {
     format!("{:#}", uhlc::NTP64(timestamp.0))

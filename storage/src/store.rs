@@ -824,6 +824,72 @@ impl Store {
         })
     }
 
+    /// The last writer's value of `key` as of `at`: what [`Store::get`] would have returned if
+    /// only the versions held that are timestamped at or before `at` had been written. A
+    /// version counts as superseded only by another of those.
+    ///
+    /// # Errors
+    /// As [`Store::get`]; [`Error::Pruned`] when the version that won at `at` has had its value
+    /// dropped by [`Store::prune`].
+    pub fn get_at(&self, ns: &NamespaceId, key: &[u8], at: Timestamp) -> Result<Option<Vec<u8>>> {
+        self.check_covered(ns, key)?;
+        let ns_number = self.namespace_number(ns)?;
+        let txn = self.db.begin_read()?;
+        let versions = key_versions(
+            &txn.open_table(VIEW)?,
+            &txn.open_table(tables::SUPERSEDED)?,
+            ns_number,
+            key,
+        )?;
+        let entries = txn.open_table(ENTRIES)?;
+        let feed_ids = txn.open_table(FEED_IDS)?;
+        struct Then {
+            id: VersionId,
+            timestamp: Timestamp,
+            pruned: bool,
+            value: Option<Vec<u8>>,
+        }
+        let mut then = Vec::new();
+        let mut superseded = std::collections::HashSet::new();
+        for (id, _) in versions {
+            let Some(feed) = feed_of(&feed_ids, ns_number, &id.author)? else {
+                continue;
+            };
+            let Some(row) = entries.get(feed_key(feed, id.seq))? else {
+                continue;
+            };
+            // A pruned stub keeps the timestamp and supersedes, so it still takes part.
+            let pruned =
+                tables::split_row(id.seq, row.value()).is_some_and(|p| tables::is_pruned(p.entry));
+            let entry = decode_row(feed, id.seq, row.value())?;
+            if entry.timestamp > at {
+                continue;
+            }
+            superseded.extend(entry.supersedes.iter().copied());
+            then.push(Then {
+                id,
+                timestamp: entry.timestamp,
+                pruned,
+                value: match entry.op {
+                    Op::Put(value) => Some(value.to_vec()),
+                    Op::Delete => None,
+                },
+            });
+        }
+        // The last writer by the register's order: timestamp, then author, then seq.
+        let winner = then
+            .into_iter()
+            .filter(|version| !superseded.contains(&version.id))
+            .max_by_key(|version| (version.timestamp, version.id.author, version.id.seq));
+        match winner {
+            None => Ok(None),
+            Some(version) if version.pruned => Err(Error::Pruned {
+                key: String::from_utf8_lossy(key).into_owned(),
+            }),
+            Some(version) => Ok(version.value),
+        }
+    }
+
     /// Every version of `key` held in the feeds, oldest first, live or superseded.
     ///
     /// # Errors

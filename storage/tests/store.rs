@@ -57,6 +57,63 @@ fn put_get_delete_and_history() {
 }
 
 #[test]
+fn a_read_as_of_a_past_time_sees_the_value_then_and_refuses_a_pruned_one() {
+    let (_dir, store) = fresh();
+    let ns = store.default_namespace();
+    store.put(&ns, b"k", b"one").expect("put");
+    store.put(&ns, b"k", b"two").expect("put");
+    store.delete(&ns, b"k").expect("delete");
+    store.put(&ns, b"k", b"three").expect("put");
+    let history = store.history(&ns, b"k").expect("history");
+    assert_eq!(history.len(), 4);
+    // At each version's printed time, that version is the value: round-tripping the time
+    // through its text must not lose the version.
+    for item in &history {
+        let printed = weft_storage::format_timestamp(item.version.timestamp);
+        let at = weft_storage::parse_timestamp(&printed).expect("parses");
+        assert_eq!(
+            store.get_at(&ns, b"k", at).expect("get_at"),
+            item.version.value,
+            "as of {printed}"
+        );
+    }
+    let first = history[0].version.timestamp;
+    assert_eq!(
+        store
+            .get_at(&ns, b"k", weft_storage::Timestamp(first.0 - 1))
+            .expect("get_at"),
+        None,
+        "before the first write"
+    );
+    assert_eq!(
+        store
+            .get_at(&ns, b"k", weft_storage::Timestamp(u64::MAX))
+            .expect("get_at"),
+        Some(b"three".to_vec())
+    );
+    assert!(weft_storage::parse_timestamp("yesterday").is_none());
+
+    store.prune().expect("prune");
+    assert!(matches!(
+        store.get_at(&ns, b"k", history[0].version.timestamp),
+        Err(Error::Pruned { .. })
+    ));
+    // The delete had no value to prune, and the live value is kept.
+    assert_eq!(
+        store
+            .get_at(&ns, b"k", history[2].version.timestamp)
+            .expect("get_at"),
+        None
+    );
+    assert_eq!(
+        store
+            .get_at(&ns, b"k", history[3].version.timestamp)
+            .expect("get_at"),
+        Some(b"three".to_vec())
+    );
+}
+
+#[test]
 fn a_batch_is_one_signed_head_and_later_writes_win() {
     let (_dir, store) = fresh();
     let ns = store.default_namespace();
