@@ -832,50 +832,16 @@ impl Store {
     /// As [`Store::get`]; [`Error::Pruned`] when the version that won at `at` has had its value
     /// dropped by [`Store::prune`].
     pub fn get_at(&self, ns: &NamespaceId, key: &[u8], at: Timestamp) -> Result<Option<Vec<u8>>> {
-        self.check_covered(ns, key)?;
-        let ns_number = self.namespace_number(ns)?;
-        let txn = self.db.begin_read()?;
-        let versions = key_versions(
-            &txn.open_table(VIEW)?,
-            &txn.open_table(tables::SUPERSEDED)?,
-            ns_number,
-            key,
-        )?;
-        let entries = txn.open_table(ENTRIES)?;
-        let feed_ids = txn.open_table(FEED_IDS)?;
-        struct Then {
-            id: VersionId,
-            timestamp: Timestamp,
-            pruned: bool,
-            value: Option<Vec<u8>>,
-        }
-        let mut then = Vec::new();
-        let mut superseded = std::collections::HashSet::new();
-        for (id, _) in versions {
-            let Some(feed) = feed_of(&feed_ids, ns_number, &id.author)? else {
-                continue;
-            };
-            let Some(row) = entries.get(feed_key(feed, id.seq))? else {
-                continue;
-            };
-            // A pruned stub keeps the timestamp and supersedes, so it still takes part.
-            let pruned =
-                tables::split_row(id.seq, row.value()).is_some_and(|p| tables::is_pruned(p.entry));
-            let entry = decode_row(feed, id.seq, row.value())?;
-            if entry.timestamp > at {
-                continue;
-            }
-            superseded.extend(entry.supersedes.iter().copied());
-            then.push(Then {
-                id,
-                timestamp: entry.timestamp,
-                pruned,
-                value: match entry.op {
-                    Op::Put(value) => Some(value.to_vec()),
-                    Op::Delete => None,
-                },
-            });
-        }
+        // A pruned stub keeps the timestamp and supersedes, so it still takes part.
+        let then: Vec<HeldVersion> = self
+            .held_versions(ns, key)?
+            .into_iter()
+            .filter(|version| version.timestamp <= at)
+            .collect();
+        let superseded: std::collections::HashSet<VersionId> = then
+            .iter()
+            .flat_map(|version| version.supersedes.iter().copied())
+            .collect();
         // The last writer by the register's order: timestamp, then author, then seq.
         let winner = then
             .into_iter()
@@ -895,6 +861,27 @@ impl Store {
     /// # Errors
     /// As [`Store::get`].
     pub fn history(&self, ns: &NamespaceId, key: &[u8]) -> Result<Vec<HistoryItem>> {
+        let mut items: Vec<HistoryItem> = self
+            .held_versions(ns, key)?
+            .into_iter()
+            // `weft prune` dropped its value.
+            .filter(|version| !version.pruned)
+            .map(|version| HistoryItem {
+                version: VersionInfo {
+                    id: version.id,
+                    timestamp: version.timestamp,
+                    value: version.value,
+                },
+                live: version.live,
+            })
+            .collect();
+        items.sort_by_key(|item| (item.version.timestamp, item.version.id));
+        Ok(items)
+    }
+
+    /// Every version of `key` the view knows, live or superseded, whose entry this replica
+    /// holds, pruned stubs included, read from one snapshot.
+    fn held_versions(&self, ns: &NamespaceId, key: &[u8]) -> Result<Vec<HeldVersion>> {
         self.check_covered(ns, key)?;
         let ns_number = self.namespace_number(ns)?;
         let txn = self.db.begin_read()?;
@@ -906,7 +893,7 @@ impl Store {
         )?;
         let entries = txn.open_table(ENTRIES)?;
         let feed_ids = txn.open_table(FEED_IDS)?;
-        let mut items = Vec::with_capacity(versions.len());
+        let mut held = Vec::with_capacity(versions.len());
         for (id, live) in versions {
             // Superseded rows may name versions this replica has not received.
             let Some(feed) = feed_of(&feed_ids, ns_number, &id.author)? else {
@@ -915,26 +902,22 @@ impl Store {
             let Some(row) = entries.get(feed_key(feed, id.seq))? else {
                 continue;
             };
-            if tables::split_row(id.seq, row.value()).is_some_and(|p| tables::is_pruned(p.entry)) {
-                // `weft prune` dropped its value.
-                continue;
-            }
+            let pruned =
+                tables::split_row(id.seq, row.value()).is_some_and(|p| tables::is_pruned(p.entry));
             let entry = decode_row(feed, id.seq, row.value())?;
-            let value = match entry.op {
-                Op::Put(value) => Some(value.to_vec()),
-                Op::Delete => None,
-            };
-            items.push(HistoryItem {
-                version: VersionInfo {
-                    id,
-                    timestamp: entry.timestamp,
-                    value,
-                },
+            held.push(HeldVersion {
+                id,
                 live,
+                pruned,
+                timestamp: entry.timestamp,
+                value: match entry.op {
+                    Op::Put(value) => Some(value.to_vec()),
+                    Op::Delete => None,
+                },
+                supersedes: entry.supersedes,
             });
         }
-        items.sort_by_key(|item| (item.version.timestamp, item.version.id));
-        Ok(items)
+        Ok(held)
     }
 
     /// The keys under `prefix` whose last writer put a value, in byte order, read from one
@@ -1207,6 +1190,18 @@ impl Store {
             .copied()
             .ok_or(Error::UnknownNamespace(*ns))
     }
+}
+
+/// A version of a key as [`Store::held_versions`] reads it from its entry row.
+struct HeldVersion {
+    id: VersionId,
+    /// Live in the view now.
+    live: bool,
+    /// `weft prune` dropped its value: `value` is meaningless.
+    pruned: bool,
+    timestamp: Timestamp,
+    value: Option<Vec<u8>>,
+    supersedes: Vec<VersionId>,
 }
 
 /// A consistent read-only view of a [`Store`], from [`Store::snapshot`].
