@@ -100,6 +100,26 @@ pub enum Error {
     /// A charter or ticket that the namespace key did not sign.
     #[error(transparent)]
     BadCharter(#[from] crate::members::BadCharter),
+    /// A change feed read asked for changes older than the oldest one kept.
+    #[error(
+        "change {from} is no longer kept: the change feed starts at {oldest}; a consumer this far behind must re-read the keys (weft ls --values) and resume from {oldest}"
+    )]
+    ChangesDropped {
+        /// The seq asked for.
+        from: u64,
+        /// The oldest seq kept.
+        oldest: u64,
+    },
+    /// A change feed read asked to start past the next change.
+    #[error(
+        "change {from} has not happened on this replica; the next change will be {next} (change numbers are local to a replica)"
+    )]
+    ChangeAhead {
+        /// The seq asked for.
+        from: u64,
+        /// The seq the next change will take.
+        next: u64,
+    },
     /// A namespace this replica does not hold.
     #[error("unknown namespace {0}")]
     UnknownNamespace(NamespaceId),

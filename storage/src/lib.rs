@@ -19,11 +19,14 @@
 //! - `sparse`: [`Interest`], [`Store::read_sparse`] and [`Store::ingest_sparse`]: replicas
 //!   that hold only the keys under some prefixes, each entry still provable.
 //! - `prune`: [`Store::prune`], dropping the values of superseded versions.
+//! - `changes`: [`Store::changes`], the change feed: every change of a key's winner, numbered
+//!   in the transaction that makes it.
 //! - `verify`: [`Store::verify`] and [`Store::reindex`].
 //!
 //! `docs/format.md` at the repository root describes every byte.
 #![deny(missing_docs)]
 
+mod changes;
 pub mod entry;
 mod error;
 pub mod fork;
@@ -42,6 +45,7 @@ pub mod tree;
 mod verify;
 mod view;
 
+pub use changes::{Change, ChangePage, ChangeValue};
 pub use entry::Entry;
 pub use error::{Error, Result};
 pub use fork::{Fork, ForkProof};

@@ -5,6 +5,7 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ed25519_dalek::SigningKey;
@@ -50,6 +51,10 @@ pub struct Options {
     /// so a peer with a fast clock (or a forged one) cannot pin a key by writing "from the
     /// future". Default 60 s.
     pub max_future: std::time::Duration,
+    /// How many of the newest changes the change feed ([`Store::changes`]) keeps for
+    /// consumers to resume from; older ones are dropped in batches. Default 1,000,000 (about
+    /// 50 MB).
+    pub changes_kept: u64,
 }
 
 impl Options {
@@ -86,6 +91,7 @@ impl Default for Options {
             max_value_len: 1 << 20,
             durable: true,
             max_future: std::time::Duration::from_secs(60),
+            changes_kept: 1_000_000,
         }
     }
 }
@@ -229,6 +235,8 @@ pub struct Store {
     interests: RwLock<HashMap<NamespaceId, Interest>>,
     /// Who may write each namespace; a namespace without one (made by an earlier build) is open.
     charters: HashMap<NamespaceId, Charter>,
+    /// Write transactions committed since open, for [`Store::commits`].
+    commits: AtomicU64,
 }
 
 /// Who may write a namespace, and what of it does not count.
@@ -515,6 +523,7 @@ impl Store {
             namespaces,
             interests: RwLock::new(interests),
             charters,
+            commits: AtomicU64::new(0),
         })
     }
 
@@ -1098,6 +1107,21 @@ impl Store {
         }
         let nodes = tree::proof_nodes(length, start, end, |node| read_node(&entries, feed, node))?;
         Ok((bytes, nodes))
+    }
+
+    /// How many write transactions this store has committed since it was opened. A change
+    /// feed consumer that has read everything waits for it to move.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Acquire)
+    }
+
+    /// Trims the change feed to [`Options::changes_kept`], commits `txn`, and counts it in
+    /// [`Store::commits`]. Every transaction that can change the view commits through here.
+    pub(crate) fn commit(&self, txn: redb::WriteTransaction) -> Result<()> {
+        crate::changes::trim(&txn, self.options.changes_kept)?;
+        txn.commit()?;
+        self.commits.fetch_add(1, Ordering::Release);
+        Ok(())
     }
 
     pub(crate) fn db(&self) -> &Database {

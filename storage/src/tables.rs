@@ -169,3 +169,12 @@ pub fn node_location(node: crate::tree::Node) -> (u64, usize) {
     let last_leaf = ((node.offset + 1) << node.depth) - 1;
     (last_leaf, 32 * node.depth as usize)
 }
+
+/// `change seq (u64) → ChangeRow`: the change feed. Every change of a key's winning version in
+/// the view, local or remote, takes the next seq in the transaction that makes it, so the log
+/// and the view never disagree. Postcard enum: `Winner { ns: u32, author: [u8; 32], seq: u64 }`
+/// names the version that now wins (its entry row holds key, value and time);
+/// `Gone { ns: u32, key: bytes }` says a rebuild left the key with no version. Only the newest
+/// [`crate::Options::changes_kept`] rows are kept (trimmed in batches), so the first row is
+/// the oldest change a consumer can resume from.
+pub const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes-1");

@@ -168,14 +168,21 @@ impl Store {
     pub fn reindex(&self) -> Result<u64> {
         let mut txn = self.db().begin_write()?;
         txn.set_durability(self.durability())?;
-        txn.delete_table(VIEW)?;
+        // The view's rows are cleared namespace by namespace as each is rebuilt, so that the
+        // change feed logs only the keys whose winner the rebuild changes.
         txn.delete_table(SUPERSEDED)?;
         txn.delete_table(VIEW_TABLES.excluded)?;
         txn.delete_table(VIEW_TABLES.future)?;
+        let gates = self.gates();
+        let known: Vec<[u8; 4]> = gates.iter().map(|gate| gate.ns.to_be_bytes()).collect();
         let mut tables = ViewTables::open(&txn)?;
-        let replayed = rebuild(&txn, &mut tables, self.gates())?;
+        let replayed = rebuild(&txn, &mut tables, gates)?;
+        // A row whose namespace number was damaged belongs to no namespace rebuilt.
+        tables
+            .view
+            .retain(|key, _| known.iter().any(|ns| key.starts_with(ns)))?;
         drop(tables);
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(replayed)
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use redb::{ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use weft_crdt::{Applied, AuthorId, Op, Register, SupersededSet, Version, VersionId, Write};
 
+use crate::changes::{self, ChangeLog};
 use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::ids::NamespaceId;
@@ -72,19 +73,26 @@ pub(crate) struct ViewTables<'txn> {
     pub superseded: Table<'txn, &'static [u8], ()>,
     pub excluded: Table<'txn, u128, u8>,
     pub future: Table<'txn, &'static [u8], ()>,
+    /// The live view's change feed; `None` for the scratch view `verify` builds.
+    pub changes: Option<ChangeLog<'txn>>,
 }
 
 impl<'txn> ViewTables<'txn> {
+    /// The live view's tables, its change feed included.
     pub fn open(txn: &'txn WriteTransaction) -> Result<Self> {
-        Self::open_named(txn, &VIEW_TABLES)
+        let mut tables = Self::open_named(txn, &VIEW_TABLES)?;
+        tables.changes = Some(ChangeLog::open(txn)?);
+        Ok(tables)
     }
 
+    /// Tables named `names`, without a change feed.
     pub fn open_named(txn: &'txn WriteTransaction, names: &ViewNames) -> Result<Self> {
         Ok(ViewTables {
             view: txn.open_table(names.view)?,
             superseded: txn.open_table(names.superseded)?,
             excluded: txn.open_table(names.excluded)?,
             future: txn.open_table(names.future)?,
+            changes: None,
         })
     }
 
@@ -129,9 +137,11 @@ impl<'txn> ViewTables<'txn> {
         )
     }
 
-    /// Merges one version of `key` into the view.
+    /// Merges one version of `key` into the view, and logs the change when the key's winner
+    /// is a new one.
     pub fn apply(&mut self, ns: u32, key: &[u8], write: Write<u64>) -> Result<Applied> {
         let mut register = self.register(ns, key)?;
+        let winner_before = register.winner().map(|v| v.id);
         let mut superseded = StoredSuperseded {
             table: &mut self.superseded,
             prefix: superseded_prefix(ns, key),
@@ -140,6 +150,15 @@ impl<'txn> ViewTables<'txn> {
         if applied.changed() {
             let row = postcard::to_allocvec(&register).expect("registers always encode");
             self.view.insert(&view_key(ns, key)[..], &row[..])?;
+            let winner = register.winner().map(|v| v.id);
+            if let Some(log) = &mut self.changes
+                && winner != winner_before
+            {
+                match winner {
+                    Some(id) => log.winner(ns, id)?,
+                    None => log.gone(ns, key)?,
+                }
+            }
         }
         Ok(applied)
     }
@@ -175,7 +194,7 @@ pub(crate) fn write_of(entry: &Entry<'_>, id: VersionId, feed: u64) -> Write<u64
 /// are cached for the transaction; an owner write to a membership key drops its cache line and
 /// sets `membership_changed`, after which the caller rebuilds the namespace's view.
 pub(crate) struct Gate {
-    ns: u32,
+    pub ns: u32,
     /// `None` for an open namespace.
     owner: Option<AuthorId>,
     /// Timestamps above this (NTP64) are [`Exclusion::Future`].
@@ -320,6 +339,12 @@ pub(crate) fn rebuild_namespace(
     mut gate: Gate,
 ) -> Result<u64> {
     let ns = gate.ns;
+    // The replay below would log every key again; only what it changes is logged, after.
+    let mut log = tables.changes.take();
+    let winners_before = match log {
+        Some(_) => changes::winners(&tables.view, ns)?,
+        None => Vec::new(),
+    };
     let feeds = namespace_feeds(&txn.open_table(FEED_IDS)?, ns, gate.owner)?;
     let prefix = ns.to_be_bytes();
     match crate::store::prefix_end(&prefix) {
@@ -358,6 +383,11 @@ pub(crate) fn rebuild_namespace(
             replayed += 1;
         }
     }
+    if let Some(log) = &mut log {
+        let winners_after = changes::winners(&tables.view, ns)?;
+        changes::record_difference(log, ns, &winners_before, &winners_after)?;
+    }
+    tables.changes = log;
     Ok(replayed)
 }
 
@@ -373,8 +403,7 @@ pub(crate) fn commit(
     if gate.membership_changed {
         rebuild_namespace(&txn, &mut ViewTables::open(&txn)?, store.gate(ns)?)?;
     }
-    txn.commit()?;
-    Ok(())
+    store.commit(txn)
 }
 
 /// Rebuilds every namespace's view into `tables`. Returns the number of entries replayed.
@@ -522,7 +551,7 @@ impl Store {
         for ns in changed {
             rebuild_namespace(&txn, &mut ViewTables::open(&txn)?, self.gate(&ns)?)?;
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(admitted)
     }
 }

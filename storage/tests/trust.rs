@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+#[path = "common/replay.rs"]
+mod replay;
+
 use weft_storage::{
     Access, Charter, Error, Exclusion, Grant, IngestError, Ingested, Invalid, Membership,
     NamespaceId, Options, Store, Timestamp,
@@ -76,6 +79,13 @@ fn excluded(store: &Store) -> Vec<(Exclusion, u64)> {
         .collect()
 }
 
+fn next_change(store: &Store) -> u64 {
+    store
+        .changes(&store.default_namespace(), b"", None, 1)
+        .expect("change feed")
+        .next
+}
+
 fn assert_clean(store: &Store) {
     let report = store.verify().expect("verify");
     assert!(report.is_clean(), "verify: {:?}", report.problems);
@@ -135,9 +145,25 @@ fn a_closed_namespace_counts_only_granted_writes() {
     assert_eq!(get(&reader, b"b/1"), None);
     assert_eq!(excluded(&reader), vec![(Exclusion::NoGrant, 1)]);
     assert_clean(&reader);
-    // The grant arrives: the entry joins the view in the same transaction.
+    // The grant arrives: the entry joins the view in the same transaction, and the change
+    // feed says so.
+    let before_grant = next_change(&reader);
     pull(&owner, &reader);
     assert_eq!(get(&reader, b"b/1").as_deref(), Some(&b"from member"[..]));
+    let keys: Vec<Vec<u8>> = replay::read_changes(&reader, &ns, b"", before_grant)
+        .0
+        .into_iter()
+        .map(|c| c.key)
+        .collect();
+    assert_eq!(
+        keys,
+        [b"b/1".to_vec()],
+        "membership rows are not user changes"
+    );
+    assert_eq!(
+        replay::replayed(&reader, &ns),
+        replay::view(&reader, &ns, b"")
+    );
     assert_eq!(excluded(&reader), vec![]);
     assert_clean(&reader);
 
@@ -249,8 +275,21 @@ fn a_revocation_cuts_by_feed_length_whatever_the_timestamps() {
     assert_eq!(excluded(&owner), vec![(Exclusion::Revoked, 2)]);
     assert_eq!(get(&owner, b"k1").as_deref(), Some(&b"before"[..]));
 
-    // Once it hears, the member's own replica refuses further writes.
+    // Once it hears, the member's own replica refuses further writes, and its change feed
+    // tells a consumer that k2 is gone and k1 is back to the value before.
+    let before_revocation = next_change(&member);
     pull(&owner, &member);
+    let mut mirror = replay::Values::from([
+        (b"k1".to_vec(), b"overwrite".to_vec()),
+        (b"k2".to_vec(), b"after".to_vec()),
+    ]);
+    replay::apply(
+        &mut mirror,
+        &replay::read_changes(&member, &ns, b"", before_revocation).0,
+    );
+    assert_eq!(mirror, replay::view(&member, &ns, b""));
+    assert_eq!(get(&member, b"k2"), None);
+    assert_eq!(replay::replayed(&member, &ns), mirror);
     assert!(matches!(
         member.put(&ns, b"k3", b"x"),
         Err(Error::NotAllowed {
@@ -349,12 +388,20 @@ fn an_entry_ahead_of_the_clock_counts_once_time_catches_up() {
     );
     pull(&fast, &reader);
     assert_eq!(get(&reader, b"k"), None);
+    assert!(
+        replay::replayed(&reader, &ns).is_empty(),
+        "an entry kept out is no change"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while reader.admit_due().expect("admit") == 0 {
         assert!(std::time::Instant::now() < deadline, "never admitted");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(get(&reader, b"k").as_deref(), Some(&b"soon"[..]));
+    assert_eq!(
+        replay::replayed(&reader, &ns),
+        replay::view(&reader, &ns, b"")
+    );
     assert_eq!(excluded(&reader), vec![]);
     assert_clean(&reader);
 }
