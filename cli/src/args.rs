@@ -174,6 +174,16 @@ pub enum Command {
         /// The key
         key: OsString,
     },
+    /// Print each change of a key's value as it happens, local or synced, numbered (SEQ).
+    /// Follows a running node until stopped; resume with --from the SEQ after the last one seen
+    Watch {
+        /// Only keys starting with this
+        prefix: Option<OsString>,
+        /// Start at change SEQ, which may be in the past (0: the oldest kept), instead of at
+        /// the next one. Without a running node, print the changes kept from SEQ and exit
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u64>,
+    },
     /// Show ids, feed lengths and sizes on disk
     Info,
     /// Re-check every hash and signature, and the view against the feeds

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use weft_node::Status;
 use weft_node::api::{ApiRequest, ApiResponse, Client, PAGE_KEYS};
+use weft_node::watch::PAGE_CHANGES;
 use weft_storage::{
-    AuthorId, Grant, HistoryItem, Info, Interest, NamespaceId, Op, Options, PruneReport, Store,
-    Timestamp, TrustReport, VerifyReport, VersionId, VersionInfo,
+    AuthorId, ChangePage, Grant, HistoryItem, Info, Interest, NamespaceId, Op, Options,
+    PruneReport, Store, Timestamp, TrustReport, VerifyReport, VersionId, VersionInfo,
 };
 
 /// The replica a command works on.
@@ -253,6 +254,34 @@ impl Backend {
                 History
             ),
         }
+    }
+
+    /// A page of the change feed, as [`Store::changes`]; through a node, waiting up to `wait`
+    /// for a change when there is none yet.
+    pub fn changes(
+        &self,
+        ns: &NamespaceId,
+        prefix: &[u8],
+        from: Option<u64>,
+        wait: std::time::Duration,
+    ) -> anyhow::Result<ChangePage> {
+        match self {
+            Backend::Local(store) => Ok(store.changes(ns, prefix, from, PAGE_CHANGES)?),
+            Backend::Node { .. } => expect_response!(
+                self.call(ApiRequest::Changes {
+                    ns: *ns,
+                    prefix: prefix.to_vec(),
+                    from,
+                    wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+                })?,
+                Changes
+            ),
+        }
+    }
+
+    /// Whether a running node holds the replica (and so changes can be followed live).
+    pub fn is_node(&self) -> bool {
+        matches!(self, Backend::Node { .. })
     }
 
     /// The keys under `prefix` in order, as [`Store::scan`]; through a node, a page at a time.

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 use weft_storage::{
-    Access, Interest, NamespaceId, Op, Options, Store, VersionId, VersionInfo, format_timestamp,
+    Access, Change, ChangeValue, Interest, NamespaceId, Op, Options, Store, VersionId, VersionInfo,
+    format_timestamp,
 };
 
 use crate::args::{Cli, Command, InterestAction, Workload};
@@ -255,6 +256,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             }
         }
+        Command::Watch { prefix, from } => {
+            let prefix = prefix.unwrap_or_default();
+            watch(&mut out, &store, &ns, prefix.as_bytes(), from, json)?;
+            ExitCode::SUCCESS
+        }
         Command::Info => {
             info(&mut out, &store, json)?;
             ExitCode::SUCCESS
@@ -475,6 +481,85 @@ fn record(key: &[u8], value: Option<&[u8]>) -> Map<String, Value> {
         put_bytes(&mut object, "value", value);
     }
     object
+}
+
+/// `weft watch`: pages of changes, each flushed as it comes, until stopped; without a node,
+/// only the changes kept.
+fn watch(
+    out: &mut impl Write,
+    store: &Backend,
+    ns: &NamespaceId,
+    prefix: &[u8],
+    mut from: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if !store.is_node() && from.is_none() {
+        bail!(
+            "no node is running on {}, so there are no changes to follow: start `weft node`, \
+             or pass --from SEQ to print the changes kept",
+            store.dir().display()
+        );
+    }
+    // Long enough that an idle watch costs nothing; the node answers as soon as a change comes.
+    let wait = std::time::Duration::from_secs(10);
+    loop {
+        let page = store.changes(ns, prefix, from, wait)?;
+        for change in &page.changes {
+            write_change(out, change, json)?;
+        }
+        out.flush()?;
+        if !store.is_node() && Some(page.next) == from {
+            return Ok(());
+        }
+        from = Some(page.next);
+    }
+}
+
+fn write_change(out: &mut impl Write, change: &Change, json: bool) -> io::Result<()> {
+    if json {
+        let mut object = Map::new();
+        object.insert("seq".into(), change.seq.into());
+        put_bytes(&mut object, "key", &change.key);
+        match &change.value {
+            ChangeValue::Put(value) => {
+                put_bytes(&mut object, "value", value);
+                object.insert("deleted".into(), false.into());
+            }
+            ChangeValue::Deleted => {
+                object.insert("deleted".into(), true.into());
+            }
+            ChangeValue::Pruned => {
+                object.insert("deleted".into(), false.into());
+                object.insert("pruned".into(), true.into());
+            }
+        }
+        if let Some(id) = change.version {
+            object.insert("author".into(), id.author.to_string().into());
+            object.insert("author_seq".into(), id.seq.into());
+        }
+        if let Some(time) = change.timestamp {
+            object.insert("timestamp".into(), format_timestamp(time).into());
+            object.insert("hlc".into(), time.0.into());
+        }
+        return writeln!(out, "{}", Value::Object(object));
+    }
+    let value = match &change.value {
+        ChangeValue::Put(value) => escape(value),
+        ChangeValue::Deleted => "(deleted)".to_owned(),
+        ChangeValue::Pruned => "(pruned)".to_owned(),
+    };
+    let by = match (change.version, change.timestamp) {
+        (Some(id), Some(time)) => format!("{} {}", id.author, format_timestamp(time)),
+        _ => "(no version left)".to_owned(),
+    };
+    writeln!(
+        out,
+        "{}\t{}\t{}\t{}",
+        change.seq,
+        escape(&change.key),
+        value,
+        by
+    )
 }
 
 fn write_version(

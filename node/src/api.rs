@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,12 +18,13 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 use weft_storage::{
-    AuthorId, Grant, HistoryItem, Info, Interest, NamespaceId, Op, PruneReport, Timestamp,
-    TrustReport, VerifyReport, VersionId, VersionInfo,
+    AuthorId, ChangePage, Grant, HistoryItem, Info, Interest, NamespaceId, Op, PruneReport,
+    Timestamp, TrustReport, VerifyReport, VersionId, VersionInfo,
 };
 
 use crate::config::SOCKET_FILE;
 use crate::node::{NodeError, NodeHandle, Status};
+use crate::watch::Watcher;
 
 /// The largest frame either side reads.
 pub const MAX_FRAME: usize = 64 << 20;
@@ -32,6 +34,9 @@ pub const PAGE_KEYS: u32 = 1000;
 
 /// The key and value bytes past which a scan page stops (it always holds one key).
 pub const PAGE_BYTES: usize = 4 << 20;
+
+/// The longest a [`ApiRequest::Changes`] waits for a change before answering with none.
+pub const MAX_WAIT_MS: u32 = 30_000;
 
 /// Local API connections served at once.
 const MAX_CONNECTIONS: usize = 64;
@@ -106,6 +111,15 @@ pub enum ApiRequest {
     Trust {
         ns: NamespaceId,
     },
+    /// The changes of `ns` under `prefix` from seq `from` on (`None`: only later ones), a page
+    /// of them; when there are none yet, the node waits up to `wait_ms` (at most
+    /// [`MAX_WAIT_MS`]) for one before answering.
+    Changes {
+        ns: NamespaceId,
+        prefix: Vec<u8>,
+        from: Option<u64>,
+        wait_ms: u32,
+    },
 }
 
 /// The node's answer.
@@ -134,6 +148,8 @@ pub enum ApiResponse {
     Trust(TrustReport),
     /// The request failed; the text is what the CLI prints.
     Error(String),
+    /// Changes, and the seq the next request continues from.
+    Changes(ChangePage),
 }
 
 /// The error text the CLI prints: the error and its causes, `: `-separated.
@@ -310,6 +326,22 @@ async fn answer(node: &NodeHandle, request: ApiRequest) -> Result<ApiResponse, N
             ApiResponse::Invited(node.append(ns, move |s| s.invite(&ns, grant)).await?)
         }
         ApiRequest::Trust { ns } => ApiResponse::Trust(worker.run(move |s| s.trust(&ns)).await??),
+        ApiRequest::Changes {
+            ns,
+            prefix,
+            from,
+            wait_ms,
+        } => {
+            let mut watcher = Watcher::new(worker, ns, prefix, from);
+            let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_WAIT_MS)));
+            let changes = watcher.next_page(Some(wait)).await?;
+            let next = changes
+                .last()
+                .map(|change| change.seq + 1)
+                .or(watcher.position())
+                .unwrap_or_default();
+            ApiResponse::Changes(ChangePage { changes, next })
+        }
     })
 }
 

@@ -11,6 +11,7 @@
 //! - `node`: [`Node`], the task that owns the swarm, and [`NodeHandle`] to call it.
 //! - `transport`: TCP + noise + yamux and QUIC, with TCP bytes counted.
 //! - [`redis`]: the Redis protocol front end, over [`resp`], the protocol's bytes.
+//! - [`watch`]: following the change feed, waiting for commits.
 #![deny(missing_docs)]
 
 pub mod access;
@@ -22,6 +23,7 @@ pub mod resp;
 pub mod sync;
 pub mod ticket;
 mod transport;
+pub mod watch;
 pub mod wire;
 mod worker;
 

@@ -82,6 +82,15 @@ impl From<Closed> for NodeError {
     }
 }
 
+impl From<crate::watch::WatchError> for NodeError {
+    fn from(error: crate::watch::WatchError) -> Self {
+        match error {
+            crate::watch::WatchError::Store(e) => NodeError::Store(e),
+            crate::watch::WatchError::Closed(_) => NodeError::Closed,
+        }
+    }
+}
+
 /// What a node reports about itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use weft_storage::{AuthorId, NamespaceId, Store};
 
 /// Jobs queued for the store thread before senders wait (or, with [`StoreWorker::try_run`],
@@ -20,6 +20,7 @@ type Job = Box<dyn FnOnce(&Store) + Send>;
 pub struct StoreWorker {
     jobs: mpsc::Sender<Job>,
     facts: Arc<Facts>,
+    commits: watch::Receiver<u64>,
 }
 
 /// What never changes while a store is open, readable without a trip to its thread.
@@ -52,16 +53,35 @@ impl StoreWorker {
             author: store.author(),
             default_namespace: store.default_namespace(),
         });
+        let (published, commits) = watch::channel(store.commits());
         // The thread owns the store: when it ends, the database is closed.
         let thread = thread::Builder::new()
             .name("weft-store".into())
             .spawn(move || {
                 while let Some(job) = queue.blocking_recv() {
                     job(&store);
+                    // After the job, so a woken change feed reader sees the commit.
+                    published.send_if_modified(|seen| {
+                        let now = store.commits();
+                        std::mem::replace(seen, now) != now
+                    });
                 }
             })
             .expect("the OS can start a thread");
-        (StoreWorker { jobs, facts }, thread)
+        (
+            StoreWorker {
+                jobs,
+                facts,
+                commits,
+            },
+            thread,
+        )
+    }
+
+    /// The count of the store's commits ([`Store::commits`]), updated after each job that
+    /// committed: what a change feed reader waits on.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.clone()
     }
 
     /// Facts fixed at open.
