@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use weft_node::config::{ConfigFile, NodeConfig, load_identity, peer_id};
+use weft_node::config::{ConfigFile, NodeConfig, is_unspecified, load_identity, peer_id};
 use weft_node::multiaddr::Protocol;
 use weft_node::redis::{RedisConfig, RedisServer};
 use weft_node::ticket::Ticket;
@@ -20,17 +20,7 @@ use crate::backend::Backend;
 /// `init --join`: a replica of the ticket's namespace, with its peers as bootstrap peers.
 pub fn join(dir: &Path, ticket: &str, interest: Option<Interest>) -> anyhow::Result<Store> {
     let ticket: Ticket = ticket.parse()?;
-    let ns = ticket.charter.namespace;
-    let store = Store::init_joined(dir, Options::default(), &ticket.charter, ticket.author_key)?;
-    if let Some(interest) = interest {
-        store.set_interest(&ns, interest)?;
-    }
-    ConfigFile {
-        peers: ticket.peers,
-        ..ConfigFile::default()
-    }
-    .save(dir)?;
-    Ok(store)
+    Ok(ticket.join(dir, Options::default(), interest)?)
 }
 
 /// `weft node`: runs until Ctrl-C or SIGTERM.
@@ -148,14 +138,6 @@ pub fn ticket(dir: &Path, out: &mut impl Write, write: Option<Grant>) -> anyhow:
     };
     writeln!(out, "{ticket}")?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn is_unspecified(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_unspecified(),
-        Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    })
 }
 
 fn running_status(dir: &Path) -> anyhow::Result<Status> {

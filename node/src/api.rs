@@ -59,7 +59,7 @@ pub enum ApiRequest {
         ns: NamespaceId,
         key: Vec<u8>,
     },
-    /// The value as of a past time ([`Store::get_at`]).
+    /// The value as of a past time ([`Store::get_at`](weft_storage::Store::get_at)).
     GetAt {
         ns: NamespaceId,
         key: Vec<u8>,
@@ -91,23 +91,23 @@ pub enum ApiRequest {
         ns: NamespaceId,
         key: Vec<u8>,
     },
-    /// The owner lets `author` write ([`Store::grant`]).
+    /// The owner lets `author` write ([`Store::grant`](weft_storage::Store::grant)).
     Grant {
         ns: NamespaceId,
         author: AuthorId,
         grant: Grant,
     },
-    /// The owner revokes `author` ([`Store::revoke`]).
+    /// The owner revokes `author` ([`Store::revoke`](weft_storage::Store::revoke)).
     Revoke {
         ns: NamespaceId,
         author: AuthorId,
     },
-    /// The owner makes and grants a fresh author key for a write ticket ([`Store::invite`]).
+    /// The owner makes and grants a fresh author key for a write ticket ([`Store::invite`](weft_storage::Store::invite)).
     Invite {
         ns: NamespaceId,
         grant: Grant,
     },
-    /// Charter, members, excluded entries and forks ([`Store::trust`]).
+    /// Charter, members, excluded entries and forks ([`Store::trust`](weft_storage::Store::trust)).
     Trust {
         ns: NamespaceId,
     },

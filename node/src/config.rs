@@ -149,6 +149,16 @@ impl NodeConfig {
     }
 }
 
+/// Whether `addr` listens on every interface (`0.0.0.0`, `::`), which no peer can dial, so it
+/// has no place in a ticket.
+pub fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
 /// The node's identity from `dir/keys/node.key`, created on first use.
 ///
 /// # Errors

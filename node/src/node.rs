@@ -327,7 +327,8 @@ pub struct Node {
     handle: NodeHandle,
     listen: Vec<Multiaddr>,
     task: tokio::task::JoinHandle<()>,
-    store_thread: std::thread::JoinHandle<()>,
+    /// The store's thread when the node started it, joined at shutdown.
+    store_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Node {
@@ -342,18 +343,39 @@ impl Node {
         keypair: Keypair,
         config: NodeConfig,
     ) -> Result<Node, NodeError> {
-        let namespaces = store.namespaces();
-        let mut interests = HashMap::new();
-        let mut local_feeds = Vec::new();
-        for ns in &namespaces {
-            if let Some(interest) = store.interest(ns)? {
-                interests.insert(*ns, interest);
-            }
-            for feed in store.feeds(ns)? {
-                local_feeds.push(((*ns, feed.head.author), feed.held));
-            }
-        }
         let (worker, store_thread) = StoreWorker::spawn(store);
+        let mut node = Node::attach(worker, keypair, config).await?;
+        node.store_thread = Some(store_thread);
+        Ok(node)
+    }
+
+    /// As [`Node::start`], on a store already running on `worker`'s thread, which
+    /// [`Node::shutdown`] leaves running: how a program that embeds weft starts and stops
+    /// networking while it keeps the replica open.
+    ///
+    /// # Errors
+    /// As [`Node::start`]; [`NodeError::Closed`] when the store thread has stopped.
+    pub async fn attach(
+        worker: StoreWorker,
+        keypair: Keypair,
+        config: NodeConfig,
+    ) -> Result<Node, NodeError> {
+        let (namespaces, interests, local_feeds) = worker
+            .run(|store| {
+                let namespaces = store.namespaces();
+                let mut interests = HashMap::new();
+                let mut local_feeds = Vec::new();
+                for ns in &namespaces {
+                    if let Some(interest) = store.interest(ns)? {
+                        interests.insert(*ns, interest);
+                    }
+                    for feed in store.feeds(ns)? {
+                        local_feeds.push(((*ns, feed.head.author), feed.held));
+                    }
+                }
+                Ok::<_, weft_storage::Error>((namespaces, interests, local_feeds))
+            })
+            .await??;
         let counters = Arc::new(WireCounters::default());
         let mut swarm = build_swarm(&keypair, &config, Arc::clone(&counters))?;
         let mut topics = HashMap::new();
@@ -409,7 +431,7 @@ impl Node {
             handle,
             listen,
             task,
-            store_thread,
+            store_thread: None,
         })
     }
 
@@ -423,14 +445,15 @@ impl Node {
         &self.listen
     }
 
-    /// Stops the swarm, lets the store finish every queued job, and closes it. Every
-    /// [`NodeHandle`] must be dropped first, or this waits for them.
+    /// Stops the swarm. A node made by [`Node::start`] then lets the store finish every queued
+    /// job and closes it; every [`NodeHandle`] must be dropped first, or this waits for them.
     pub async fn shutdown(self) {
         let _ = self.handle.commands.send(Command::Shutdown).await;
         let _ = self.task.await;
         drop(self.handle);
-        let thread = self.store_thread;
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        if let Some(thread) = self.store_thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 }
 

@@ -1,20 +1,21 @@
 //! The string one device hands another to share a namespace: its id and where to find a peer.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
-use weft_storage::Charter;
+use weft_storage::{Charter, Interest, Options, Store};
 
 /// Every ticket starts with this, so a ticket is recognisable and its format versioned.
 const PREFIX: &str = "weft2";
 
 /// A namespace, the addresses of peers holding it and, in a write ticket for a closed
 /// namespace, an author key the owner has granted. Written as `weft2` followed by the URL-safe
-/// base64 (no padding) of the postcard encoding of [`TicketBody`].
+/// base64 (no padding) of the postcard encoding of `TicketBody` (`docs/format.md`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Ticket {
     /// The namespace's charter, signed by its key: the joining device learns who may write
@@ -48,6 +49,44 @@ struct TicketBody {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("not a weft ticket ({0}); copy the whole string `weft ticket` printed")]
 pub struct BadTicket(&'static str);
+
+/// Why a replica could not be made from a ticket.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The store could not be made, e.g. `dir` already holds a replica.
+    #[error(transparent)]
+    Store(#[from] weft_storage::Error),
+    /// The ticket's peers could not be saved in the config file.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+impl Ticket {
+    /// Makes a replica in `dir` of the ticket's namespace, writing as the ticket's author when
+    /// it carries one, and saves its peers in the config file as bootstrap peers. With
+    /// `interest`, a sparse replica of the keys under it.
+    ///
+    /// # Errors
+    /// [`JoinError`].
+    pub fn join(
+        &self,
+        dir: &Path,
+        options: Options,
+        interest: Option<Interest>,
+    ) -> Result<Store, JoinError> {
+        let store = Store::init_joined(dir, options, &self.charter, self.author_key)?;
+        if let Some(interest) = interest {
+            store.set_interest(&self.charter.namespace, interest)?;
+        }
+        crate::config::ConfigFile {
+            peers: self.peers.clone(),
+            ..crate::config::ConfigFile::default()
+        }
+        .save(dir)?;
+        Ok(store)
+    }
+}
 
 impl fmt::Display for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

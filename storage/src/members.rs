@@ -66,7 +66,7 @@ pub struct Charter {
     pub namespace: NamespaceId,
     /// Who may write.
     pub mode: Mode,
-    /// ed25519 by the namespace key over [`Charter::message`].
+    /// ed25519 by the namespace key over the charter's message (`docs/format.md`).
     #[serde(with = "crate::serde_bytes::array64")]
     pub signature: [u8; 64],
 }

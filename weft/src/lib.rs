@@ -1,0 +1,369 @@
+//! weft, embedded: a peer-to-peer replicated key-value database inside a Rust program, with no
+//! daemon and no server.
+//!
+//! A [`Weft`] is one replica in a data dir. Reads and writes go to it locally and work offline.
+//! [`Weft::start`] connects it to peers in the program's own tokio runtime, and from then on
+//! it syncs. Another device joins with the string [`Weft::ticket`] returns, through
+//! [`Weft::join`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), weft::Error> {
+//! let mut notes = weft::Weft::open("notes")?;
+//! notes.put("todo/1", "buy milk").await?;
+//! assert_eq!(notes.get("todo/1").await?.as_deref(), Some(&b"buy milk"[..]));
+//!
+//! notes.start(weft::Network::default()).await?;
+//! println!("on another device: Weft::join(dir, {:?})", notes.ticket(true).await?);
+//! let mut changes = notes.watch("todo/", None);
+//! let change = changes.next().await?;
+//! println!("change {}: {:?} is now {:?}", change.seq, change.key, change.value);
+//! notes.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The same replica can be used by the `weft` command line when the program is not running:
+//! the data dir is the same format.
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use weft_node::config::{ConfigError, ConfigFile, NodeConfig, is_unspecified, load_identity};
+use weft_node::multiaddr::Protocol;
+use weft_node::ticket::{BadTicket, JoinError, Ticket};
+use weft_node::{Node, NodeError, StoreWorker};
+use weft_storage::{Access, Mode, Op, Options, Store};
+
+pub use weft_node::Multiaddr;
+pub use weft_node::watch::{WatchError, Watcher};
+pub use weft_storage::{
+    AuthorId, Change, ChangeValue, NamespaceId, Timestamp, VersionId, VersionInfo,
+};
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The replica refused or failed: a key over the limit, a write the namespace does not
+    /// allow, a damaged or locked data dir.
+    #[error(transparent)]
+    Store(#[from] weft_storage::Error),
+    /// Networking failed, or the replica has been closed.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// A string passed to [`Weft::join`] is not a ticket.
+    #[error(transparent)]
+    Ticket(#[from] BadTicket),
+    /// The data dir's config file or node key could not be read or written.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A replica could not be made from a ticket.
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// Following the change feed stopped: the reader fell further behind than the replica
+    /// keeps, or the replica closed.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+}
+
+impl From<weft_node::Closed> for Error {
+    fn from(closed: weft_node::Closed) -> Self {
+        Error::Node(closed.into())
+    }
+}
+
+/// Where and how a replica meets peers ([`Weft::start`]).
+#[derive(Clone, Debug)]
+pub struct Network {
+    /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/4919`; port 0 picks a free port.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial now and whenever they are not connected, each ending in
+    /// `/p2p/<peer id>`, besides those of the ticket the replica joined with.
+    pub peers: Vec<Multiaddr>,
+    /// Whether to find peers on the local network with mDNS.
+    pub mdns: bool,
+}
+
+impl Default for Network {
+    /// Every interface on weft's port (or any free port when it is taken), with mDNS: what
+    /// `weft node` does.
+    fn default() -> Self {
+        Network {
+            listen: NodeConfig::default_listen(),
+            peers: Vec::new(),
+            mdns: true,
+        }
+    }
+}
+
+impl Network {
+    /// A free TCP port on 127.0.0.1 and no mDNS: replicas on this machine only, as in tests
+    /// and the examples.
+    pub fn loopback() -> Self {
+        Network {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
+            peers: Vec::new(),
+            mdns: false,
+        }
+    }
+}
+
+/// One replica of one namespace, in a data dir.
+///
+/// Its store runs on a thread of its own, so the async methods never block the runtime. Call
+/// [`Weft::close`] when done: it stops networking and closes the store after the writes
+/// already queued.
+pub struct Weft {
+    worker: StoreWorker,
+    store_thread: Option<JoinHandle<()>>,
+    node: Option<Node>,
+    dir: PathBuf,
+}
+
+impl Weft {
+    /// Opens the replica in `dir`, making one there (a new namespace that only this replica
+    /// and the authors it grants may write) when `dir` holds none.
+    ///
+    /// # Errors
+    /// [`Error::Store`]: the dir holds something else, is damaged, or is open in another
+    /// process (such as `weft node`).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Weft, Error> {
+        let dir = dir.as_ref();
+        let store = match Store::open(dir, Options::default()) {
+            Err(weft_storage::Error::NotInitialized { .. }) => {
+                Store::init(dir, Options::default(), Access::Closed)?
+            }
+            opened => opened?,
+        };
+        Ok(Weft::serve(store))
+    }
+
+    /// Makes a replica in `dir` of the namespace a [`Weft::ticket`] (or `weft ticket`) shares;
+    /// the ticket's peers are dialed once networking starts. A write ticket lets it write.
+    ///
+    /// # Errors
+    /// [`Error::Ticket`]; [`Error::Join`] when `dir` already holds a replica.
+    pub fn join(dir: impl AsRef<Path>, ticket: &str) -> Result<Weft, Error> {
+        let ticket: Ticket = ticket.parse()?;
+        Ok(Weft::serve(ticket.join(
+            dir.as_ref(),
+            Options::default(),
+            None,
+        )?))
+    }
+
+    fn serve(store: Store) -> Weft {
+        let dir = store.dir().to_owned();
+        let (worker, store_thread) = StoreWorker::spawn(store);
+        Weft {
+            worker,
+            store_thread: Some(store_thread),
+            node: None,
+            dir,
+        }
+    }
+
+    /// The namespace this replica holds.
+    pub fn namespace(&self) -> NamespaceId {
+        self.worker.facts().default_namespace
+    }
+
+    /// The author this replica writes as.
+    pub fn author(&self) -> AuthorId {
+        self.worker.facts().author
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Puts `value` under `key`: durable when this returns, and sent to connected peers.
+    ///
+    /// # Errors
+    /// [`Error::Store`]: an empty key, a key over 4 KiB or a value over 1 MiB, or a write the
+    /// namespace does not allow this author.
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<VersionId, Error> {
+        let op = Op::Put(value.as_ref().to_vec());
+        self.write_one(key.as_ref().to_vec(), op).await
+    }
+
+    /// Deletes `key`: a tombstone that wins over every version this replica has seen.
+    ///
+    /// # Errors
+    /// As [`Weft::put`].
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<VersionId, Error> {
+        self.write_one(key.as_ref().to_vec(), Op::Delete).await
+    }
+
+    async fn write_one(&self, key: Vec<u8>, op: Op<Vec<u8>>) -> Result<VersionId, Error> {
+        let ns = self.namespace();
+        let ops = vec![(key, op)];
+        let ids = match &self.node {
+            Some(node) => node.handle().write(ns, ops).await?,
+            None => self.worker.run(move |s| s.write(&ns, ops)).await??,
+        };
+        Ok(ids[0])
+    }
+
+    /// The value of `key`: the last writer's, or `None` when it is absent or deleted.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, Error> {
+        let (ns, key) = (self.namespace(), key.as_ref().to_vec());
+        Ok(self.worker.run(move |s| s.get(&ns, &key)).await??)
+    }
+
+    /// Every live version of `key`: more than one when writes were concurrent, the last
+    /// writer's first.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn get_all(&self, key: impl AsRef<[u8]>) -> Result<Vec<VersionInfo>, Error> {
+        let (ns, key) = (self.namespace(), key.as_ref().to_vec());
+        Ok(self.worker.run(move |s| s.get_all(&ns, &key)).await??)
+    }
+
+    /// Every key under `prefix` with its value, in byte order, from one snapshot.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn scan(&self, prefix: impl AsRef<[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        let (ns, prefix) = (self.namespace(), prefix.as_ref().to_vec());
+        let rows = self
+            .worker
+            .run(move |s| {
+                s.scan(&ns, &prefix, true)?
+                    .map(|row| row.map(|(key, value)| (key, value.unwrap_or_default())))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await??;
+        Ok(rows)
+    }
+
+    /// The changes of keys under `prefix`, local and synced, from change `from` on: 0 for the
+    /// oldest kept, `None` for only those from now. Each [`Change`] carries its `seq`; keep
+    /// the last one seen and pass it plus one as `from` to resume after a restart with no
+    /// gap. A reader further behind than the replica keeps (1,000,000 changes) gets
+    /// [`weft_storage::Error::ChangesDropped`].
+    pub fn watch(&self, prefix: impl AsRef<[u8]>, from: Option<u64>) -> Watcher {
+        Watcher::new(
+            &self.worker,
+            self.namespace(),
+            prefix.as_ref().to_vec(),
+            from,
+        )
+    }
+
+    /// Connects to peers in the current tokio runtime: listens, dials the peers of
+    /// `network` and of the ticket joined, and syncs from then on. Does nothing when
+    /// already started.
+    ///
+    /// # Errors
+    /// [`Error::Node`] when an address cannot be listened on; [`Error::Config`].
+    pub async fn start(&mut self, network: Network) -> Result<(), Error> {
+        if self.node.is_some() {
+            return Ok(());
+        }
+        let config = NodeConfig::resolve(
+            ConfigFile::load(&self.dir)?,
+            network.listen,
+            network.peers,
+            !network.mdns,
+        );
+        let key = load_identity(&self.dir)?;
+        self.node = Some(Node::attach(self.worker.clone(), key, config).await?);
+        Ok(())
+    }
+
+    /// Disconnects from every peer; the replica stays open. Does nothing when not started.
+    pub async fn stop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await;
+        }
+    }
+
+    /// The addresses peers can dial, each ending in `/p2p/<peer id>`; empty before
+    /// [`Weft::start`].
+    pub fn addresses(&self) -> Vec<Multiaddr> {
+        let Some(node) = &self.node else {
+            return Vec::new();
+        };
+        let peer = node.handle().peer_id();
+        node.listen_addrs()
+            .iter()
+            .filter(|addr| !is_unspecified(addr))
+            .map(|addr| addr.clone().with(Protocol::P2p(peer)))
+            .collect()
+    }
+
+    /// Dials a peer now, and whenever it is not connected.
+    ///
+    /// # Errors
+    /// [`Error::Node`] when networking is not started or has stopped.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), Error> {
+        match &self.node {
+            Some(node) => Ok(node.handle().dial(addr).await?),
+            None => Err(Error::Node(NodeError::Closed)),
+        }
+    }
+
+    /// A ticket for [`Weft::join`] or `weft init --join`: the namespace and this replica's
+    /// [`Weft::addresses`] (start networking first, or the joiner has no one to dial). With
+    /// `write`, in a namespace only some may write, it carries a fresh author key granted
+    /// now, so the joining device writes: treat it as a password, and give each device its
+    /// own.
+    ///
+    /// # Errors
+    /// [`Error::Store`]: `write` on a namespace this replica does not own.
+    pub async fn ticket(&self, write: bool) -> Result<String, Error> {
+        let ns = self.namespace();
+        let charter = self
+            .worker
+            .run(move |s| s.charter(&ns))
+            .await??
+            .ok_or_else(|| {
+                weft_storage::Error::NotOwner(
+                    "this namespace was made before tickets carried charters".into(),
+                )
+            })?;
+        let author_key = match (write, charter.mode) {
+            (true, Mode::Closed { .. }) => {
+                let grant = weft_storage::Grant {
+                    prefixes: Vec::new(),
+                    expires: None,
+                };
+                let invite = move |s: &Store| s.invite(&ns, grant);
+                Some(match &self.node {
+                    Some(node) => node.handle().append(ns, invite).await?,
+                    None => self.worker.run(invite).await??,
+                })
+            }
+            // Anyone holding an open namespace's ticket may write already.
+            _ => None,
+        };
+        let ticket = Ticket {
+            charter,
+            author_key,
+            peers: self.addresses(),
+        };
+        Ok(ticket.to_string())
+    }
+
+    /// Stops networking, lets the store finish every write queued, and closes it. A
+    /// [`Watcher`] keeps the store open: drop every one first, or this waits for them.
+    pub async fn close(mut self) {
+        self.stop().await;
+        let thread = self.store_thread.take();
+        // The thread ends once the last handle to it is gone.
+        drop(self);
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
