@@ -231,16 +231,85 @@ fn w1b_raw(data: &Data, dir: &Path) -> Result<(Database, f64), BenchError> {
     Ok((db, rate(data.len(), start.elapsed())))
 }
 
+/// What a change feed reader saw while W1(b) wrote.
+struct Watched {
+    /// The writer's puts/s with the reader running.
+    puts_per_s: f64,
+    /// Changes read per second, from the first write until the reader had read the last.
+    changes_per_s: f64,
+    /// The most changes the reader was behind the writer at any read.
+    max_behind: u64,
+    /// How long after the last commit the reader had read everything.
+    tail: Duration,
+}
+
+/// W1(b) with a reader following the change feed on another thread, as `weft watch` does: a
+/// page of up to 1,024 changes per read, and a short sleep when it has read everything.
+fn w1b_watched(data: &Data) -> Result<Watched, BenchError> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir()?;
+    let store = fresh_store(dir.path())?;
+    let ns = store.default_namespace();
+    let (written, done) = (AtomicU64::new(0), AtomicBool::new(false));
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let (mut read, mut next, mut max_behind) = (0u64, 0u64, 0u64);
+            loop {
+                let finished = done.load(Ordering::Acquire);
+                let page = store.changes(&ns, b"", Some(next), 1024)?;
+                read += page.changes.len() as u64;
+                next = page.next;
+                max_behind = max_behind.max(written.load(Ordering::Acquire).saturating_sub(read));
+                if page.changes.is_empty() {
+                    if finished {
+                        return Ok::<_, BenchError>((read, max_behind, Instant::now()));
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        });
+        for (keys, values) in data.keys.chunks(BATCH).zip(data.values.chunks(BATCH)) {
+            let ops = keys
+                .iter()
+                .zip(values)
+                .map(|(k, v)| (k.clone(), Op::Put(v.clone())))
+                .collect();
+            store.write(&ns, ops)?;
+            written.fetch_add(keys.len() as u64, Ordering::Release);
+        }
+        let wrote = Instant::now();
+        done.store(true, Ordering::Release);
+        let (read, max_behind, caught_up) = reader.join().expect("the reader does not panic")?;
+        if read != data.len() {
+            return Err(BenchError::Node(format!(
+                "the change feed gave {read} changes for {} puts",
+                data.len()
+            )));
+        }
+        Ok(Watched {
+            puts_per_s: rate(data.len(), wrote - start),
+            changes_per_s: rate(read, caught_up - start),
+            max_behind,
+            tail: caught_up.saturating_duration_since(wrote),
+        })
+    })
+}
+
 fn w1(data: &Data, settings: &Settings) -> Result<(), BenchError> {
     let (mut a, mut a_raw, mut b, mut b_raw) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut watched = Vec::new();
     for _ in 0..settings.runs {
         a.push(w1a_weft(data)?);
         a_raw.push(w1a_raw(data)?);
         let dir = tempfile::tempdir()?;
         b.push(w1b_weft(data, dir.path())?.1);
         b_raw.push(w1b_raw(data, dir.path())?.1);
+        watched.push(w1b_watched(data)?);
     }
     let (a, a_raw, b, b_raw) = (median(a), median(a_raw), median(b), median(b_raw));
+    watched.sort_by(|x, y| x.puts_per_s.total_cmp(&y.puts_per_s));
+    let watched = &watched[watched.len() / 2];
     row(
         settings,
         "W1(a)",
@@ -257,10 +326,34 @@ fn w1(data: &Data, settings: &Settings) -> Result<(), BenchError> {
         Some(("redb+sign/s", b_raw)),
         DURABLE,
     );
+    row(
+        settings,
+        "W1(b)",
+        "puts/s, with a watch reader",
+        watched.puts_per_s,
+        Some(("W1(b) alone", b)),
+        DURABLE,
+    );
+    row(
+        settings,
+        "watch",
+        "changes/s read during W1(b)",
+        watched.changes_per_s,
+        Some(("W1(b) puts/s", watched.puts_per_s)),
+        &format!(
+            "at most {} behind; caught up {} ms after the last commit",
+            watched.max_behind,
+            watched.tail.as_millis()
+        ),
+    );
     println!(
         "{}",
         json!({
             "workload": "W1", "entries": data.len(), "runs": settings.runs, "durability": DURABLE,
+            "watched_puts_per_s": watched.puts_per_s.round(),
+            "watch_changes_per_s": watched.changes_per_s.round(),
+            "watch_max_behind": watched.max_behind,
+            "watch_tail_ms": watched.tail.as_millis() as u64,
             "a_puts_per_s": a.round(), "a_raw_redb_commits_per_s": a_raw.round(), "a_ratio": a / a_raw,
             "a_seconds": data.len() as f64 / a,
             "b_puts_per_s": b.round(), "b_raw_puts_per_s": b_raw.round(), "b_ratio": b / b_raw,
