@@ -2,8 +2,10 @@
 //! the next local sequence number in the same transaction as the change itself, so a consumer
 //! that remembers the last number it saw resumes exactly there, across restarts, with no gap.
 //!
-//! A row names the version that now wins rather than copying it: its entry row already holds
-//! the key, value and time, so the log costs about 40 bytes a change.
+//! A row names the versions that now win rather than copying them: their entry rows already
+//! hold key, value and time. Consecutive changes to consecutive entries of one feed (a local
+//! batch, a run ingested) share one row, so the log costs one row per transaction, not one per
+//! change.
 
 use redb::{ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
@@ -16,12 +18,18 @@ use crate::store::{Store, decode_row, feed_of, prefix_end};
 use crate::tables::{CHANGES, ENTRIES, FEED_IDS, feed_key, is_pruned, split_row};
 use crate::view::decode_register;
 
-/// A [`CHANGES`] row.
+/// A [`CHANGES`] row; its key is the seq of its first change.
 #[derive(Serialize, Deserialize)]
 enum ChangeRow<'a> {
-    /// The key's winning version is now this one.
-    Winner { ns: u32, author: [u8; 32], seq: u64 },
-    /// A rebuild of the view left the key with no version at all.
+    /// `count` changes: entries `first..first + count` of `author`'s feed in namespace number
+    /// `ns` each became the winner of its key, in that order.
+    Winners {
+        ns: u32,
+        author: [u8; 32],
+        first: u64,
+        count: u64,
+    },
+    /// One change: a rebuild of the view left the key with no version at all.
     Gone {
         ns: u32,
         #[serde(borrow)]
@@ -29,59 +37,131 @@ enum ChangeRow<'a> {
     },
 }
 
-/// The change log, open in a write transaction.
+impl ChangeRow<'_> {
+    /// How many changes the row holds.
+    fn len(&self) -> u64 {
+        match self {
+            ChangeRow::Winners { count, .. } => *count,
+            ChangeRow::Gone { .. } => 1,
+        }
+    }
+}
+
+fn decode_change_row(seq: u64, bytes: &[u8]) -> Result<ChangeRow<'_>> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| Error::Damaged(format!("change row {seq} does not decode ({e})")))
+}
+
+/// The seq the next change takes, after the last row of `table`.
+fn next_seq(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<u64> {
+    match table.last()? {
+        None => Ok(1),
+        Some((seq, row)) => Ok(seq.value() + decode_change_row(seq.value(), row.value())?.len()),
+    }
+}
+
+/// The change log, open in a write transaction. Winners are gathered into one pending row
+/// while they extend it, and written when the next change does not, or when the log is
+/// dropped: every path out of a view update drops it before the transaction commits.
 pub(crate) struct ChangeLog<'txn> {
     table: Table<'txn, u64, &'static [u8]>,
+    /// The seq the next change takes.
     next: u64,
+    /// The winners not yet written: the seq of the first, and the row.
+    pending: Option<(u64, ChangeRow<'static>)>,
 }
 
 impl<'txn> ChangeLog<'txn> {
     pub fn open(txn: &'txn WriteTransaction) -> Result<Self> {
         let table = txn.open_table(CHANGES)?;
-        let next = table.last()?.map_or(1, |(seq, _)| seq.value() + 1);
-        Ok(ChangeLog { table, next })
+        let next = next_seq(&table)?;
+        Ok(ChangeLog {
+            table,
+            next,
+            pending: None,
+        })
     }
 
     /// Records that `id` now wins its key in namespace number `ns`.
     pub fn winner(&mut self, ns: u32, id: VersionId) -> Result<()> {
-        self.push(&ChangeRow::Winner {
-            ns,
-            author: id.author.0,
-            seq: id.seq,
-        })
+        if let Some((
+            _,
+            ChangeRow::Winners {
+                ns: run_ns,
+                author,
+                first,
+                count,
+            },
+        )) = &mut self.pending
+            && *run_ns == ns
+            && *author == id.author.0
+            && first.checked_add(*count) == Some(id.seq)
+        {
+            *count += 1;
+            self.next += 1;
+            return Ok(());
+        }
+        self.flush()?;
+        self.pending = Some((
+            self.next,
+            ChangeRow::Winners {
+                ns,
+                author: id.author.0,
+                first: id.seq,
+                count: 1,
+            },
+        ));
+        self.next += 1;
+        Ok(())
     }
 
     /// Records that `key` in namespace number `ns` has no version left.
     pub fn gone(&mut self, ns: u32, key: &[u8]) -> Result<()> {
-        self.push(&ChangeRow::Gone { ns, key })
+        self.flush()?;
+        let row = postcard::to_allocvec(&ChangeRow::Gone { ns, key }).expect("rows encode");
+        self.table.insert(self.next, &row[..])?;
+        self.next += 1;
+        Ok(())
     }
 
-    fn push(&mut self, row: &ChangeRow<'_>) -> Result<()> {
-        let mut bytes = [0u8; 64];
-        let encoded = match postcard::to_slice(row, &mut bytes) {
-            Ok(encoded) => encoded.to_vec(),
-            // Only a `Gone` row with a long key is over 64 bytes.
-            Err(_) => postcard::to_allocvec(row).expect("change rows always encode"),
-        };
-        self.table.insert(self.next, &encoded[..])?;
-        self.next += 1;
+    /// Writes the pending row.
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some((seq, row)) = self.pending.take() {
+            let bytes = postcard::to_allocvec(&row).expect("rows encode");
+            self.table.insert(seq, &bytes[..])?;
+        }
         Ok(())
     }
 }
 
-/// Drops the oldest changes once more than `kept` plus an eighth are held, down to `kept`:
-/// a trim every `kept / 8` changes rather than a delete in every commit.
+impl Drop for ChangeLog<'_> {
+    fn drop(&mut self) {
+        // The transaction commits after this. A failure here is a failure of the database
+        // itself, which the commit then meets too.
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "could not write the change feed's last row");
+        }
+    }
+}
+
+/// Drops the oldest rows once more than `kept` plus an eighth changes are held, keeping at
+/// least `kept`: a trim every `kept / 8` changes rather than a delete in every commit.
 pub(crate) fn trim(txn: &WriteTransaction, kept: u64) -> Result<()> {
     let mut table = txn.open_table(CHANGES)?;
-    let (Some(first), Some(last)) = (
-        table.first()?.map(|(seq, _)| seq.value()),
-        table.last()?.map(|(seq, _)| seq.value()),
-    ) else {
+    let Some(first) = table.first()?.map(|(seq, _)| seq.value()) else {
         return Ok(());
     };
+    let next = next_seq(&table)?;
     let kept = kept.max(1);
-    if last - first + 1 > kept.saturating_add(kept / 8) {
-        table.retain_in(..=last - kept, |_, _| false)?;
+    if next - first > kept.saturating_add(kept / 8) {
+        // The row holding the oldest change to keep stays, with everything after it.
+        let cut = next - kept;
+        let keep_from = table
+            .range(..=cut)?
+            .next_back()
+            .transpose()?
+            .map_or(first, |(seq, _)| seq.value());
+        table.retain_in(..keep_from, |_, _| false)?;
     }
     Ok(())
 }
@@ -222,7 +302,7 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        let next = table.last()?.map_or(1, |(seq, _)| seq.value() + 1);
+        let next = next_seq(&table)?;
         let oldest = table.first()?.map_or(next, |(seq, _)| seq.value());
         let start = match from {
             None => next,
@@ -237,69 +317,81 @@ impl Store {
             changes: Vec::new(),
             next: start,
         };
-        for row in table.range(start..)?.take(max.max(1)) {
-            let (seq, row) = row?;
-            let seq = seq.value();
-            page.next = seq + 1;
-            let row: ChangeRow<'_> = postcard::from_bytes(row.value())
-                .map_err(|e| Error::Damaged(format!("change {seq} does not decode ({e})")))?;
-            let change = match row {
+        let max = max.max(1) as u64;
+        // The row holding `start` may begin before it.
+        let first_row = table
+            .range(..=start)?
+            .next_back()
+            .transpose()?
+            .map_or(start, |(seq, _)| seq.value());
+        for row in table.range(first_row..)? {
+            let (row_seq, row) = row?;
+            let row_seq = row_seq.value();
+            let row = decode_change_row(row_seq, row.value())?;
+            let skip = page.next.saturating_sub(row_seq);
+            let take = row
+                .len()
+                .saturating_sub(skip)
+                .min(max - (page.next - start));
+            match row {
                 ChangeRow::Gone { ns, key } => {
-                    if ns != ns_number || !key.starts_with(prefix) {
-                        continue;
-                    }
-                    Change {
-                        seq,
-                        key: key.to_vec(),
-                        value: ChangeValue::Deleted,
-                        version: None,
-                        timestamp: None,
+                    if take > 0
+                        && ns == ns_number
+                        && key.starts_with(prefix)
+                        && !key.starts_with(RESERVED_PREFIX)
+                    {
+                        page.changes.push(Change {
+                            seq: row_seq,
+                            key: key.to_vec(),
+                            value: ChangeValue::Deleted,
+                            version: None,
+                            timestamp: None,
+                        });
                     }
                 }
-                ChangeRow::Winner {
-                    ns,
-                    author,
-                    seq: at,
-                } => {
-                    if ns != ns_number {
-                        continue;
-                    }
-                    let id = VersionId {
-                        author: AuthorId(author),
-                        seq: at,
-                    };
-                    let missing = || {
+                ChangeRow::Winners {
+                    ns, author, first, ..
+                } if ns == ns_number && take > 0 => {
+                    let author = AuthorId(author);
+                    let missing = |at: u64| {
                         Error::Damaged(format!(
-                            "change {seq} names entry {at} of author {author}, which is not held",
-                            author = id.author
+                            "the change feed names entry {at} of author {author}, which is not held"
                         ))
                     };
-                    let feed = feed_of(&feed_ids, ns, &id.author)?.ok_or_else(missing)?;
-                    let entry_row = entries.get(feed_key(feed, at))?.ok_or_else(missing)?;
-                    let entry = decode_row(feed, at, entry_row.value())?;
-                    if !entry.key.starts_with(prefix) {
-                        continue;
-                    }
-                    let pruned =
-                        split_row(at, entry_row.value()).is_some_and(|p| is_pruned(p.entry));
-                    Change {
-                        seq,
-                        key: entry.key.to_vec(),
-                        value: match entry.op {
-                            _ if pruned => ChangeValue::Pruned,
-                            Op::Put(value) => ChangeValue::Put(value.to_vec()),
-                            Op::Delete => ChangeValue::Deleted,
-                        },
-                        version: Some(id),
-                        timestamp: Some(entry.timestamp),
+                    let feed = feed_of(&feed_ids, ns, &author)?.ok_or_else(|| missing(first))?;
+                    for i in skip..skip + take {
+                        let at = first + i;
+                        let entry_row = entries
+                            .get(feed_key(feed, at))?
+                            .ok_or_else(|| missing(at))?;
+                        let entry = decode_row(feed, at, entry_row.value())?;
+                        // The owner's membership records are weft's own, as in scans.
+                        if !entry.key.starts_with(prefix) || entry.key.starts_with(RESERVED_PREFIX)
+                        {
+                            continue;
+                        }
+                        let pruned =
+                            split_row(at, entry_row.value()).is_some_and(|p| is_pruned(p.entry));
+                        page.changes.push(Change {
+                            seq: row_seq + i,
+                            key: entry.key.to_vec(),
+                            value: match entry.op {
+                                _ if pruned => ChangeValue::Pruned,
+                                Op::Put(value) => ChangeValue::Put(value.to_vec()),
+                                Op::Delete => ChangeValue::Deleted,
+                            },
+                            version: Some(VersionId { author, seq: at }),
+                            timestamp: Some(entry.timestamp),
+                        });
                     }
                 }
-            };
-            // The owner's membership records are weft's own, as in scans.
-            if change.key.starts_with(RESERVED_PREFIX) {
-                continue;
+                // Another namespace's.
+                ChangeRow::Winners { .. } => {}
             }
-            page.changes.push(change);
+            page.next += take;
+            if page.next - start >= max {
+                break;
+            }
         }
         Ok(page)
     }

@@ -52,8 +52,8 @@ pub struct Options {
     /// future". Default 60 s.
     pub max_future: std::time::Duration,
     /// How many of the newest changes the change feed ([`Store::changes`]) keeps for
-    /// consumers to resume from; older ones are dropped in batches. Default 1,000,000 (about
-    /// 50 MB).
+    /// consumers to resume from; older ones are dropped in batches. Default 1,000,000 (at
+    /// most about 50 MB, when every change is a transaction of its own; a batch shares one row).
     pub changes_kept: u64,
 }
 

@@ -170,11 +170,13 @@ pub fn node_location(node: crate::tree::Node) -> (u64, usize) {
     (last_leaf, 32 * node.depth as usize)
 }
 
-/// `change seq (u64) → ChangeRow`: the change feed. Every change of a key's winning version in
-/// the view, local or remote, takes the next seq in the transaction that makes it, so the log
-/// and the view never disagree. Postcard enum: `Winner { ns: u32, author: [u8; 32], seq: u64 }`
-/// names the version that now wins (its entry row holds key, value and time);
-/// `Gone { ns: u32, key: bytes }` says a rebuild left the key with no version. Only the newest
-/// [`crate::Options::changes_kept`] rows are kept (trimmed in batches), so the first row is
-/// the oldest change a consumer can resume from.
+/// `seq of the row's first change (u64) → ChangeRow`: the change feed. Every change of a
+/// key's winning version in the view, local or remote, takes the next seq in the transaction
+/// that makes it, so the log and the view never disagree. Postcard enum:
+/// `Winners { ns: u32, author: [u8; 32], first: u64, count: u64 }` says that entries
+/// `first..first + count` of the author's feed each became their key's winner, one change each
+/// (a local batch or an ingested run is one row); `Gone { ns: u32, key: bytes }` is one change:
+/// a rebuild left the key with no version. Rows follow each other with no gap in seqs. Only the
+/// newest [`crate::Options::changes_kept`] changes (rounded out to whole rows) are kept,
+/// trimmed in batches, so the first row starts at the oldest change a consumer can resume from.
 pub const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes-1");

@@ -642,6 +642,33 @@ fn the_change_feed_keeps_the_newest_and_refuses_what_it_dropped() {
     ));
     let waiting = store.changes(&ns, b"", Some(next), 10).expect("at the end");
     assert_eq!((waiting.changes.len() as u64, waiting.next), (0, next));
+
+    // A batch's changes share a row, and a trim keeps whole rows: still at least 100.
+    for batch in 0..40u32 {
+        let ops = (0..30u32)
+            .map(|i| {
+                (
+                    format!("b{i}").into_bytes(),
+                    Op::Put(batch.to_be_bytes().to_vec()),
+                )
+            })
+            .collect();
+        store.write(&ns, ops).expect("write");
+    }
+    let (kept, next) = replay::read_changes(&store, &ns, b"", 0);
+    assert_eq!(next, 1001 + 40 * 30);
+    assert!(
+        (100..100 + 12 + 30).contains(&kept.len()),
+        "kept {} changes in rows of 30, for a limit of 100",
+        kept.len()
+    );
+    // Starting inside a row gives the rest of it.
+    let (tail, _) = replay::read_changes(&store, &ns, b"", next - 7);
+    let keys: Vec<&[u8]> = tail.iter().map(|c| &c.key[..]).collect();
+    assert_eq!(
+        keys,
+        [&b"b23"[..], b"b24", b"b25", b"b26", b"b27", b"b28", b"b29"]
+    );
 }
 
 #[test]
