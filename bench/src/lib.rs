@@ -174,11 +174,14 @@ fn w1a_weft(data: &Data) -> Result<f64, BenchError> {
     Ok(rate(data.len(), start.elapsed()))
 }
 
-/// Batches of 1,000 puts per commit, into `dir`.
-fn w1b_weft(data: &Data, dir: &Path) -> Result<(Store, f64), BenchError> {
-    let store = fresh_store(dir)?;
+/// Writes `data` to `store` in batches of 1,000 puts per commit, calling `committed` with each
+/// batch's size after its commit.
+fn write_batches(
+    store: &Store,
+    data: &Data,
+    mut committed: impl FnMut(u64),
+) -> Result<(), BenchError> {
     let ns = store.default_namespace();
-    let start = Instant::now();
     for (keys, values) in data.keys.chunks(BATCH).zip(data.values.chunks(BATCH)) {
         let ops = keys
             .iter()
@@ -186,7 +189,16 @@ fn w1b_weft(data: &Data, dir: &Path) -> Result<(Store, f64), BenchError> {
             .map(|(k, v)| (k.clone(), Op::Put(v.clone())))
             .collect();
         store.write(&ns, ops)?;
+        committed(keys.len() as u64);
     }
+    Ok(())
+}
+
+/// Batches of 1,000 puts per commit, into `dir`.
+fn w1b_weft(data: &Data, dir: &Path) -> Result<(Store, f64), BenchError> {
+    let store = fresh_store(dir)?;
+    let start = Instant::now();
+    write_batches(&store, data, |_| {})?;
     Ok((store, rate(data.len(), start.elapsed())))
 }
 
@@ -269,15 +281,9 @@ fn w1b_watched(data: &Data) -> Result<Watched, BenchError> {
                 }
             }
         });
-        for (keys, values) in data.keys.chunks(BATCH).zip(data.values.chunks(BATCH)) {
-            let ops = keys
-                .iter()
-                .zip(values)
-                .map(|(k, v)| (k.clone(), Op::Put(v.clone())))
-                .collect();
-            store.write(&ns, ops)?;
-            written.fetch_add(keys.len() as u64, Ordering::Release);
-        }
+        write_batches(&store, data, |puts| {
+            written.fetch_add(puts, Ordering::Release);
+        })?;
         let wrote = Instant::now();
         done.store(true, Ordering::Release);
         let (read, max_behind, caught_up) = reader.join().expect("the reader does not panic")?;

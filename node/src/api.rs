@@ -335,11 +335,8 @@ async fn answer(node: &NodeHandle, request: ApiRequest) -> Result<ApiResponse, N
             let mut watcher = Watcher::new(worker, ns, prefix, from);
             let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_WAIT_MS)));
             let changes = watcher.next_page(Some(wait)).await?;
-            let next = changes
-                .last()
-                .map(|change| change.seq + 1)
-                .or(watcher.position())
-                .unwrap_or_default();
+            // Set by any read that succeeded, past every change looked at.
+            let next = watcher.position().unwrap_or_default();
             ApiResponse::Changes(ChangePage { changes, next })
         }
     })
