@@ -12,7 +12,7 @@ use crate::tree::ProofError;
 #[non_exhaustive]
 pub enum Error {
     /// No replica has been created in the data dir yet.
-    #[error("no weft replica in {dir}: run `weft init` first")]
+    #[error("no weft replica in {dir}")]
     NotInitialized {
         /// The data dir.
         dir: PathBuf,
@@ -24,15 +24,13 @@ pub enum Error {
         dir: PathBuf,
     },
     /// The directory holds files, but not a weft replica.
-    #[error(
-        "{dir} holds other files but no weft replica: point --data-dir at a replica, or at an empty or new directory to create one"
-    )]
+    #[error("{dir} holds other files but no weft replica")]
     NotAWeftDir {
         /// The data dir.
         dir: PathBuf,
     },
     /// Another process has the database open.
-    #[error("the replica in {dir} is in use by another process (is `weft node` running?)")]
+    #[error("the replica in {dir} is in use by another process")]
     Locked {
         /// The data dir.
         dir: PathBuf,
@@ -64,17 +62,17 @@ pub enum Error {
     /// An empty key: it could not be told apart from a namespace's prefix scan.
     #[error("keys must not be empty")]
     EmptyKey,
-    /// An area of interest that cannot be set, or a key outside it.
-    #[error("{0}")]
-    Interest(String),
+    /// An area of interest that cannot be set.
+    #[error(transparent)]
+    Interest(#[from] crate::interest::InterestError),
     /// A key outside the interest of a sparse replica: not replicated here.
-    #[error("key {key:?} is not replicated here; add an interest or use --remote")]
+    #[error("key {key:?} is not replicated here")]
     NotReplicated {
         /// The key, lossily as text.
         key: String,
     },
     /// The value a read as of a past time needs was dropped by `weft prune`.
-    #[error("the value {key:?} had then was pruned (weft prune keeps only live values)")]
+    #[error("the value {key:?} had then was pruned")]
     Pruned {
         /// The key, lossily as text.
         key: String,
@@ -83,26 +81,24 @@ pub enum Error {
     #[error("keys starting with \\xffweft/ are reserved for weft's own records")]
     ReservedKey,
     /// A write this replica's author has no grant for, in a closed namespace.
-    #[error(
-        "author {author} may not write key {key:?} here ({reason}); the namespace owner can run `weft grant {author}`"
-    )]
+    #[error("author {author} may not write key {key:?} here ({reason})")]
     NotAllowed {
         /// This replica's author.
         author: crate::ids::AuthorId,
         /// The key, lossily as text.
         key: String,
         /// Why the write would not count.
-        reason: crate::members::Exclusion,
+        reason: crate::members::records::Exclusion,
     },
     /// A grant or revocation from a replica that does not own the namespace, or in an open one.
     #[error("{0}")]
     NotOwner(String),
     /// A charter or ticket that the namespace key did not sign.
     #[error(transparent)]
-    BadCharter(#[from] crate::members::BadCharter),
+    BadCharter(#[from] crate::members::records::BadCharter),
     /// A change feed read asked for changes older than the oldest one kept.
     #[error(
-        "change {from} is no longer kept: the change feed starts at {oldest}; a consumer this far behind must re-read the keys (weft ls --values) and resume from {oldest}"
+        "change {from} is no longer kept: the change feed starts at {oldest}; a consumer this far behind must re-read the keys and resume from {oldest}"
     )]
     ChangesDropped {
         /// The seq asked for.
@@ -125,7 +121,7 @@ pub enum Error {
     UnknownNamespace(NamespaceId),
     /// Data inside the database that does not check out: a row that does not decode, or one
     /// that points at a row that is not there.
-    #[error("stored data is damaged: {0}; run `weft verify` to find every damaged entry")]
+    #[error("stored data is damaged: {0}")]
     Damaged(String),
     /// A proof or signature that does not hold.
     #[error(transparent)]

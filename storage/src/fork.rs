@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{AuthorId, NamespaceId};
-use crate::replicate::{IngestError, Invalid, extension_from, store_err};
-use crate::store::{Store, read_node};
+use crate::replicate::{IngestError, Invalid, store_err};
+use crate::rows::{extension_from, read_node};
+use crate::store::Store;
 use crate::tables::{self, ENTRIES, FORKS, SPARSE_FEEDS};
 use crate::tree::{self, Frontier, Hash, ProofError};
 

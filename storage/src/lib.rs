@@ -2,48 +2,54 @@
 //! multi-writer key-value view, all in one redb database.
 //!
 //! # Layout
-//! - [`ids`]: namespace and author ids (ed25519 public keys).
-//! - [`entry`]: the feed entry and its byte format.
-//! - [`tree`]: the merkle mountain range over a feed, range proofs and their verification.
-//! - [`head`]: the author's signature over a feed's length and root.
-//! - [`tables`]: the redb schema.
-//! - `store`: [`Store`], which opens a data dir and reads and writes it. Each local write is one
-//!   transaction that appends to the feed, extends the tree, signs the head and updates the view,
-//!   so the log and the view never disagree.
-//! - [`members`]: who may write a namespace: its charter, grants and revocations.
-//! - `view`: deciding whether an entry counts, and merging versions into the view with the
-//!   rules of `weft_crdt`.
-//! - [`fork`]: proofs that an author signed two histories, and freezing its feed.
-//! - `replicate`: [`Store::feeds`], [`Store::read_run`] and [`Store::ingest`]: sending and
-//!   receiving verified runs of feeds.
-//! - `sparse`: [`Interest`], [`Store::read_sparse`] and [`Store::ingest_sparse`]: replicas
-//!   that hold only the keys under some prefixes, each entry still provable.
-//! - `prune`: [`Store::prune`], dropping the values of superseded versions.
-//! - `changes`: [`Store::changes`], the change feed: every change of a key's winner, numbered
-//!   in the transaction that makes it.
-//! - `verify`: [`Store::verify`] and [`Store::reindex`].
+//! Each module uses only those listed before it (`tests/layering.rs` checks it).
+//! - Records and their bytes: [`ids`], [`entry`] (the feed entry), [`tree`] (the merkle
+//!   mountain range and its proofs), [`head`] (the author's signature over a feed's length and
+//!   root), [`tables`] (the redb schema), the records of [`members`] (charters, grants,
+//!   revocations), `interest` ([`Interest`]: what a sparse replica replicates), and `error`.
+//! - `rows`: the row codecs and accessors every module below reads through, and the one way
+//!   an entry row is built.
+//! - `changelog`: the change feed's rows, written by the transaction that changes the view.
+//! - `view`: deciding whether an entry counts (the gate), merging versions into the view with
+//!   the rules of `weft_crdt`, and rebuilding it.
+//! - `migrations`: the numbered schema migrations run at open.
+//! - `store`: [`Store`], which creates and opens a data dir and commits transactions.
+//! - Operations on a [`Store`], each one transaction: `write` (the local write path),
+//!   `read` (get, `get_at`, history, scans, snapshots), `changes` ([`Store::changes`]),
+//!   [`members`] (grants and revocations), `replicate` (full runs, sparse runs and remote key
+//!   reads, sent and verified), [`fork`] (proofs that an author signed two histories),
+//!   `prune` and `verify`.
 //!
 //! `docs/format.md` at the repository root describes every byte.
 #![deny(missing_docs)]
 
-mod changes;
 pub mod entry;
 mod error;
-pub mod fork;
 pub mod head;
 pub mod ids;
+mod interest;
 pub mod members;
-mod prune;
-mod replicate;
 mod serde_bytes;
-mod sparse;
-mod store;
 pub mod tables;
+pub mod tree;
+
+mod rows;
+
+mod changelog;
+mod view;
+
+mod migrations;
+mod store;
+
+mod changes;
+pub mod fork;
+mod prune;
+mod read;
+mod replicate;
 #[cfg(feature = "test-util")]
 mod testing;
-pub mod tree;
 mod verify;
-mod view;
+mod write;
 
 pub use changes::{Change, ChangePage, ChangeValue};
 pub use entry::Entry;
@@ -51,18 +57,15 @@ pub use error::{Error, Result};
 pub use fork::{Fork, ForkProof};
 pub use head::SignedHead;
 pub use ids::{AuthorId, NamespaceId};
-pub use members::{Charter, Exclusion, Grant, Membership, Mode};
+pub use interest::{Interest, InterestError, MAX_INTEREST_BYTES, MAX_PREFIXES};
+pub use members::{Charter, Excluded, Exclusion, Grant, Membership, Mode, TrustReport};
 pub use prune::PruneReport;
-pub use replicate::{HeldFeed, IngestError, Ingested, Invalid, Run};
-pub use sparse::{
-    Interest, MAX_INTEREST_BYTES, MAX_PREFIXES, Served, SparseRun, verify_remote_key,
+pub use read::{FeedInfo, HistoryItem, Info, NamespaceInfo, Scan, Snapshot, VersionInfo};
+pub use replicate::{
+    HeldFeed, IngestError, Ingested, Invalid, Run, Served, SparseRun, verify_remote_key,
 };
-pub use store::{
-    Access, DB_FILE, FeedInfo, HistoryItem, Info, KEYS_DIR, MAX_CLOCK_AHEAD, NamespaceInfo,
-    Options, Scan, Snapshot, Store, TrustReport, VersionInfo,
-};
+pub use store::{Access, DB_FILE, KEYS_DIR, MAX_CLOCK_AHEAD, Options, Store};
 pub use verify::{Problem, VerifyReport};
-pub use view::Excluded;
 pub use weft_crdt::{Op, Timestamp, VersionId};
 
 /// The timestamp `after` from now by this machine's clock, as grants' expiries are given.

@@ -8,11 +8,11 @@
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
-use weft_crdt::{Op, Timestamp, VersionId};
+use weft_crdt::Op;
 
-use crate::entry::Entry;
 use crate::error::{Error, Result};
-use crate::store::{Store, decode_row, feed_of, key_versions};
+use crate::rows::{Stub, decode_row, feed_of, key_versions};
+use crate::store::Store;
 use crate::tables::{self, ENTRIES, FEED_IDS, PRUNED_FORMAT, SUPERSEDED, VIEW, feed_key};
 
 /// What [`Store::prune`] did.
@@ -23,28 +23,6 @@ pub struct PruneReport {
     /// Entry bytes freed (the stubs kept are subtracted). The database file keeps its size;
     /// later writes reuse the space.
     pub bytes: u64,
-}
-
-/// The part of a pruned entry that is kept.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Stub<'a> {
-    pub timestamp: Timestamp,
-    #[serde(borrow)]
-    pub key: &'a [u8],
-    pub supersedes: Vec<VersionId>,
-}
-
-impl<'a> Stub<'a> {
-    /// The stub as an entry the view can replay: a put with an empty value, which is never
-    /// read, since only superseded versions are pruned.
-    pub fn into_entry(self) -> Entry<'a> {
-        Entry {
-            timestamp: self.timestamp,
-            key: self.key,
-            op: Op::Put(&[]),
-            supersedes: self.supersedes,
-        }
-    }
 }
 
 impl Store {

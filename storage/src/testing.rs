@@ -5,7 +5,8 @@ use redb::ReadableTable;
 
 use crate::error::Result;
 use crate::ids::{AuthorId, NamespaceId};
-use crate::store::{FeedRecord, Store};
+use crate::rows::{FeedRecord, feed_of};
+use crate::store::Store;
 use crate::tables::{ENTRIES, FEEDS, VIEW, feed_key, view_key};
 
 impl Store {
@@ -80,7 +81,7 @@ impl Store {
     fn test_feed(&self, ns: &NamespaceId, author: &AuthorId) -> u64 {
         let txn = redb::ReadableDatabase::begin_read(self.db()).expect("read");
         let feed_ids = txn.open_table(crate::tables::FEED_IDS).expect("feed ids");
-        crate::store::feed_of(&feed_ids, self.test_namespace_number(ns), author)
+        feed_of(&feed_ids, self.test_namespace_number(ns), author)
             .expect("read")
             .expect("feed exists")
     }

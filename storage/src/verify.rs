@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::entry::Entry;
 use crate::error::Result;
 use crate::ids::{AuthorId, NamespaceId};
-use crate::sparse::{SparseRecord, SparseTree};
-use crate::store::{FeedRecord, Store, feed_of};
+use crate::rows::{FeedRecord, SparseRecord, SparseTree, feed_of};
+use crate::store::Store;
 use crate::tables::{
     self, ENTRIES, FEED_IDS, FEEDS, NAMESPACES, NODES, SPARSE_FEEDS, SUPERSEDED, VIEW, feed_key,
 };
@@ -379,7 +379,7 @@ where
 fn check_entry_bytes(seq: u64, parts: &tables::EntryRow<'_>) -> Option<Finding> {
     if tables::is_pruned(parts.entry) {
         // Only the stub is left to check; the leaf hash is checked by the tree above it.
-        let stub = postcard::from_bytes::<crate::prune::Stub<'_>>(&parts.entry[1..]);
+        let stub = postcard::from_bytes::<crate::rows::Stub<'_>>(&parts.entry[1..]);
         return stub
             .err()
             .map(|e| (Some(seq), format!("pruned stub does not decode ({e})")));

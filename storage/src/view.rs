@@ -4,20 +4,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redb::{ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, Table, WriteTransaction};
 use weft_crdt::{Applied, AuthorId, Op, Register, SupersededSet, Version, VersionId, Write};
 
-use crate::changes::{self, ChangeLog};
+use crate::changelog::{self, ChangeLog};
 use crate::entry::Entry;
-use crate::error::{Error, Result};
-use crate::ids::NamespaceId;
-use crate::members::{
+use crate::error::Result;
+use crate::members::records::{
     Charter, Exclusion, MEMBER_PREFIX, Membership, RESERVED_PREFIX, member_key, member_of_key,
 };
-use crate::store::{FeedRecord, Store, decode_row, with_entry};
+use crate::rows::{decode_row, namespace_feeds, prefix_end, read_register, with_entry};
 use crate::tables::{
-    self, ENTRIES, EXCLUDED, FEED_IDS, FEEDS, FUTURE, feed_key, future_key, superseded_prefix,
-    view_key,
+    self, ENTRIES, EXCLUDED, FEED_IDS, FUTURE, feed_key, future_key, superseded_prefix, view_key,
 };
 
 /// One key's superseded set, as rows of [`tables::SUPERSEDED`].
@@ -129,12 +127,7 @@ impl<'txn> ViewTables<'txn> {
 
     /// The register of `key` in namespace number `ns`, empty if the key has no live version.
     pub fn register(&self, ns: u32, key: &[u8]) -> Result<Register<u64>> {
-        decode_register(
-            self.view
-                .get(&view_key(ns, key)[..])?
-                .as_ref()
-                .map(|g| g.value()),
-        )
+        read_register(&self.view, ns, key)
     }
 
     /// Merges one version of `key` into the view, and logs the change when the key's winner
@@ -161,18 +154,6 @@ impl<'txn> ViewTables<'txn> {
             }
         }
         Ok(applied)
-    }
-}
-
-/// Decodes a [`tables::VIEW`] value; a missing row is an empty register.
-pub(crate) fn decode_register(bytes: Option<&[u8]>) -> Result<Register<u64>> {
-    match bytes {
-        None => Ok(Register::default()),
-        Some(bytes) => postcard::from_bytes(bytes).map_err(|e| {
-            Error::Damaged(format!(
-                "a view row does not decode ({e}); `weft reindex` rebuilds the view"
-            ))
-        }),
     }
 }
 
@@ -283,11 +264,7 @@ pub(crate) fn read_membership(
     ns: u32,
     author: &AuthorId,
 ) -> Result<Option<Membership>> {
-    let register = decode_register(
-        view.get(&view_key(ns, &member_key(author))[..])?
-            .as_ref()
-            .map(|g| g.value()),
-    )?;
+    let register = read_register(view, ns, &member_key(author))?;
     let Some(winner) = register.winner() else {
         return Ok(None);
     };
@@ -302,29 +279,6 @@ pub(crate) fn read_membership(
         Op::Delete => None,
     }
     })
-}
-
-/// The local feeds of namespace number `ns`: `(author, feed id)`, the owner's first, since the
-/// grants in it decide whether the others' entries count.
-fn namespace_feeds(
-    feed_ids: &impl ReadableTable<&'static [u8], u64>,
-    ns: u32,
-    owner: Option<AuthorId>,
-) -> Result<Vec<(AuthorId, u64)>> {
-    let low = tables::feed_ids_key(ns, &AuthorId([0; 32]));
-    let high = tables::feed_ids_key(ns, &AuthorId([0xff; 32]));
-    let mut feeds = Vec::new();
-    for row in feed_ids.range(&low[..]..=&high[..])? {
-        let (key, feed) = row?;
-        let author = AuthorId(
-            key.value()[4..]
-                .try_into()
-                .map_err(|_| Error::Damaged("a feed index key is not 36 bytes".into()))?,
-        );
-        feeds.push((author, feed.value()));
-    }
-    feeds.sort_by_key(|(author, _)| Some(*author) != owner);
-    Ok(feeds)
 }
 
 /// Empties namespace number `ns`'s rows of `tables` and replays every entry of its feeds
@@ -342,12 +296,13 @@ pub(crate) fn rebuild_namespace(
     // The replay below would log every key again; only what it changes is logged, after.
     let mut log = tables.changes.take();
     let winners_before = match log {
-        Some(_) => changes::winners(&tables.view, ns)?,
+        Some(_) => changelog::winners(&tables.view, ns)?,
         None => Vec::new(),
     };
-    let feeds = namespace_feeds(&txn.open_table(FEED_IDS)?, ns, gate.owner)?;
+    let mut feeds = namespace_feeds(&txn.open_table(FEED_IDS)?, ns)?;
+    feeds.sort_by_key(|(author, _)| Some(*author) != gate.owner);
     let prefix = ns.to_be_bytes();
-    match crate::store::prefix_end(&prefix) {
+    match prefix_end(&prefix) {
         Some(end) => {
             tables.view.retain_in(&prefix[..]..&end[..], |_, _| false)?;
             tables
@@ -384,26 +339,11 @@ pub(crate) fn rebuild_namespace(
         }
     }
     if let Some(log) = &mut log {
-        let winners_after = changes::winners(&tables.view, ns)?;
-        changes::record_difference(log, ns, &winners_before, &winners_after)?;
+        let winners_after = changelog::winners(&tables.view, ns)?;
+        changelog::record_difference(log, ns, &winners_before, &winners_after)?;
     }
     tables.changes = log;
     Ok(replayed)
-}
-
-/// Commits `txn`, first rebuilding namespace `ns`'s view when `gate` saw the owner write a
-/// membership record in it, so entries that a grant now covers (or a revocation no longer
-/// does) are judged again in the same transaction.
-pub(crate) fn commit(
-    store: &Store,
-    txn: WriteTransaction,
-    gate: &Gate,
-    ns: &NamespaceId,
-) -> Result<()> {
-    if gate.membership_changed {
-        rebuild_namespace(&txn, &mut ViewTables::open(&txn)?, store.gate(ns)?)?;
-    }
-    store.commit(txn)
 }
 
 /// Rebuilds every namespace's view into `tables`. Returns the number of entries replayed.
@@ -420,138 +360,4 @@ pub(crate) fn rebuild(
         replayed += rebuild_namespace(txn, tables, gate)?;
     }
     Ok(replayed)
-}
-
-/// Entries of one author held but not counted in the view, for one reason.
-#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Excluded {
-    /// Their author.
-    pub author: AuthorId,
-    /// Why they do not count.
-    pub reason: Exclusion,
-    /// How many there are.
-    pub entries: u64,
-    /// The first one's index in the feed.
-    pub first: u64,
-}
-
-impl Store {
-    /// The entries held in `ns` that do not count in the view, by author and reason.
-    ///
-    /// # Errors
-    /// [`Error::UnknownNamespace`]; database failures.
-    pub fn excluded(&self, ns: &NamespaceId) -> Result<Vec<Excluded>> {
-        let ns_number = self.namespace_number(ns)?;
-        let owner = self.charter(ns)?.and_then(|c| c.owner());
-        let txn = self.db().begin_read()?;
-        let excluded = txn.open_table(EXCLUDED)?;
-        let mut out: Vec<Excluded> = Vec::new();
-        for (author, feed) in namespace_feeds(&txn.open_table(FEED_IDS)?, ns_number, owner)? {
-            for row in excluded.range(feed_key(feed, 0)..=feed_key(feed, u64::MAX))? {
-                let (key, reason) = row?;
-                let seq = key.value() as u64;
-                let reason = Exclusion::from_byte(reason.value()).ok_or_else(|| {
-                    Error::Damaged(format!(
-                        "entry {seq} of local feed {feed} is excluded for an unknown reason"
-                    ))
-                })?;
-                match out
-                    .iter_mut()
-                    .find(|e| e.author == author && e.reason == reason)
-                {
-                    Some(summary) => summary.entries += 1,
-                    None => out.push(Excluded {
-                        author,
-                        reason,
-                        entries: 1,
-                        first: seq,
-                    }),
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Lets the entries kept out for a timestamp too far ahead count, once this machine's
-    /// clock is within [`crate::Options::max_future`] of them. Returns how many now count. A
-    /// node calls it every tick; it costs one read when nothing is due.
-    ///
-    /// # Errors
-    /// Database failures; [`Error::Damaged`] when a row named is not there.
-    pub fn admit_due(&self) -> Result<u64> {
-        let namespaces: HashMap<u32, NamespaceId> = self
-            .namespace_ids()
-            .into_iter()
-            .filter_map(|ns| Some((self.namespace_number(&ns).ok()?, ns)))
-            .collect();
-        let bound = Gate::new(0, None, self.options().max_future, None).future_after;
-        let end = future_key(bound, u64::MAX, u64::MAX);
-        {
-            let txn = self.db().begin_read()?;
-            if txn.open_table(FUTURE)?.range(..=&end[..])?.next().is_none() {
-                return Ok(0);
-            }
-        }
-        let mut txn = self.db().begin_write()?;
-        txn.set_durability(self.durability())?;
-        let mut admitted = 0;
-        let mut changed = Vec::new();
-        {
-            let mut tables = ViewTables::open(&txn)?;
-            let feeds = txn.open_table(FEEDS)?;
-            let entries = txn.open_table(ENTRIES)?;
-            let mut due = Vec::new();
-            for row in tables.future.range(..=&end[..])? {
-                let key = row?.0.value().to_vec();
-                let number = |at: usize| {
-                    key.get(at..at + 8)
-                        .and_then(|b| b.try_into().ok())
-                        .map(u64::from_be_bytes)
-                        .ok_or_else(|| Error::Damaged("a future row is truncated".into()))
-                };
-                due.push((key.clone(), number(8)?, number(16)?));
-            }
-            let mut gates: HashMap<u32, Gate> = HashMap::new();
-            for (key, feed, seq) in due {
-                tables.future.remove(&key[..])?;
-                tables.excluded.remove(feed_key(feed, seq))?;
-                let record = FeedRecord::decode(
-                    feeds
-                        .get(feed)?
-                        .ok_or_else(|| Error::Damaged(format!("feed {feed} has no record")))?
-                        .value(),
-                )?;
-                let Some(ns) = namespaces.get(&record.ns) else {
-                    continue;
-                };
-                let gate = match gates.entry(record.ns) {
-                    std::collections::hash_map::Entry::Occupied(gate) => gate.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(slot) => slot.insert(self.gate(ns)?),
-                };
-                let row = entries.get(feed_key(feed, seq))?.ok_or_else(|| {
-                    Error::Damaged(format!("entry {seq} of local feed {feed} is missing"))
-                })?;
-                let entry = decode_row(feed, seq, row.value())?;
-                let id = VersionId {
-                    author: record.head.author,
-                    seq,
-                };
-                if tables.admit(gate, &entries, feed, id, &entry)?.is_none() {
-                    admitted += 1;
-                }
-            }
-            for (number, gate) in gates {
-                if gate.membership_changed
-                    && let Some(ns) = namespaces.get(&number)
-                {
-                    changed.push(*ns);
-                }
-            }
-        }
-        for ns in changed {
-            rebuild_namespace(&txn, &mut ViewTables::open(&txn)?, self.gate(&ns)?)?;
-        }
-        self.commit(txn)?;
-        Ok(admitted)
-    }
 }

@@ -20,111 +20,27 @@
 use std::collections::{BTreeSet, HashMap};
 
 use redb::{ReadableDatabase, ReadableTable};
-use serde::{Deserialize, Serialize};
-use weft_crdt::{Op, Register, Version, VersionId, Write};
+use weft_crdt::VersionId;
 
+use super::{
+    IngestError, Ingested, Invalid, Run, check_remote_entry, is_frozen, store_err,
+    store_remote_entry,
+};
 use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{AuthorId, NamespaceId};
-use crate::members::RESERVED_PREFIX;
-use crate::replicate::{
-    IngestError, Ingested, Invalid, Run, check_remote_entry, feed_slot, is_frozen, node_hash,
-    store_err, store_remote_entry,
+use crate::interest::{Interest, InterestError};
+use crate::rows::{
+    FeedRecord, SparseRecord, SparseTree, entry_bytes, feed_slot, held_extension, key_versions,
+    namespace_feeds, node_hash, prefix_range, sparse_row, with_entry,
 };
-use crate::store::{FeedRecord, Store, VersionInfo, key_versions, read_register, with_entry};
+use crate::store::Store;
 use crate::tables::{
     self, ENTRIES, FEED_IDS, FEEDS, INTERESTS, NODES, SPARSE_FEEDS, VIEW, feed_key, view_key,
 };
 use crate::tree::{self, Hash, Node, ProofError, SparseShape};
-use crate::view::{ViewTables, commit};
-
-/// The most prefixes an interest may name.
-pub const MAX_PREFIXES: usize = 256;
-
-/// The most bytes an interest's prefixes may add up to, so that a request carrying them stays
-/// small.
-pub const MAX_INTEREST_BYTES: usize = 64 * 1024;
-
-/// What a sparse replica of a namespace replicates: the keys under any of `prefixes`, written
-/// by any author, or only by `authors` when it names some.
-#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
-pub struct Interest {
-    /// Key prefixes, in byte order, none a prefix of another.
-    pub prefixes: Vec<Vec<u8>>,
-    /// Authors whose entries are wanted; empty for every author.
-    pub authors: Vec<AuthorId>,
-}
-
-impl Interest {
-    /// An interest in `prefixes` from every author, tidied: sorted, and without prefixes that
-    /// another one already covers.
-    pub fn new(prefixes: impl IntoIterator<Item = Vec<u8>>, authors: Vec<AuthorId>) -> Interest {
-        let mut all: Vec<Vec<u8>> = prefixes.into_iter().collect();
-        all.sort();
-        all.dedup();
-        let mut kept: Vec<Vec<u8>> = Vec::with_capacity(all.len());
-        for prefix in all {
-            // Sorted, so a covering prefix comes right before what it covers.
-            if !kept.last().is_some_and(|last| prefix.starts_with(last)) {
-                kept.push(prefix);
-            }
-        }
-        let mut authors = authors;
-        authors.sort();
-        authors.dedup();
-        Interest {
-            prefixes: kept,
-            authors,
-        }
-    }
-
-    /// Whether `key` lies under one of the prefixes. weft's reserved keys (the owner's grants
-    /// and revocations) are always covered: without them a sparse replica of a closed
-    /// namespace could not tell which entries count.
-    pub fn covers_key(&self, key: &[u8]) -> bool {
-        key.starts_with(RESERVED_PREFIX)
-            || self.prefixes.iter().any(|prefix| key.starts_with(prefix))
-    }
-
-    /// The prefixes to ask peers for: this interest's, and weft's reserved keys.
-    pub fn wire_prefixes(&self) -> Vec<Vec<u8>> {
-        let mut prefixes = self.prefixes.clone();
-        prefixes.push(RESERVED_PREFIX.to_vec());
-        prefixes
-    }
-
-    /// Whether `author`'s entries are wanted.
-    pub fn covers_author(&self, author: &AuthorId) -> bool {
-        self.authors.is_empty() || self.authors.contains(author)
-    }
-
-    /// Whether everything `other` wants of `author`'s feed lies inside this interest, so that
-    /// a replica with this interest can serve it.
-    pub fn serves(&self, other: &Interest, author: &AuthorId) -> bool {
-        self.covers_author(author) && other.prefixes.iter().all(|p| self.covers_key(p))
-    }
-}
-
-/// A sparse feed's progress, the value of [`tables::SPARSE_FEEDS`].
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
-pub(crate) struct SparseRecord {
-    /// Every wanted entry before this index is held.
-    pub scanned: u64,
-    /// Entry rows held.
-    pub entries: u64,
-}
-
-impl SparseRecord {
-    pub fn decode(bytes: &[u8]) -> Result<SparseRecord> {
-        postcard::from_bytes(bytes)
-            .map_err(|e| Error::Damaged(format!("a sparse feed record does not decode ({e})")))
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("sparse records always encode")
-    }
-}
+use crate::view::ViewTables;
 
 /// Some entries of `[start, end)` of a feed, with the proof that they are its entries.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -142,7 +58,7 @@ pub struct SparseRun {
 }
 
 impl SparseRun {
-    fn leaves(&self) -> Vec<u64> {
+    pub(crate) fn leaves(&self) -> Vec<u64> {
         self.entries.iter().map(|(seq, _)| *seq).collect()
     }
 }
@@ -156,62 +72,6 @@ pub enum Served {
     Nothing,
     /// This replica's own interest does not cover what was asked, or it cannot prove it.
     NotCovered,
-}
-
-/// A sparse feed's tree as stored: nodes from held entry rows and from [`tables::NODES`], and
-/// parents made from children where those are known.
-pub(crate) struct SparseTree<'t, E, N> {
-    pub entries: &'t E,
-    pub nodes: &'t N,
-    pub feed: u64,
-}
-
-impl<E, N> SparseTree<'_, E, N>
-where
-    E: ReadableTable<u128, &'static [u8]>,
-    N: ReadableTable<u128, &'static [u8; 32]>,
-{
-    /// Whether any entry under `node` is held.
-    pub fn holds_entry(&self, node: Node) -> Result<bool> {
-        let range = feed_key(self.feed, node.first_leaf())..feed_key(self.feed, node.end_leaf());
-        Ok(self.entries.range(range)?.next().transpose()?.is_some())
-    }
-
-    /// Whether any node under `node` is stored.
-    fn stores_below(&self, node: Node) -> Result<bool> {
-        // In-order flat indexes make a subtree one contiguous range.
-        let low = feed_key(self.feed, 2 * node.first_leaf());
-        let high = feed_key(self.feed, 2 * node.end_leaf() - 2);
-        Ok(self.nodes.range(low..=high)?.next().transpose()?.is_some())
-    }
-
-    /// A stored node's hash, without making it from children.
-    pub fn stored(&self, node: Node) -> Result<Option<Hash>> {
-        if let Some(hash) = self.nodes.get(feed_key(self.feed, node.flat_index()))? {
-            return Ok(Some(*hash.value()));
-        }
-        // A held row carries every node whose last leaf it is.
-        let (seq, at) = tables::node_location(node);
-        Ok(self
-            .entries
-            .get(feed_key(self.feed, seq))?
-            .and_then(|row| row.value().get(at..at + 32)?.try_into().ok()))
-    }
-
-    /// `node`'s hash, if what is stored fixes it.
-    pub fn hash(&self, node: Node) -> Result<Option<Hash>> {
-        if let Some(hash) = self.stored(node)? {
-            return Ok(Some(hash));
-        }
-        if node.depth == 0 || !(self.holds_entry(node)? || self.stores_below(node)?) {
-            return Ok(None);
-        }
-        let (left, right) = node.children();
-        match (self.hash(left)?, self.hash(right)?) {
-            (Some(left), Some(right)) => Ok(Some(tree::parent_hash(&left, &right))),
-            _ => Ok(None),
-        }
-    }
 }
 
 impl Store {
@@ -240,38 +100,12 @@ impl Store {
     /// what lies under it; entries under a prefix taken away stay stored.
     ///
     /// # Errors
-    /// [`Error::Interest`] for an interest that cannot be set, [`Error::UnknownNamespace`],
+    /// [`Error::Interest`] for an interest that cannot be set ([`InterestError`]), [`Error::UnknownNamespace`],
     /// and database failures.
     pub fn set_interest(&self, ns: &NamespaceId, interest: Interest) -> Result<()> {
         let ns_number = self.namespace_number(ns)?;
         let interest = Interest::new(interest.prefixes, interest.authors);
-        if interest.prefixes.is_empty() {
-            return Err(Error::Interest(
-                "a sparse replica needs at least one prefix; a replica cannot go back to full \
-                 (make a new one with `weft init --join TICKET`)"
-                    .into(),
-            ));
-        }
-        if interest.prefixes.len() > MAX_PREFIXES {
-            return Err(Error::Interest(format!(
-                "{} prefixes, over the limit of {MAX_PREFIXES}",
-                interest.prefixes.len()
-            )));
-        }
-        let bytes: usize = interest.prefixes.iter().map(Vec::len).sum();
-        if bytes > MAX_INTEREST_BYTES {
-            return Err(Error::Interest(format!(
-                "prefixes of {bytes} bytes in all, over the limit of {MAX_INTEREST_BYTES}"
-            )));
-        }
-        for prefix in &interest.prefixes {
-            if prefix.is_empty() {
-                return Err(Error::Interest("a prefix must not be empty".into()));
-            }
-            self.options()
-                .validate(prefix, &Op::Delete)
-                .map_err(|e| Error::Interest(format!("prefix: {e}")))?;
-        }
+        interest.check(self.options().max_key_len)?;
         let current = self.interest(ns)?;
         let txn = self.db().begin_write()?;
         {
@@ -280,19 +114,9 @@ impl Store {
             match &current {
                 None => {
                     let feed_ids = txn.open_table(FEED_IDS)?;
-                    let low = tables::feed_ids_key(ns_number, &AuthorId([0; 32]));
-                    let high = tables::feed_ids_key(ns_number, &AuthorId([0xff; 32]));
-                    let own = tables::feed_ids_key(ns_number, &self.author());
-                    for row in feed_ids.range(&low[..]..=&high[..])? {
-                        let (key, _) = row?;
-                        if key.value() != own {
-                            return Err(Error::Interest(
-                                "this replica already holds other authors' feeds in full; a \
-                                 full replica cannot become sparse (make a new one with \
-                                 `weft init --join TICKET --prefix P`)"
-                                    .into(),
-                            ));
-                        }
+                    let feeds = namespace_feeds(&feed_ids, ns_number)?;
+                    if feeds.iter().any(|(author, _)| *author != self.author()) {
+                        return Err(InterestError::AlreadyFull.into());
                     }
                 }
                 Some(current) => {
@@ -323,13 +147,10 @@ impl Store {
     fn sparse_feeds(&self, txn: &redb::WriteTransaction, ns_number: u32) -> Result<Vec<u64>> {
         let feed_ids = txn.open_table(FEED_IDS)?;
         let sparse = txn.open_table(SPARSE_FEEDS)?;
-        let low = tables::feed_ids_key(ns_number, &AuthorId([0; 32]));
-        let high = tables::feed_ids_key(ns_number, &AuthorId([0xff; 32]));
         let mut out = Vec::new();
-        for row in feed_ids.range(&low[..]..=&high[..])? {
-            let (_, feed) = row?;
-            if sparse.get(feed.value())?.is_some() {
-                out.push(feed.value());
+        for (_, feed) in namespace_feeds(&feed_ids, ns_number)? {
+            if sparse.get(feed)?.is_some() {
+                out.push(feed);
             }
         }
         Ok(out)
@@ -377,12 +198,7 @@ impl Store {
         let superseded = txn.open_table(tables::SUPERSEDED)?;
         let mut seqs = BTreeSet::new();
         for prefix in &want.prefixes {
-            let low = view_key(ns_number, prefix);
-            let range = match crate::store::prefix_end(&low) {
-                Some(high) => view.range(&low[..]..&high[..])?,
-                None => view.range(&low[..]..)?,
-            };
-            for row in range {
+            for row in prefix_range(&view, &view_key(ns_number, prefix))? {
                 let (key, _) = row?;
                 let key = &key.value()[4..];
                 for (id, _) in key_versions(&view, &superseded, ns_number, key)? {
@@ -414,9 +230,7 @@ impl Store {
                 // Superseded rows may name versions this replica never received.
                 continue;
             };
-            let parts = tables::split_row(seq, row.value()).ok_or_else(|| {
-                Error::Damaged(format!("entry {seq} of local feed {feed} is truncated"))
-            })?;
+            let parts = entry_bytes(feed, seq, row.value())?;
             if tables::is_pruned(parts.entry) {
                 continue;
             }
@@ -453,11 +267,7 @@ impl Store {
                 }
             }
         } else {
-            let extension: HashMap<Node, Hash> =
-                tree::extension_nodes(record.held, record.head.length)?
-                    .into_iter()
-                    .zip(record.extension.iter().copied())
-                    .collect();
+            let extension = held_extension(&record)?;
             for node in shape.proof_nodes() {
                 nodes.push(node_hash(
                     &entries_table,
@@ -475,92 +285,6 @@ impl Store {
             entries,
             nodes,
         })))
-    }
-
-    /// The live versions of `key` in `ns`, each in a run proven against its author's head from
-    /// index 0: what a peer sends for a remote read.
-    ///
-    /// # Errors
-    /// As [`Store::read_sparse`].
-    pub fn read_key(&self, ns: &NamespaceId, key: &[u8]) -> Result<Vec<SparseRun>> {
-        let ns_number = self.namespace_number(ns)?;
-        let live = {
-            let txn = self.db().begin_read()?;
-            read_register(&txn.open_table(VIEW)?, ns_number, key)?
-        };
-        let mut by_author: HashMap<AuthorId, Vec<u64>> = HashMap::new();
-        for version in live.live() {
-            by_author
-                .entry(version.id.author)
-                .or_default()
-                .push(version.id.seq);
-        }
-        let mut runs = Vec::new();
-        let want = Interest::new([key.to_vec()], Vec::new());
-        for (author, mut seqs) in by_author {
-            seqs.sort_unstable();
-            // Read as a sparse run of this one key from 0, then keep only the live versions.
-            if let Served::Run(mut run) =
-                self.read_sparse(ns, &author, 0, &want, usize::MAX, usize::MAX)?
-            {
-                // Keys that merely start with `key` ride along; drop them and re-prove.
-                run.entries
-                    .retain(|(seq, _)| seqs.binary_search(seq).is_ok());
-                if let Some(run) = self.reprove(ns, &author, *run)? {
-                    runs.push(run);
-                }
-            }
-        }
-        Ok(runs)
-    }
-
-    /// `run` with its proof remade for the entries it still carries.
-    fn reprove(
-        &self,
-        ns: &NamespaceId,
-        author: &AuthorId,
-        run: SparseRun,
-    ) -> Result<Option<SparseRun>> {
-        let txn = self.db().begin_read()?;
-        let Some((feed, record)) = self.feed_record(&txn, ns, author)? else {
-            return Ok(None);
-        };
-        if record.head != run.head {
-            return Ok(None);
-        }
-        let entries = txn.open_table(ENTRIES)?;
-        let stored = txn.open_table(NODES)?;
-        let leaves = run.leaves();
-        let shape = SparseShape {
-            length: run.head.length,
-            start: run.start,
-            end: run.end,
-            leaves: &leaves,
-        };
-        let extension: HashMap<Node, Hash> =
-            tree::extension_nodes(record.held, record.head.length)?
-                .into_iter()
-                .zip(record.extension.iter().copied())
-                .collect();
-        let is_sparse = txn.open_table(SPARSE_FEEDS)?.get(feed)?.is_some();
-        let tree = SparseTree {
-            entries: &entries,
-            nodes: &stored,
-            feed,
-        };
-        let mut nodes = Vec::new();
-        for node in shape.proof_nodes() {
-            let hash = if is_sparse {
-                tree.hash(node)?
-            } else {
-                Some(node_hash(&entries, feed, record.held, &extension, node)?)
-            };
-            match hash {
-                Some(hash) => nodes.push(hash),
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(SparseRun { nodes, ..run }))
     }
 
     /// Verifies a sparse run of a remote feed and stores the entries it carries that are not
@@ -681,19 +405,7 @@ impl Store {
                 {
                     continue;
                 }
-                let mut row = Vec::with_capacity(32 * 4 + bytes.len());
-                row.extend_from_slice(&tree::leaf_hash(bytes));
-                for depth in 1..=tables::row_parents(seq) as u32 {
-                    let node = Node {
-                        depth,
-                        offset: (seq + 1 - (1 << depth)) >> depth,
-                    };
-                    let hash = computed.get(&node).ok_or_else(|| {
-                        Error::Damaged(format!("tree node {} was not rebuilt", node.flat_index()))
-                    })?;
-                    row.extend_from_slice(hash);
-                }
-                row.extend_from_slice(bytes);
+                let row = sparse_row(seq, bytes, &computed)?;
                 let id = VersionId {
                     author: head.author,
                     seq,
@@ -727,9 +439,9 @@ impl Store {
                 held: 0,
                 extension: Vec::new(),
             };
-            let head_record =
-                postcard::to_allocvec(&head_record).expect("feed records always encode");
-            feeds.insert(feed, &head_record[..]).map_err(store_err)?;
+            feeds
+                .insert(feed, &head_record.encode()[..])
+                .map_err(store_err)?;
             let record = SparseRecord {
                 scanned: run.end,
                 entries: record.entries + added,
@@ -742,7 +454,7 @@ impl Store {
                 held: run.end,
             }
         };
-        commit(self, txn, &gate, &head.namespace)?;
+        self.commit_view(txn, &gate, &head.namespace)?;
         Ok(outcome)
     }
 
@@ -842,72 +554,4 @@ fn subtree_hash(node: Node, first: u64, leaves: &[Hash]) -> Hash {
         &subtree_hash(left, first, leaves),
         &subtree_hash(right, first, leaves),
     )
-}
-
-/// Checks the runs a peer sent for a remote read of `key` in `ns` ([`Store::read_key`]) and
-/// merges their versions: the live versions, last writer first. Nothing is stored.
-///
-/// # Errors
-/// [`Invalid`] when a run does not verify or carries another key.
-pub fn verify_remote_key(
-    ns: &NamespaceId,
-    key: &[u8],
-    runs: &[SparseRun],
-) -> std::result::Result<Vec<VersionInfo>, Invalid> {
-    let mut register: Register<Vec<u8>> = Register::default();
-    let mut superseded = BTreeSet::new();
-    for run in runs {
-        if run.head.namespace != *ns || run.start != 0 {
-            return Err(Invalid::UnknownNamespace(run.head.namespace));
-        }
-        let leaves = run.leaves();
-        let shape = SparseShape {
-            length: run.head.length,
-            start: 0,
-            end: run.end,
-            leaves: &leaves,
-        };
-        let hashes: Vec<Hash> = run
-            .entries
-            .iter()
-            .map(|(_, bytes)| tree::leaf_hash(bytes))
-            .collect();
-        if shape.root(&[], &hashes, &run.nodes, |_, _| {})? != run.head.root {
-            return Err(ProofError::RootMismatch.into());
-        }
-        run.head.verify()?;
-        for (seq, bytes) in &run.entries {
-            let entry = Entry::decode(bytes).map_err(|e| Invalid::Entry {
-                seq: *seq,
-                reason: e.to_string(),
-            })?;
-            if entry.key != key {
-                return Err(Invalid::OutsideInterest { seq: Some(*seq) });
-            }
-            let write = Write {
-                version: Version {
-                    id: VersionId {
-                        author: run.head.author,
-                        seq: *seq,
-                    },
-                    timestamp: entry.timestamp,
-                    op: entry.op.map(|value| value.to_vec()),
-                },
-                supersedes: entry.supersedes.clone(),
-            };
-            let Ok(_) = register.apply(write, &mut superseded);
-        }
-    }
-    Ok(register
-        .live()
-        .iter()
-        .map(|version| VersionInfo {
-            id: version.id,
-            timestamp: version.timestamp,
-            value: match &version.op {
-                Op::Put(value) => Some(value.clone()),
-                Op::Delete => None,
-            },
-        })
-        .collect())
 }

@@ -1,0 +1,170 @@
+//! Remote reads: a key's live versions sent with proofs from index 0, and checked by the
+//! asker without storing them.
+
+use std::collections::{BTreeSet, HashMap};
+
+use redb::ReadableDatabase;
+use weft_crdt::{Op, Register, Version, VersionId, Write};
+
+use super::{Invalid, Served, SparseRun};
+use crate::entry::Entry;
+use crate::error::Result;
+use crate::ids::{AuthorId, NamespaceId};
+use crate::interest::Interest;
+use crate::read::VersionInfo;
+use crate::rows::{SparseTree, held_extension, node_hash, read_register};
+use crate::store::Store;
+use crate::tables::{ENTRIES, NODES, SPARSE_FEEDS, VIEW};
+use crate::tree::{self, Hash, ProofError, SparseShape};
+
+impl Store {
+    /// The live versions of `key` in `ns`, each in a run proven against its author's head from
+    /// index 0: what a peer sends for a remote read.
+    ///
+    /// # Errors
+    /// As [`Store::read_sparse`].
+    pub fn read_key(&self, ns: &NamespaceId, key: &[u8]) -> Result<Vec<SparseRun>> {
+        let ns_number = self.namespace_number(ns)?;
+        let live = {
+            let txn = self.db().begin_read()?;
+            read_register(&txn.open_table(VIEW)?, ns_number, key)?
+        };
+        let mut by_author: HashMap<AuthorId, Vec<u64>> = HashMap::new();
+        for version in live.live() {
+            by_author
+                .entry(version.id.author)
+                .or_default()
+                .push(version.id.seq);
+        }
+        let mut runs = Vec::new();
+        let want = Interest::new([key.to_vec()], Vec::new());
+        for (author, mut seqs) in by_author {
+            seqs.sort_unstable();
+            // Read as a sparse run of this one key from 0, then keep only the live versions.
+            if let Served::Run(mut run) =
+                self.read_sparse(ns, &author, 0, &want, usize::MAX, usize::MAX)?
+            {
+                // Keys that merely start with `key` ride along; drop them and re-prove.
+                run.entries
+                    .retain(|(seq, _)| seqs.binary_search(seq).is_ok());
+                if let Some(run) = self.reprove(ns, &author, *run)? {
+                    runs.push(run);
+                }
+            }
+        }
+        Ok(runs)
+    }
+
+    /// `run` with its proof remade for the entries it still carries.
+    fn reprove(
+        &self,
+        ns: &NamespaceId,
+        author: &AuthorId,
+        run: SparseRun,
+    ) -> Result<Option<SparseRun>> {
+        let txn = self.db().begin_read()?;
+        let Some((feed, record)) = self.feed_record(&txn, ns, author)? else {
+            return Ok(None);
+        };
+        if record.head != run.head {
+            return Ok(None);
+        }
+        let entries = txn.open_table(ENTRIES)?;
+        let stored = txn.open_table(NODES)?;
+        let leaves = run.leaves();
+        let shape = SparseShape {
+            length: run.head.length,
+            start: run.start,
+            end: run.end,
+            leaves: &leaves,
+        };
+        let extension = held_extension(&record)?;
+        let is_sparse = txn.open_table(SPARSE_FEEDS)?.get(feed)?.is_some();
+        let tree = SparseTree {
+            entries: &entries,
+            nodes: &stored,
+            feed,
+        };
+        let mut nodes = Vec::new();
+        for node in shape.proof_nodes() {
+            let hash = if is_sparse {
+                tree.hash(node)?
+            } else {
+                Some(node_hash(&entries, feed, record.held, &extension, node)?)
+            };
+            match hash {
+                Some(hash) => nodes.push(hash),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(SparseRun { nodes, ..run }))
+    }
+}
+
+/// Checks the runs a peer sent for a remote read of `key` in `ns` ([`Store::read_key`]) and
+/// merges their versions: the live versions, last writer first. Nothing is stored.
+///
+/// # Errors
+/// [`Invalid`] when a run does not verify or carries another key.
+pub fn verify_remote_key(
+    ns: &NamespaceId,
+    key: &[u8],
+    runs: &[SparseRun],
+) -> std::result::Result<Vec<VersionInfo>, Invalid> {
+    let mut register: Register<Vec<u8>> = Register::default();
+    let mut superseded = BTreeSet::new();
+    for run in runs {
+        if run.head.namespace != *ns || run.start != 0 {
+            return Err(Invalid::UnknownNamespace(run.head.namespace));
+        }
+        let leaves = run.leaves();
+        let shape = SparseShape {
+            length: run.head.length,
+            start: 0,
+            end: run.end,
+            leaves: &leaves,
+        };
+        let hashes: Vec<Hash> = run
+            .entries
+            .iter()
+            .map(|(_, bytes)| tree::leaf_hash(bytes))
+            .collect();
+        if shape.root(&[], &hashes, &run.nodes, |_, _| {})? != run.head.root {
+            return Err(ProofError::RootMismatch.into());
+        }
+        run.head.verify()?;
+        for (seq, bytes) in &run.entries {
+            let entry = Entry::decode(bytes).map_err(|e| Invalid::Entry {
+                seq: *seq,
+                reason: e.to_string(),
+            })?;
+            if entry.key != key {
+                return Err(Invalid::OutsideInterest { seq: Some(*seq) });
+            }
+            let write = Write {
+                version: Version {
+                    id: VersionId {
+                        author: run.head.author,
+                        seq: *seq,
+                    },
+                    timestamp: entry.timestamp,
+                    op: entry.op.map(|value| value.to_vec()),
+                },
+                supersedes: entry.supersedes.clone(),
+            };
+            let Ok(_) = register.apply(write, &mut superseded);
+        }
+    }
+    Ok(register
+        .live()
+        .iter()
+        .map(|version| VersionInfo {
+            id: version.id,
+            timestamp: version.timestamp,
+            value: match &version.op {
+                Op::Put(value) => Some(value.clone()),
+                Op::Delete => None,
+            },
+        })
+        .collect())
+}

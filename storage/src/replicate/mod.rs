@@ -1,0 +1,245 @@
+//! What replication needs from a store: the heads it holds, runs of a feed to send with their
+//! proof, and verified ingest of runs that peers send.
+//!
+//! Feeds are replicated as prefixes: a replica holds entries `[0, held)` of each feed and asks
+//! for what comes next. A run `[start, end)` is sent with the author's latest signed head (of
+//! `length ≥ end`) and the hashes of [`tree::extension_nodes`]`(end, length)`. The receiver,
+//! holding `[0, held)` with `start ≤ held`, pushes the new entries onto the peaks it has and
+//! checks that, with the extension, they rebuild the signed root. That is one signature check
+//! and a few blake3 hashes per entry, whatever the run's length.
+
+mod full;
+mod key;
+mod sparse;
+
+pub use key::verify_remote_key;
+pub use sparse::{Served, SparseRun};
+
+use redb::{ReadableDatabase, ReadableTable};
+use weft_crdt::VersionId;
+
+use crate::entry::Entry;
+use crate::error::{Error, Result};
+use crate::head::SignedHead;
+use crate::ids::NamespaceId;
+use crate::rows::{FeedRecord, SparseRecord, namespace_feeds};
+use crate::store::Store;
+use crate::tables::{self, FEED_IDS, FEEDS, SPARSE_FEEDS, feed_key};
+use crate::tree::{Hash, ProofError};
+use crate::view::{Gate, ViewTables};
+
+/// A run of entries of one feed with what proves it: the unit of replication.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Run {
+    /// The author's signed head the run is proven against; `head.length ≥ start +
+    /// entries.len()`.
+    pub head: SignedHead,
+    /// The index of the first entry.
+    pub start: u64,
+    /// The encoded entries `[start, start + entries.len())`.
+    pub entries: Vec<Vec<u8>>,
+    /// The hashes of [`tree::extension_nodes`]`(start + entries.len(), head.length)`.
+    pub extension: Vec<Hash>,
+}
+
+impl Ingested {
+    /// How many entries of the feed are held after the ingest.
+    pub fn held(&self) -> u64 {
+        match *self {
+            Ingested::Appended { held, .. }
+            | Ingested::AlreadyHeld { held }
+            | Ingested::Gap { held }
+            | Ingested::Frozen { held } => held,
+        }
+    }
+}
+
+impl Run {
+    /// One past the last entry.
+    pub fn end(&self) -> u64 {
+        self.start.saturating_add(self.entries.len() as u64)
+    }
+}
+
+/// A feed as a replica holds it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct HeldFeed {
+    /// The latest signed head known.
+    pub head: SignedHead,
+    /// How many entries are stored (a prefix of the feed); for a feed a sparse replica holds
+    /// with holes, how far it has been scanned for the interest.
+    pub held: u64,
+}
+
+/// What [`Store::ingest`] did with a valid run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ingested {
+    /// New entries were stored; the feed now holds `held` entries.
+    Appended {
+        /// How many entries were new.
+        added: u64,
+        /// The feed's held length after the run.
+        held: u64,
+    },
+    /// Every entry of the run was already held.
+    AlreadyHeld {
+        /// How many entries are held.
+        held: u64,
+    },
+    /// The run starts after the end of what is held: the entries between are needed first.
+    Gap {
+        /// How many entries are held.
+        held: u64,
+    },
+    /// The feed is frozen by a proven fork ([`crate::ForkProof`]) and takes nothing more.
+    Frozen {
+        /// How many entries are held.
+        held: u64,
+    },
+}
+
+/// Why a peer's run was refused. Every case is the sender's fault, and nothing was stored.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+#[non_exhaustive]
+pub enum Invalid {
+    /// The head names a namespace this replica does not hold.
+    #[error("unknown namespace {0}")]
+    UnknownNamespace(NamespaceId),
+    /// The run claims entries of this replica's own author, which only this replica writes.
+    #[error("a run of this replica's own feed")]
+    OwnFeed,
+    /// The run does not fit its head.
+    #[error("run {start}..{end} does not fit a head of length {length}")]
+    BadRange {
+        /// First entry.
+        start: u64,
+        /// One past the last.
+        end: u64,
+        /// The head's length.
+        length: u64,
+    },
+    /// The head's signature or the entries' proof does not hold.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// An entry, or a whole feed, outside the interest of this sparse replica, or a sparse run
+    /// sent to a full one.
+    #[error("{}", match seq {
+        Some(seq) => format!("entry {seq} lies outside the area asked for"),
+        None => "a feed outside the area asked for".to_string(),
+    })]
+    OutsideInterest {
+        /// The entry's index, when one entry is concerned.
+        seq: Option<u64>,
+    },
+    /// A fork proof that proves no fork.
+    #[error("a bad fork proof: {0}")]
+    Fork(String),
+    /// A proven entry that this replica will not store: it does not decode, or breaks a limit.
+    #[error("entry {seq}: {reason}")]
+    Entry {
+        /// Its index in the feed.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Why [`Store::ingest`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The run is invalid; the peer that sent it is at fault.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The store failed; the run may be fine.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// Turns any store-side failure into [`IngestError::Store`].
+pub(crate) fn store_err<E: Into<Error>>(error: E) -> IngestError {
+    IngestError::Store(error.into())
+}
+
+/// Decodes remote entry `seq` and checks it against this store's limits.
+pub(crate) fn check_remote_entry<'a>(
+    store: &Store,
+    seq: u64,
+    bytes: &'a [u8],
+) -> Result<Entry<'a>, Invalid> {
+    let refused = |reason: String| Invalid::Entry { seq, reason };
+    let entry = Entry::decode(bytes).map_err(|e| refused(e.to_string()))?;
+    let op = entry.op.map(|value| value.to_vec());
+    store
+        .validate(entry.key, &op)
+        .map_err(|e| refused(e.to_string()))?;
+    Ok(entry)
+}
+
+/// Stores a checked remote entry's row and, if `gate` lets it count, merges it into the view
+/// and moves the clock past it; otherwise records why it does not count.
+pub(crate) fn store_remote_entry(
+    store: &Store,
+    entries: &mut redb::Table<'_, u128, &'static [u8]>,
+    view: &mut ViewTables<'_>,
+    gate: &mut Gate,
+    (feed, id): (u64, VersionId),
+    row: &[u8],
+    entry: &Entry<'_>,
+) -> Result<(), IngestError> {
+    entries
+        .insert(feed_key(feed, id.seq), row)
+        .map_err(store_err)?;
+    if let Some(reason) = view.admit(gate, &*entries, feed, id, entry)? {
+        tracing::info!(author = %id.author, seq = id.seq, %reason, "a remote entry is stored but does not count in the view");
+        return Ok(());
+    }
+    if !store.clock_observe(entry.timestamp) {
+        tracing::debug!(author = %id.author, seq = id.seq, "remote timestamp too far ahead to move the clock");
+    }
+    Ok(())
+}
+
+/// Whether the feed under `index_key` (a [`tables::FEED_IDS`] key) is frozen by a fork.
+pub(crate) fn is_frozen(
+    txn: &redb::WriteTransaction,
+    index_key: &[u8],
+) -> Result<bool, IngestError> {
+    let forks = txn.open_table(tables::FORKS).map_err(store_err)?;
+    Ok(forks.get(index_key).map_err(store_err)?.is_some())
+}
+
+impl Store {
+    /// Every feed held in `ns`, with its latest signed head and held length.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNamespace`]; database failures.
+    pub fn feeds(&self, ns: &NamespaceId) -> Result<Vec<HeldFeed>> {
+        let ns_number = self.namespace_number(ns)?;
+        let txn = self.db().begin_read()?;
+        let feed_ids = txn.open_table(FEED_IDS)?;
+        let feeds = txn.open_table(FEEDS)?;
+        let sparse = txn.open_table(SPARSE_FEEDS)?;
+        let mut out = Vec::new();
+        for (_, feed) in namespace_feeds(&feed_ids, ns_number)? {
+            let record = feeds.get(feed)?.ok_or_else(|| {
+                Error::Damaged(format!("feed {feed} is indexed but has no record"))
+            })?;
+            let record = FeedRecord::decode(record.value())?;
+            let held = match sparse.get(feed)? {
+                Some(bytes) => SparseRecord::decode(bytes.value())?.scanned,
+                None => record.held,
+            };
+            out.push(HeldFeed {
+                head: record.head,
+                held,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The namespaces this replica holds, in no particular order.
+    pub fn namespaces(&self) -> Vec<NamespaceId> {
+        self.namespace_ids()
+    }
+}
