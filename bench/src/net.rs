@@ -4,7 +4,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use weft_node::config::{NodeConfig, load_identity};
+use weft_node::Keypair;
+use weft_node::config::{Network, NodeConfig};
 use weft_node::multiaddr::Protocol;
 use weft_node::{Multiaddr, Node, NodeHandle};
 use weft_storage::{Access, NamespaceId, Op, Options, Store};
@@ -14,13 +15,16 @@ use crate::{BATCH, BenchError, DURABLE, Data, Settings, median, row, w1b_weft};
 /// How long a workload may take before the run is called failed.
 const LIMIT: Duration = Duration::from_secs(300);
 
-fn config(peers: Vec<Multiaddr>) -> NodeConfig {
-    NodeConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
+/// How a benchmark node on `dir` runs: as `weft node` would, on loopback, dialing `peers`.
+fn config(dir: &Path, peers: Vec<Multiaddr>) -> Result<(NodeConfig, Keypair), BenchError> {
+    let network = Network {
         peers,
-        mdns: false,
-        sync_interval: Duration::from_secs(5),
-    }
+        ..Network::loopback()
+    };
+    let (mut config, key) =
+        NodeConfig::load(dir, &network).map_err(|e| BenchError::Node(e.to_string()))?;
+    config.sync_interval = Duration::from_secs(5);
+    Ok((config, key))
 }
 
 /// The charter a replica joining `origin`'s namespace needs.
@@ -42,8 +46,8 @@ pub(crate) async fn start(
     peers: Vec<Multiaddr>,
 ) -> Result<(Node, Multiaddr), BenchError> {
     let store = Store::open(dir, durable())?;
-    let key = load_identity(dir).map_err(|e| BenchError::Node(e.to_string()))?;
-    let node = Node::start(store, key, config(peers))
+    let (config, key) = config(dir, peers)?;
+    let node = Node::start(store, key, config)
         .await
         .map_err(|e| BenchError::Node(e.to_string()))?;
     let addr = node
@@ -75,20 +79,15 @@ pub(crate) fn node_api_gets(store: Store, data: &Data, order: &[u64]) -> Result<
     let runtime = runtime()?;
     let dir = store.dir().to_owned();
     let ns = store.default_namespace();
-    let key = load_identity(&dir).map_err(|e| BenchError::Node(e.to_string()))?;
+    let (config, key) = config(&dir, Vec::new())?;
     let node = runtime
-        .block_on(Node::start(store, key, config(vec![])))
+        .block_on(Node::start(store, key, config))
         .map_err(|e| BenchError::Node(e.to_string()))?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, shutdown) = weft_node::shutdown::channel();
     let server = runtime.spawn({
         let dir = dir.clone();
         let handle = node.handle();
-        async move {
-            weft_node::api::serve(&dir, handle, async {
-                let _ = stopped.await;
-            })
-            .await
-        }
+        async move { weft_node::api::serve(&dir, handle, shutdown).await }
     });
     let node_error = |e: &dyn std::fmt::Display| BenchError::Node(e.to_string());
     let started = Instant::now();
@@ -114,7 +113,7 @@ pub(crate) fn node_api_gets(store: Store, data: &Data, order: &[u64]) -> Result<
     }
     let rate = order.len() as f64 / start.elapsed().as_secs_f64();
     drop(client);
-    let _ = stop.send(());
+    stop.fire();
     runtime.block_on(async {
         let _ = server.await;
         node.shutdown().await;

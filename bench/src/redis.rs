@@ -117,16 +117,14 @@ fn weft_rates(requests: u64, runs: u32) -> Result<Rates, BenchError> {
             .await
             .map_err(|e| BenchError::Node(e.to_string()))?;
         let port = server.local_addr()?.port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(server.serve(node.handle(), ns, async {
-            let _ = stopped.await;
-        }));
+        let (stop, shutdown) = weft_node::shutdown::channel();
+        let serving = tokio::spawn(server.serve(node.handle(), ns, shutdown));
         Ok::<_, BenchError>((node, port, (stop, serving)))
     })?;
     // The node serves on the runtime's worker threads while this thread waits on the process.
     let rates = benchmark(port, requests, runs);
     runtime.block_on(async {
-        let _ = stop.0.send(());
+        stop.0.fire();
         let _ = stop.1.await;
         node.shutdown().await;
     });

@@ -14,7 +14,9 @@ use weft_storage::{
 };
 
 use crate::args::{Cli, Command, InterestAction, Workload};
-use crate::backend::Backend;
+use weft_node::api::ApiRequest;
+
+use crate::backend::{Backend, answer};
 use crate::output::{escape, put_bytes};
 
 /// Exit code for "not found".
@@ -97,7 +99,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 password: redis_password,
                 ..weft_node::redis::RedisConfig::new(addr)
             });
-            return crate::network::node(&dir, listen, peer, no_mdns, redis);
+            let network = weft_node::config::Network {
+                listen,
+                peers: peer,
+                mdns: !no_mdns,
+            };
+            return crate::network::node(&dir, network, redis);
         }
         Command::Ticket {
             write,
@@ -138,7 +145,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (Some(v), None) => v.as_bytes().to_vec(),
                 (None, None) => unreachable!("clap requires a value or --file"),
             };
-            let ids = store.write(&ns, vec![(key.as_bytes().to_vec(), Op::Put(value))])?;
+            let ops = vec![(key.as_bytes().to_vec(), Op::Put(value))];
+            let ids = answer!(store.call(ApiRequest::Write { ns, ops })?, Written)?;
             write_written(&mut out, &ids[0], json)?;
             ExitCode::SUCCESS
         }
@@ -148,7 +156,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             remote: true,
             ..
         } => {
-            let versions = store.get_remote(&ns, key.as_bytes())?;
+            let key_bytes = key.as_bytes().to_vec();
+            let request = ApiRequest::GetRemote { ns, key: key_bytes };
+            let versions = answer!(store.call(request)?, Versions)?;
             print_versions(&mut out, &key, &versions, all, json)?
         }
         Command::Interest { action } => interest(&mut out, &store, &ns, action, json)?,
@@ -157,14 +167,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             prefix,
             expires,
         } => {
-            store.grant(&ns, author, crate::trust::grant_of(&prefix, expires))?;
+            let grant = crate::trust::grant_of(&prefix, expires);
+            answer!(
+                store.call(ApiRequest::Grant { ns, author, grant })?,
+                Written
+            )?;
             if !json {
                 writeln!(out, "granted {author}")?;
             }
             ExitCode::SUCCESS
         }
         Command::Revoke { author } => {
-            let until = store.revoke(&ns, author)?;
+            let until = answer!(store.call(ApiRequest::Revoke { ns, author })?, Revoked)?;
             if json {
                 writeln!(
                     out,
@@ -180,7 +194,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Members => {
-            crate::trust::members(&mut out, &store.trust(&ns)?, json)?;
+            let trust = answer!(store.call(ApiRequest::Trust { ns })?, Trust)?;
+            crate::trust::members(&mut out, &trust, json)?;
             ExitCode::SUCCESS
         }
         Command::Get {
@@ -189,8 +204,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             remote: false,
             at,
         } => match match at {
-            Some(at) => store.get_at(&ns, key.as_bytes(), at)?,
-            None => store.get(&ns, key.as_bytes())?,
+            Some(at) => answer!(
+                store.call(ApiRequest::GetAt {
+                    ns,
+                    key: key.as_bytes().to_vec(),
+                    at
+                })?,
+                Value
+            )?,
+            None => get(&store, &ns, key.as_bytes())?,
         } {
             Some(value) if json => {
                 writeln!(
@@ -212,14 +234,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             remote: false,
             ..
         } => {
-            let versions = store.get_all(&ns, key.as_bytes())?;
+            let request = ApiRequest::GetAll {
+                ns,
+                key: key.as_bytes().to_vec(),
+            };
+            let versions = answer!(store.call(request)?, Versions)?;
             print_versions(&mut out, &key, &versions, true, json)?
         }
         Command::Del { key } => {
-            if store.get(&ns, key.as_bytes())?.is_none() {
+            if get(&store, &ns, key.as_bytes())?.is_none() {
                 not_found(&key)
             } else {
-                let ids = store.write(&ns, vec![(key.as_bytes().to_vec(), Op::Delete)])?;
+                let ops = vec![(key.as_bytes().to_vec(), Op::Delete)];
+                let ids = answer!(store.call(ApiRequest::Write { ns, ops })?, Written)?;
                 write_written(&mut out, &ids[0], json)?;
                 ExitCode::SUCCESS
             }
@@ -231,7 +258,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let prefix = prefix.unwrap_or_default();
             for row in store
-                .scan(&ns, prefix.as_bytes(), values)?
+                .scan(&ns, prefix.as_bytes(), values)
                 .take(limit.unwrap_or(usize::MAX))
             {
                 let (key, value) = row?;
@@ -246,7 +273,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::History { key } => {
-            let history = store.history(&ns, key.as_bytes())?;
+            let request = ApiRequest::History {
+                ns,
+                key: key.as_bytes().to_vec(),
+            };
+            let history = answer!(store.call(request)?, History)?;
             if history.is_empty() {
                 not_found(&key)
             } else {
@@ -266,7 +297,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Verify => {
-            let report = store.verify()?;
+            let report = answer!(store.call(ApiRequest::Verify)?, Verify)?;
             if json {
                 let problems: Vec<String> =
                     report.problems.iter().map(ToString::to_string).collect();
@@ -292,7 +323,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Prune => {
-            let report = store.prune()?;
+            let report = answer!(store.call(ApiRequest::Prune)?, Pruned)?;
             if json {
                 writeln!(
                     out,
@@ -309,7 +340,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Reindex => {
-            let replayed = store.reindex()?;
+            let replayed = answer!(store.call(ApiRequest::Reindex)?, Reindexed)?;
             if json {
                 writeln!(out, "{}", json!({"entries": replayed}))?;
             } else {
@@ -328,7 +359,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export { prefix } => {
             let prefix = prefix.unwrap_or_default();
-            for row in store.scan(&ns, prefix.as_bytes(), true)? {
+            for row in store.scan(&ns, prefix.as_bytes(), true) {
                 let (key, value) = row?;
                 writeln!(out, "{}", Value::Object(record(&key, value.as_deref())))?;
             }
@@ -388,7 +419,7 @@ fn interest(
     action: InterestAction,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let info = store.info()?;
+    let info = answer!(store.call(ApiRequest::Info)?, Info)?;
     let current = info
         .namespaces
         .iter()
@@ -434,7 +465,7 @@ fn interest(
                 .prefixes
                 .into_iter()
                 .chain([prefix.as_bytes().to_vec()]);
-            store.set_interest(ns, Interest::new(prefixes, authors))?;
+            set_interest(store, ns, Interest::new(prefixes, authors))?;
         }
         InterestAction::Rm { prefix } => {
             let Some(current) = current else {
@@ -450,10 +481,26 @@ fn interest(
                 .prefixes
                 .into_iter()
                 .filter(|p| p != prefix.as_bytes());
-            store.set_interest(ns, Interest::new(prefixes, current.authors))?;
+            set_interest(store, ns, Interest::new(prefixes, current.authors))?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The last writer's value of `key`.
+fn get(store: &Backend, ns: &NamespaceId, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+    let request = ApiRequest::Get {
+        ns: *ns,
+        key: key.to_vec(),
+    };
+    answer!(store.call(request)?, Value)
+}
+
+fn set_interest(store: &Backend, ns: &NamespaceId, interest: Interest) -> anyhow::Result<()> {
+    match store.call(ApiRequest::SetInterest { ns: *ns, interest })? {
+        weft_node::api::ApiResponse::Done => Ok(()),
+        other => bail!("the node answered {other:?} to an interest change"),
+    }
 }
 
 fn not_found(key: &OsString) -> ExitCode {
@@ -503,7 +550,13 @@ fn watch(
     // Long enough that an idle watch costs nothing; the node answers as soon as a change comes.
     let wait = std::time::Duration::from_secs(10);
     loop {
-        let page = store.changes(ns, prefix, from, wait)?;
+        let request = ApiRequest::Changes {
+            ns: *ns,
+            prefix: prefix.to_vec(),
+            from,
+            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+        };
+        let page = answer!(store.call(request)?, Changes)?;
         for change in &page.changes {
             write_change(out, change, json)?;
         }
@@ -602,7 +655,7 @@ fn write_version(
 }
 
 fn info(out: &mut impl Write, store: &Backend, json: bool) -> anyhow::Result<()> {
-    let info = store.info()?;
+    let info = answer!(store.call(ApiRequest::Info)?, Info)?;
     let default: NamespaceId = info.default_namespace;
     if json {
         let namespaces: Vec<Value> = info

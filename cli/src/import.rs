@@ -9,7 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value};
 use weft_storage::{NamespaceId, Op};
 
-use crate::backend::Backend;
+use weft_node::api::ApiRequest;
+
+use crate::backend::{Backend, answer};
 
 use crate::output::get_bytes;
 
@@ -62,15 +64,26 @@ pub fn import(store: &Backend, ns: &NamespaceId, file: Option<PathBuf>) -> anyho
         batch.push((key, Op::Put(value)));
         if batch.len() == BATCH || bytes > BATCH_BYTES {
             progress.inc(batch.len() as u64);
-            store.write(ns, std::mem::take(&mut batch))?;
+            write(store, ns, std::mem::take(&mut batch))?;
             bytes = 0;
         }
         Ok(())
     })?;
     progress.inc(batch.len() as u64);
-    store.write(ns, batch)?;
+    write(store, ns, batch)?;
     progress.finish_and_clear();
     Ok(total)
+}
+
+fn write(
+    store: &Backend,
+    ns: &NamespaceId,
+    ops: Vec<(Vec<u8>, Op<Vec<u8>>)>,
+) -> anyhow::Result<()> {
+    if !ops.is_empty() {
+        answer!(store.call(ApiRequest::Write { ns: *ns, ops })?, Written)?;
+    }
+    Ok(())
 }
 
 /// Calls `each` with the line number, key and value of every record; blank lines are skipped.

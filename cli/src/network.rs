@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use weft_node::config::{ConfigFile, NodeConfig, is_unspecified, load_identity, peer_id};
+use weft_node::api::{self, ApiRequest, ApiResponse};
+use weft_node::config::{Network, NodeConfig, peer_id};
 use weft_node::multiaddr::Protocol;
 use weft_node::redis::{RedisConfig, RedisServer};
 use weft_node::ticket::Ticket;
-use weft_node::{Multiaddr, Node, Status, api};
-use weft_storage::{Grant, Interest, Mode, Options, Store};
+use weft_node::{Multiaddr, Node, Status};
+use weft_storage::{Grant, Interest, Options, Store};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, answer};
 
 /// `init --join`: a replica of the ticket's namespace, with its peers as bootstrap peers.
 pub fn join(dir: &Path, ticket: &str, interest: Option<Interest>) -> anyhow::Result<Store> {
@@ -24,19 +25,12 @@ pub fn join(dir: &Path, ticket: &str, interest: Option<Interest>) -> anyhow::Res
 }
 
 /// `weft node`: runs until Ctrl-C or SIGTERM.
-pub fn node(
-    dir: &Path,
-    listen: Vec<Multiaddr>,
-    peers: Vec<Multiaddr>,
-    no_mdns: bool,
-    redis: Option<RedisConfig>,
-) -> anyhow::Result<ExitCode> {
+pub fn node(dir: &Path, network: Network, redis: Option<RedisConfig>) -> anyhow::Result<ExitCode> {
     if api::Client::connect(dir)?.is_some() {
         bail!("a node is already running on {}", dir.display());
     }
-    let config = NodeConfig::resolve(ConfigFile::load(dir)?, listen, peers, no_mdns);
-    let store = Store::open(dir, Options::default())?;
-    let key = load_identity(dir)?;
+    let (config, key) = NodeConfig::load(dir, &network)?;
+    let store = Store::open(dir, Options::default()).map_err(api::ApiError::from)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,24 +46,30 @@ pub fn node(
             "local API on {}",
             dir.join(weft_node::config::SOCKET_FILE).display()
         );
+        let (stop, shutdown) = weft_node::shutdown::channel();
         let redis = match redis {
             Some(config) => {
                 let server = RedisServer::bind(config).await?;
                 println!("redis on {}", server.local_addr()?);
                 let handle = node.handle();
                 let ns = handle.worker().facts().default_namespace;
-                Some(tokio::spawn(server.serve(
-                    handle,
-                    ns,
-                    std::future::pending(),
-                )))
+                Some(tokio::spawn(server.serve(handle, ns, shutdown.clone())))
             }
             None => None,
         };
-        let served = api::serve(dir, node.handle(), shutdown_signal()).await;
+        let serving = api::serve(dir, node.handle(), shutdown);
+        tokio::pin!(serving);
+        let served = tokio::select! {
+            // Ends early only when the socket cannot be served.
+            served = &mut serving => served,
+            () = shutdown_signal() => {
+                stop.fire();
+                serving.await
+            }
+        };
+        stop.fire();
         if let Some(redis) = redis {
-            // Replies in flight are lost; every write acknowledged is already durable.
-            redis.abort();
+            redis.await.context("the Redis task failed")?;
         }
         node.shutdown().await;
         served.context("serving the local API")?;
@@ -99,43 +99,27 @@ async fn shutdown_signal() {
 pub fn ticket(dir: &Path, out: &mut impl Write, write: Option<Grant>) -> anyhow::Result<ExitCode> {
     let backend = Backend::open(dir)?;
     let ns = backend.default_namespace();
-    let report = backend.trust(&ns)?;
-    let Some(charter) = report.charter else {
-        bail!("this namespace was made before tickets carried charters; re-create it to share it");
+    let (charter, author_key) = match backend.call(ApiRequest::Share { ns, write })? {
+        ApiResponse::Share {
+            charter,
+            author_key,
+        } => (charter, author_key),
+        other => bail!("the node answered {other:?} to a share request"),
     };
-    let author_key = match (write, charter.mode) {
-        (Some(grant), Mode::Closed { .. }) => Some(backend.invite(&ns, grant)?),
-        // Anyone holding an open namespace's ticket may write already.
-        (_, Mode::Open) | (None, _) => None,
-    };
-    let peer = peer_id(dir)?;
-    let addrs: Vec<Multiaddr> = match backend.status()? {
+    let listen: Vec<Multiaddr> = match backend.status()? {
         Some(status) => status
             .listen
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect(),
-        None => {
-            let config = NodeConfig::resolve(ConfigFile::load(dir)?, vec![], vec![], false);
-            config.listen
-        }
+        None => NodeConfig::load(dir, &Network::default())?.0.listen,
     };
-    let (usable, unspecified): (Vec<Multiaddr>, Vec<Multiaddr>) =
-        addrs.into_iter().partition(|a| !is_unspecified(a));
-    if usable.is_empty() {
+    let ticket = Ticket::mint(charter, author_key, peer_id(dir)?, listen);
+    if ticket.peers.is_empty() {
         eprintln!(
-            "weft: warning: no reachable address to put in the ticket ({} listen on every interface); run `weft node` and ask again for one with addresses",
-            unspecified.len()
+            "weft: warning: no reachable address to put in the ticket (the node listens on every interface); run `weft node` and ask again for one with addresses"
         );
     }
-    let ticket = Ticket {
-        charter,
-        author_key,
-        peers: usable
-            .into_iter()
-            .map(|a| a.with(Protocol::P2p(peer)))
-            .collect(),
-    };
     writeln!(out, "{ticket}")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -154,7 +138,8 @@ fn running_status(dir: &Path) -> anyhow::Result<Status> {
 /// count, which are read from the store when no node runs.
 pub fn status(dir: &Path, out: &mut impl Write, json: bool) -> anyhow::Result<ExitCode> {
     let backend = Backend::open(dir)?;
-    let trust = backend.trust(&backend.default_namespace())?;
+    let ns = backend.default_namespace();
+    let trust = answer!(backend.call(ApiRequest::Trust { ns })?, Trust)?;
     let Some(status) = backend.status()? else {
         if json {
             writeln!(out, "{}", json!({"node": null, "trust": trust}))?;

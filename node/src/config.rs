@@ -149,6 +149,63 @@ impl NodeConfig {
     }
 }
 
+/// Where and how a node meets peers, as `weft node`'s flags or a program embedding weft give
+/// it; the data dir's config file fills in what this leaves out ([`NodeConfig::load`]).
+#[derive(Clone, Debug)]
+pub struct Network {
+    /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/4919`; port 0 picks a free port. Empty:
+    /// the config file's, else every interface on [`DEFAULT_PORT`] (or any free port when it
+    /// is taken).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial now and whenever they are not connected, each ending in
+    /// `/p2p/<peer id>`, besides the config file's (those of the ticket the replica joined).
+    pub peers: Vec<Multiaddr>,
+    /// Whether to find peers on the local network with mDNS; `true` leaves it to the config
+    /// file, which defaults to on.
+    pub mdns: bool,
+}
+
+impl Default for Network {
+    /// What `weft node` does with no flags.
+    fn default() -> Self {
+        Network {
+            listen: Vec::new(),
+            peers: Vec::new(),
+            mdns: true,
+        }
+    }
+}
+
+impl Network {
+    /// A free TCP port on 127.0.0.1 and no mDNS: replicas on this machine only, as in tests,
+    /// benchmarks and the examples.
+    pub fn loopback() -> Self {
+        Network {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
+            peers: Vec::new(),
+            mdns: false,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// How a node on the replica in `dir` runs, and as whom: the data dir's config file under
+    /// `network`, and the node's identity (made on first use). What `weft node`, a program
+    /// embedding weft and the benchmarks all start a node with.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the config file or identity cannot be read.
+    pub fn load(dir: &Path, network: &Network) -> Result<(NodeConfig, Keypair), ConfigError> {
+        let config = NodeConfig::resolve(
+            ConfigFile::load(dir)?,
+            network.listen.clone(),
+            network.peers.clone(),
+            !network.mdns,
+        );
+        Ok((config, load_identity(dir)?))
+    }
+}
+
 /// Whether `addr` listens on every interface (`0.0.0.0`, `::`), which no peer can dial, so it
 /// has no place in a ticket.
 pub fn is_unspecified(addr: &Multiaddr) -> bool {

@@ -17,9 +17,12 @@
 pub mod access;
 pub mod api;
 pub mod config;
+mod handle;
 mod node;
 pub mod redis;
 pub mod resp;
+pub mod shutdown;
+mod status;
 pub mod sync;
 pub mod ticket;
 mod transport;
@@ -27,7 +30,10 @@ pub mod watch;
 pub mod wire;
 mod worker;
 
+pub use handle::NodeHandle;
+pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId, multiaddr};
-pub use node::{FeedStatus, Node, NodeError, NodeHandle, PeerStatus, Status};
+pub use node::{Node, NodeError};
+pub use status::{FeedStatus, PeerStatus, Status};
 pub use transport::WireCounters;
 pub use worker::{Busy, Closed, Facts, StoreWorker};

@@ -22,21 +22,22 @@ use libp2p::request_response::{
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, ping};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use weft_storage::{
-    AuthorId, ForkProof, IngestError, Ingested, Interest, Invalid, NamespaceId, Op, Run, Served,
-    SignedHead, SparseRun, Store, VersionId, VersionInfo,
+    AuthorId, ForkProof, IngestError, Ingested, Interest, Invalid, NamespaceId, Run, Served,
+    SignedHead, SparseRun, Store, VersionInfo,
 };
 
 use crate::access::{self, Cap};
 use crate::config::NodeConfig;
-use crate::sync::{FeedId, Syncer};
+use crate::handle::{Command, NodeHandle};
+use crate::status::{FeedStatus, PeerStatus, Status};
+use crate::sync::{FeedId, Scheduler};
 use crate::transport::{self, WireCounters};
 use crate::wire::{
-    self, Gossip, HEADS_PER_RESPONSE, MAX_MESSAGE, MAX_PUSH, PUSH_BYTES, RUN_BYTES, RUN_ENTRIES,
-    Refusal, Request, Response, Topic, WireHead, WireRun, WireSparse,
+    self, Gossip, HEADS_PER_RESPONSE, MAX_MESSAGE, MAX_PUSH, RUN_BYTES, RUN_ENTRIES, Refusal,
+    Request, Response, Topic, WireHead, WireRun, WireSparse,
 };
 use crate::worker::{Closed, StoreWorker};
 
@@ -74,6 +75,9 @@ pub enum NodeError {
     /// A remote read found no connected peer to ask.
     #[error("no peers are connected to ask")]
     NoPeers,
+    /// The request needs a running node (peers, status), and none runs on this replica.
+    #[error("this needs a running node")]
+    NotRunning,
 }
 
 impl From<Closed> for NodeError {
@@ -89,237 +93,6 @@ impl From<crate::watch::WatchError> for NodeError {
             crate::watch::WatchError::Closed(_) => NodeError::Closed,
         }
     }
-}
-
-/// What a node reports about itself.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    /// This node's peer id.
-    pub peer_id: String,
-    /// Where it listens.
-    pub listen: Vec<String>,
-    /// Connected peers.
-    pub peers: Vec<PeerStatus>,
-    /// Every feed the node knows of.
-    pub feeds: Vec<FeedStatus>,
-    /// Bytes written and read on TCP connections.
-    pub wire_sent: u64,
-    /// See `wire_sent`.
-    pub wire_received: u64,
-    /// Completed head exchanges: sync is caught up once one has happened and no feed is
-    /// behind.
-    pub head_exchanges: u64,
-    /// Whether runs are being fetched or ingested.
-    pub syncing: bool,
-}
-
-/// A connected peer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerStatus {
-    /// Its peer id.
-    pub id: String,
-}
-
-/// A feed as the node sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FeedStatus {
-    /// Its namespace.
-    pub namespace: NamespaceId,
-    /// Its author.
-    pub author: AuthorId,
-    /// Entries stored here.
-    pub held: u64,
-    /// The longest length a connected peer advertised.
-    pub best_remote: u64,
-}
-
-impl Status {
-    /// Whether a head exchange has happened and every feed holds what peers advertised.
-    pub fn caught_up(&self) -> bool {
-        self.head_exchanges > 0
-            && !self.syncing
-            && self.feeds.iter().all(|f| f.held >= f.best_remote)
-    }
-}
-
-enum Command {
-    Published {
-        run: Run,
-    },
-    Status(oneshot::Sender<Status>),
-    Dial(Multiaddr),
-    /// The interest of `ns` changed; its feeds now stand at `held`.
-    Interest {
-        ns: NamespaceId,
-        interest: Interest,
-        held: Vec<(AuthorId, u64)>,
-    },
-    RemoteGet {
-        ns: NamespaceId,
-        key: Vec<u8>,
-        reply: oneshot::Sender<Result<Vec<VersionInfo>, NodeError>>,
-    },
-    Shutdown,
-}
-
-/// A cheap, cloneable handle to a running node.
-#[derive(Clone)]
-pub struct NodeHandle {
-    commands: mpsc::Sender<Command>,
-    worker: StoreWorker,
-    peer_id: PeerId,
-    counters: Arc<WireCounters>,
-}
-
-impl NodeHandle {
-    /// The store behind the node, for reads. See [`StoreWorker::run`].
-    pub fn worker(&self) -> &StoreWorker {
-        &self.worker
-    }
-
-    /// This node's peer id.
-    pub fn peer_id(&self) -> PeerId {
-        self.peer_id
-    }
-
-    /// The node's TCP byte counters.
-    pub fn counters(&self) -> &WireCounters {
-        &self.counters
-    }
-
-    /// Writes a batch to the local feed, then gossips the new entries (or, when they are over
-    /// [`PUSH_BYTES`], the new head alone, and peers fetch the entries). The write is durable
-    /// when this returns, whatever happens to the gossip.
-    ///
-    /// Cancel safety: once queued, the write happens even if the future is dropped.
-    ///
-    /// # Errors
-    /// [`NodeError::Store`] as [`Store::write`]; [`NodeError::Closed`].
-    pub async fn write(
-        &self,
-        ns: NamespaceId,
-        ops: Vec<(Vec<u8>, Op<Vec<u8>>)>,
-    ) -> Result<Vec<VersionId>, NodeError> {
-        self.append(ns, move |store| store.write(&ns, ops)).await
-    }
-
-    /// Runs `append`, a call that appends to the local feed of `ns`, then gossips what it
-    /// appended, as [`NodeHandle::write`] does. How grants, revocations and invites reach peers.
-    ///
-    /// # Errors
-    /// [`NodeError::Store`] as `append`; [`NodeError::Closed`].
-    pub async fn append<T: Send + 'static>(
-        &self,
-        ns: NamespaceId,
-        append: impl FnOnce(&Store) -> Result<T, weft_storage::Error> + Send + 'static,
-    ) -> Result<T, NodeError> {
-        let (value, run) = self
-            .worker
-            .run(move |store| append_and_read_push(store, &ns, append))
-            .await??;
-        if let Some(run) = run {
-            // The write is done; a node shutting down just does not gossip it.
-            let _ = self.commands.send(Command::Published { run }).await;
-        }
-        Ok(value)
-    }
-
-    /// Dials a peer now, and whenever it is not connected, as if it were configured.
-    ///
-    /// # Errors
-    /// [`NodeError::Closed`].
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
-        self.commands
-            .send(Command::Dial(addr))
-            .await
-            .map_err(|_| NodeError::Closed)
-    }
-
-    /// Sets the interest of `ns` ([`Store::set_interest`]); sync follows it at once.
-    ///
-    /// # Errors
-    /// [`NodeError::Store`] as [`Store::set_interest`]; [`NodeError::Closed`].
-    pub async fn set_interest(&self, ns: NamespaceId, interest: Interest) -> Result<(), NodeError> {
-        let (interest, held) = self
-            .worker
-            .run(move |store| {
-                store.set_interest(&ns, interest)?;
-                let interest = store.interest(&ns)?.unwrap_or_default();
-                let held = store.feeds(&ns)?;
-                let held = held.iter().map(|f| (f.head.author, f.held)).collect();
-                Ok::<_, weft_storage::Error>((interest, held))
-            })
-            .await??;
-        self.commands
-            .send(Command::Interest { ns, interest, held })
-            .await
-            .map_err(|_| NodeError::Closed)
-    }
-
-    /// Asks every connected peer for the live versions of `key` with their proofs, checks
-    /// them, and merges them, last writer first. Nothing is stored. A peer whose answer does
-    /// not verify is dropped like any peer that sends bad data.
-    ///
-    /// # Errors
-    /// [`NodeError::NoPeers`]; [`NodeError::Closed`].
-    pub async fn get_remote(
-        &self,
-        ns: NamespaceId,
-        key: Vec<u8>,
-    ) -> Result<Vec<VersionInfo>, NodeError> {
-        let (reply, result) = oneshot::channel();
-        self.commands
-            .send(Command::RemoteGet { ns, key, reply })
-            .await
-            .map_err(|_| NodeError::Closed)?;
-        result.await.map_err(|_| NodeError::Closed)?
-    }
-
-    /// The node's status.
-    ///
-    /// # Errors
-    /// [`NodeError::Closed`].
-    pub async fn status(&self) -> Result<Status, NodeError> {
-        let (reply, status) = oneshot::channel();
-        self.commands
-            .send(Command::Status(reply))
-            .await
-            .map_err(|_| NodeError::Closed)?;
-        status.await.map_err(|_| NodeError::Closed)
-    }
-}
-
-fn append_and_read_push<T>(
-    store: &Store,
-    ns: &NamespaceId,
-    append: impl FnOnce(&Store) -> Result<T, weft_storage::Error>,
-) -> Result<(T, Option<Run>), weft_storage::Error> {
-    let author = store.author();
-    let before = store
-        .head(ns, &author)
-        .ok()
-        .flatten()
-        .map_or(0, |h| h.length);
-    let ids = append(store)?;
-    let Some(head) = store.head(ns, &author)? else {
-        return Ok((ids, None));
-    };
-    let run = store.read_run(ns, &author, before, usize::MAX, PUSH_BYTES)?;
-    let run = match run {
-        Some(run)
-            if run.end() == head.length
-                && run.entries.iter().map(Vec::len).sum::<usize>() <= PUSH_BYTES =>
-        {
-            run
-        }
-        _ => Run {
-            start: head.length,
-            head,
-            entries: Vec::new(),
-            extension: Vec::new(),
-        },
-    };
-    Ok((ids, Some(run)))
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] leaves the task running.
@@ -398,9 +171,9 @@ impl Node {
         for addr in &listen {
             info!(%addr, "listening");
         }
-        let mut syncer = Syncer::default();
+        let mut scheduler = Scheduler::default();
         for (feed, held) in local_feeds {
-            syncer.set_held(feed, held);
+            scheduler.set_held(feed, held);
         }
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let handle = NodeHandle {
@@ -415,7 +188,7 @@ impl Node {
             topics,
             swarm,
             worker,
-            syncer,
+            scheduler,
             interests,
             remote_gets: HashMap::new(),
             next_remote_get: 0,
@@ -749,7 +522,7 @@ impl Source {
 struct Task {
     swarm: Swarm<Behaviour>,
     worker: StoreWorker,
-    syncer: Syncer<PeerId>,
+    scheduler: Scheduler<PeerId>,
     /// The interest of each namespace held sparsely.
     interests: HashMap<NamespaceId, Interest>,
     remote_gets: HashMap<u64, RemoteGet>,
@@ -796,7 +569,7 @@ impl Task {
         match command {
             Command::Published { run } => {
                 let feed = (run.head.namespace, run.head.author);
-                self.syncer.set_held(feed, run.head.length);
+                self.scheduler.set_held(feed, run.head.length);
                 let ns = run.head.namespace;
                 self.publish(&ns, &Gossip::Push(WireRun::from_run(run)));
             }
@@ -812,7 +585,7 @@ impl Task {
             Command::Interest { ns, interest, held } => {
                 self.interests.insert(ns, interest);
                 for (author, held) in held {
-                    self.syncer.restart((ns, author), held);
+                    self.scheduler.restart((ns, author), held);
                 }
             }
             Command::RemoteGet { ns, key, reply } => self.remote_get(ns, key, reply),
@@ -931,7 +704,7 @@ impl Task {
                 })
                 .collect(),
             feeds: self
-                .syncer
+                .scheduler
                 .progress()
                 .map(|((namespace, author), progress)| FeedStatus {
                     namespace: *namespace,
@@ -943,7 +716,7 @@ impl Task {
             wire_sent: self.counters.sent.load(Ordering::Relaxed),
             wire_received: self.counters.received.load(Ordering::Relaxed),
             head_exchanges: self.head_exchanges,
-            syncing: self.syncer.busy(),
+            syncing: self.scheduler.busy(),
         }
     }
 
@@ -980,7 +753,7 @@ impl Task {
     fn penalize(&mut self, peer: PeerId, reason: &dyn std::fmt::Display) {
         warn!(%peer, %reason, "rejecting bad data from peer; disconnecting it");
         self.banned.insert(peer, Instant::now() + BAN);
-        self.syncer.peer_gone(&peer);
+        self.scheduler.peer_gone(&peer);
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 
@@ -1002,7 +775,7 @@ impl Task {
     }
 
     fn send_wants(&mut self) {
-        for want in self.syncer.wants() {
+        for want in self.scheduler.wants() {
             let (ns, author) = want.feed;
             let cap = self.cap(&ns, &want.peer);
             let request = match self.interests.get(&ns) {
@@ -1083,7 +856,7 @@ impl Task {
                 ..
             } => {
                 info!(peer = %peer_id, "peer disconnected");
-                self.syncer.peer_gone(&peer_id);
+                self.scheduler.peer_gone(&peer_id);
             }
             SwarmEvent::NewListenAddr { address, .. } => info!(addr = %address, "listening"),
             _ => {}
@@ -1109,7 +882,7 @@ impl Task {
             } => {
                 let pending = self.pending.remove(&request_id);
                 match &pending {
-                    Some(Pending::Run { feed, .. }) => self.syncer.failed(&peer, *feed),
+                    Some(Pending::Run { feed, .. }) => self.scheduler.failed(&peer, *feed),
                     Some(Pending::Key { query }) => self.remote_done(*query),
                     _ => {}
                 }
@@ -1276,15 +1049,15 @@ impl Task {
             }
             (Pending::Run { feed, start, .. }, Response::Run(run)) => {
                 let Some(run) = run else {
-                    self.syncer.received(&peer, feed, start, 0);
+                    self.scheduler.received(&peer, feed, start, 0);
                     return;
                 };
                 let entries = run.entries.len() as u64;
                 let fits = run.start == start
                     && run.head.author == feed.1
                     && entries <= u64::from(RUN_ENTRIES);
-                if !fits || !self.syncer.received(&peer, feed, start, entries) {
-                    self.syncer.failed(&peer, feed);
+                if !fits || !self.scheduler.received(&peer, feed, start, entries) {
+                    self.scheduler.failed(&peer, feed);
                     self.penalize(
                         peer,
                         &format!(
@@ -1302,15 +1075,15 @@ impl Task {
             }
             (Pending::Run { feed, start }, Response::Sparse(run)) => {
                 let Some(run) = run else {
-                    self.syncer.received(&peer, feed, start, 0);
+                    self.scheduler.received(&peer, feed, start, 0);
                     return;
                 };
                 let fits = self.interests.contains_key(&feed.0)
                     && run.start == start
                     && run.head.author == feed.1
                     && run.entries.len() <= RUN_ENTRIES as usize;
-                if !fits || !self.syncer.received_to(&peer, feed, start, run.end) {
-                    self.syncer.failed(&peer, feed);
+                if !fits || !self.scheduler.received_to(&peer, feed, start, run.end) {
+                    self.scheduler.failed(&peer, feed);
                     self.penalize(
                         peer,
                         &format!(
@@ -1339,9 +1112,9 @@ impl Task {
                 if reason == Refusal::NotShared {
                     // A sparse peer that does not hold what was asked: asking again at once
                     // would loop, so stop asking it until it advertises the feed again.
-                    self.syncer.received(&peer, feed, start, 0);
+                    self.scheduler.received(&peer, feed, start, 0);
                 } else {
-                    self.syncer.failed(&peer, feed);
+                    self.scheduler.failed(&peer, feed);
                 }
             }
             (Pending::Heads { .. }, Response::Refused(reason)) => {
@@ -1349,7 +1122,7 @@ impl Task {
             }
             (pending, _) => {
                 match pending {
-                    Pending::Run { feed, .. } => self.syncer.failed(&peer, feed),
+                    Pending::Run { feed, .. } => self.scheduler.failed(&peer, feed),
                     Pending::Key { query } => self.remote_done(query),
                     Pending::Heads { .. } => {}
                 }
@@ -1373,7 +1146,7 @@ impl Task {
                 // A head at or below what is held must fit the held tree.
                 fork = record_new_fork(store, head).map(Box::new);
             }
-            // A failed ingest changed nothing; the syncer keeps the larger of what it knew.
+            // A failed ingest changed nothing; the scheduler keeps the larger of what it knew.
             let held = result.as_ref().map_or(0, Ingested::held);
             (result, held, fork)
         });
@@ -1396,7 +1169,7 @@ impl Task {
             Err(_) => {
                 debug!("store busy; dropping a run to ask for it again");
                 if let Source::Sync(_) = from {
-                    self.syncer.ingested(feed, 0, false);
+                    self.scheduler.ingested(feed, 0, false);
                 } else if let Source::Gossip { peer, id, .. } = from {
                     self.report(&id, &peer, MessageAcceptance::Ignore);
                 }
@@ -1421,11 +1194,11 @@ impl Task {
                 }
                 for proof in new_forks {
                     let feed = (ns, proof.longer.author);
-                    self.syncer.freeze(feed);
+                    self.scheduler.freeze(feed);
                     self.publish(&ns, &Gossip::Fork(proof));
                 }
                 for (author, length) in live {
-                    self.syncer.advertised(peer, (ns, author), length);
+                    self.scheduler.advertised(peer, (ns, author), length);
                 }
                 match more {
                     Some(last) => self.ask_heads_page(peer, ns, Some(last)),
@@ -1439,7 +1212,7 @@ impl Task {
                 feed,
             } => match result {
                 Ok(_) => {
-                    self.syncer.freeze(feed);
+                    self.scheduler.freeze(feed);
                     self.report(&id, &peer, MessageAcceptance::Accept);
                 }
                 Err(IngestError::Invalid(invalid)) => {
@@ -1459,11 +1232,11 @@ impl Task {
                 fork,
             } => {
                 if let Some(proof) = fork {
-                    self.syncer.freeze(feed);
+                    self.scheduler.freeze(feed);
                     self.publish(&feed.0, &Gossip::Fork(*proof));
                 }
                 if let Ok(Ingested::Frozen { .. }) = result {
-                    self.syncer.freeze(feed);
+                    self.scheduler.freeze(feed);
                 }
                 let ok = matches!(
                     result,
@@ -1472,9 +1245,9 @@ impl Task {
                         | Ingested::Frozen { .. })
                 );
                 if let Source::Sync(_) = from {
-                    self.syncer.ingested(feed, held, ok);
+                    self.scheduler.ingested(feed, held, ok);
                 } else {
-                    self.syncer.set_held(feed, held);
+                    self.scheduler.set_held(feed, held);
                 }
                 let peer = from.peer();
                 match (&result, &from) {
@@ -1501,7 +1274,7 @@ impl Task {
                         self.report(id, peer, MessageAcceptance::Accept);
                         // The head verified (by ingest, or before a gap was believed): the
                         // peer holds that much, and a gap is fetched by catch-up.
-                        self.syncer.advertised(*peer, feed, *head_length);
+                        self.scheduler.advertised(*peer, feed, *head_length);
                     }
                     (Ok(Ingested::Appended { added, held }), Source::Sync(_)) => {
                         debug!(%peer, added, held, "caught up a run");

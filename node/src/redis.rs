@@ -7,7 +7,6 @@
 //! only after that commit returns, so none acknowledges a write that is not durable.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -110,17 +109,16 @@ impl RedisServer {
         self,
         node: NodeHandle,
         ns: NamespaceId,
-        shutdown: impl Future<Output = ()>,
+        mut shutdown: crate::shutdown::Shutdown,
     ) {
         let clients = Arc::new(Semaphore::new(self.config.max_clients));
         let mut connections = tokio::task::JoinSet::new();
         let (committer, queue) = mpsc::channel(self.config.max_clients);
         let committing = tokio::spawn(commit_loop(node.clone(), ns, queue));
         let mut next_id = 0u64;
-        tokio::pin!(shutdown);
         loop {
             let (mut stream, peer) = tokio::select! {
-                () = &mut shutdown => {
+                () = shutdown.wait() => {
                     connections.shutdown().await;
                     drop(committer);
                     let _ = committing.await;

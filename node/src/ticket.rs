@@ -6,9 +6,12 @@ use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use weft_storage::{Charter, Interest, Options, Store};
+
+use crate::config::is_unspecified;
 
 /// Every ticket starts with this, so a ticket is recognisable and its format versioned.
 const PREFIX: &str = "weft2";
@@ -88,6 +91,38 @@ impl Ticket {
     }
 }
 
+impl Ticket {
+    /// The ticket a replica hands out: the charter and author key an
+    /// [`ApiRequest::Share`](crate::api::ApiRequest::Share) returned, and the addresses its
+    /// node `peer` listens on, each given `/p2p/<peer>`. Addresses no peer can dial (every
+    /// interface, `0.0.0.0` or `::`) are left out.
+    pub fn mint(
+        charter: Charter,
+        author_key: Option<[u8; 32]>,
+        peer: PeerId,
+        listen: impl IntoIterator<Item = Multiaddr>,
+    ) -> Ticket {
+        Ticket {
+            charter,
+            author_key,
+            peers: dialable(peer, listen),
+        }
+    }
+}
+
+/// The addresses of `listen` another peer can dial, each ending in `/p2p/<peer>`: what a
+/// ticket carries of a node listening there.
+pub fn dialable(peer: PeerId, listen: impl IntoIterator<Item = Multiaddr>) -> Vec<Multiaddr> {
+    listen
+        .into_iter()
+        .filter(|addr| !is_unspecified(addr))
+        .map(|addr| match addr.iter().last() {
+            Some(Protocol::P2p(_)) => addr,
+            _ => addr.with(Protocol::P2p(peer)),
+        })
+        .collect()
+}
+
 impl fmt::Display for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let body = TicketBody {
@@ -158,6 +193,29 @@ mod tests {
         assert!("weft1abc".parse::<Ticket>().is_err());
         assert!("weft2!!!".parse::<Ticket>().is_err());
         assert!(text[..text.len() - 5].parse::<Ticket>().is_err());
+
+        // Minted from a node's listen addresses: dialable ones only, each naming the node.
+        let peer = PeerId::random();
+        let minted = Ticket::mint(
+            ticket.charter.clone(),
+            None,
+            peer,
+            [
+                "/ip4/0.0.0.0/tcp/1",
+                "/ip4/192.0.2.1/tcp/2",
+                "/ip6/::/udp/3/quic-v1",
+            ]
+            .map(|a| a.parse::<Multiaddr>().expect("addr")),
+        );
+        assert_eq!(
+            minted.peers,
+            vec![
+                "/ip4/192.0.2.1/tcp/2"
+                    .parse::<Multiaddr>()
+                    .expect("addr")
+                    .with(Protocol::P2p(peer))
+            ]
+        );
 
         // A charter the namespace key did not sign: someone claiming an open namespace.
         let mut forged = ticket;

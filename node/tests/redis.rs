@@ -130,7 +130,7 @@ struct Fixture {
     node: Node,
     handle: NodeHandle,
     addr: std::net::SocketAddr,
-    stop_redis: tokio::sync::oneshot::Sender<()>,
+    stop_redis: weft_node::shutdown::Trigger,
     redis: tokio::task::JoinHandle<()>,
 }
 
@@ -156,10 +156,8 @@ impl Fixture {
         let server = RedisServer::bind(redis).await.expect("bind");
         let addr = server.local_addr().expect("address");
         let handle = node.handle();
-        let (stop_redis, stopped) = tokio::sync::oneshot::channel();
-        let redis = tokio::spawn(server.serve(handle.clone(), ns, async {
-            let _ = stopped.await;
-        }));
+        let (stop_redis, shutdown) = weft_node::shutdown::channel();
+        let redis = tokio::spawn(server.serve(handle.clone(), ns, shutdown));
         Fixture {
             _dir: dir,
             node,
@@ -172,7 +170,7 @@ impl Fixture {
 
     /// Stops the listener, which closes its connections, then the node.
     async fn stop(self) {
-        let _ = self.stop_redis.send(());
+        self.stop_redis.fire();
         tokio::time::timeout(LIMIT, self.redis)
             .await
             .expect("the listener stops")

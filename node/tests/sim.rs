@@ -1,4 +1,4 @@
-//! A seeded simulation of catch-up: five replicas, their `Syncer`s and the wire messages
+//! A seeded simulation of catch-up: five replicas, their `Scheduler`s and the wire messages
 //! between them, delivered out of order, some lost, some twice, across partitions that come
 //! and go, while replicas write, delete, and restart from what their stores persisted. After
 //! the last heal every seed must converge to one view, and every acknowledged write must be
@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use weft_node::PeerId;
-use weft_node::sync::Syncer;
+use weft_node::sync::Scheduler;
 use weft_node::wire::{
     self, Cap, MAX_MESSAGE, Refusal, Request, Response, Topic, WireHead, WireRun,
 };
@@ -55,7 +55,7 @@ struct Replica {
     dir: std::path::PathBuf,
     peer: PeerId,
     store: Store,
-    syncer: Syncer<usize>,
+    syncer: Scheduler<usize>,
     /// Requests in flight: id → (peer, request).
     pending: HashMap<u64, (usize, Request)>,
 }
@@ -122,7 +122,7 @@ fn options() -> Options {
 }
 
 fn replica(dir: std::path::PathBuf, peer: PeerId, store: Store) -> Replica {
-    let mut syncer = Syncer::default();
+    let mut syncer = Scheduler::default();
     let ns = store.default_namespace();
     for feed in store.feeds(&ns).expect("feeds") {
         syncer.set_held((ns, feed.head.author), feed.held);

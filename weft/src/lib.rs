@@ -28,13 +28,14 @@
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use weft_node::config::{ConfigError, ConfigFile, NodeConfig, is_unspecified, load_identity};
-use weft_node::multiaddr::Protocol;
-use weft_node::ticket::{BadTicket, JoinError, Ticket};
+use weft_node::api::{self, ApiRequest, ApiResponse};
+use weft_node::config::{ConfigError, NodeConfig};
+use weft_node::ticket::{BadTicket, JoinError, Ticket, dialable};
 use weft_node::{Node, NodeError, StoreWorker};
-use weft_storage::{Access, Mode, Op, Options, Store};
+use weft_storage::{Access, Op, Options, Store};
 
 pub use weft_node::Multiaddr;
+pub use weft_node::config::Network;
 pub use weft_node::watch::{WatchError, Watcher};
 pub use weft_storage::{
     AuthorId, Change, ChangeValue, NamespaceId, Timestamp, VersionId, VersionInfo,
@@ -50,7 +51,7 @@ pub enum Error {
     Store(#[from] weft_storage::Error),
     /// Networking failed, or the replica has been closed.
     #[error(transparent)]
-    Node(#[from] NodeError),
+    Node(NodeError),
     /// A string passed to [`Weft::join`] is not a ticket.
     #[error(transparent)]
     Ticket(#[from] BadTicket),
@@ -72,38 +73,12 @@ impl From<weft_node::Closed> for Error {
     }
 }
 
-/// Where and how a replica meets peers ([`Weft::start`]).
-#[derive(Clone, Debug)]
-pub struct Network {
-    /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/4919`; port 0 picks a free port.
-    pub listen: Vec<Multiaddr>,
-    /// Peers to dial now and whenever they are not connected, each ending in
-    /// `/p2p/<peer id>`, besides those of the ticket the replica joined with.
-    pub peers: Vec<Multiaddr>,
-    /// Whether to find peers on the local network with mDNS.
-    pub mdns: bool,
-}
-
-impl Default for Network {
-    /// Every interface on weft's port (or any free port when it is taken), with mDNS: what
-    /// `weft node` does.
-    fn default() -> Self {
-        Network {
-            listen: NodeConfig::default_listen(),
-            peers: Vec::new(),
-            mdns: true,
-        }
-    }
-}
-
-impl Network {
-    /// A free TCP port on 127.0.0.1 and no mDNS: replicas on this machine only, as in tests
-    /// and the examples.
-    pub fn loopback() -> Self {
-        Network {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
-            peers: Vec::new(),
-            mdns: false,
+impl From<NodeError> for Error {
+    /// A store's refusal stays a [`Error::Store`], whichever way the call went.
+    fn from(error: NodeError) -> Self {
+        match error {
+            NodeError::Store(error) => Error::Store(error),
+            other => Error::Node(other),
         }
     }
 }
@@ -203,11 +178,10 @@ impl Weft {
     async fn write_one(&self, key: Vec<u8>, op: Op<Vec<u8>>) -> Result<VersionId, Error> {
         let ns = self.namespace();
         let ops = vec![(key, op)];
-        let ids = match &self.node {
-            Some(node) => node.handle().write(ns, ops).await?,
-            None => self.worker.run(move |s| s.write(&ns, ops)).await??,
-        };
-        Ok(ids[0])
+        match self.call(ApiRequest::Write { ns, ops }).await? {
+            ApiResponse::Written(ids) => Ok(ids[0]),
+            other => unreachable!("{other:?}: a write is answered with its versions"),
+        }
     }
 
     /// The value of `key`: the last writer's, or `None` when it is absent or deleted.
@@ -216,7 +190,10 @@ impl Weft {
     /// [`Error::Store`].
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, Error> {
         let (ns, key) = (self.namespace(), key.as_ref().to_vec());
-        Ok(self.worker.run(move |s| s.get(&ns, &key)).await??)
+        match self.call(ApiRequest::Get { ns, key }).await? {
+            ApiResponse::Value(value) => Ok(value),
+            other => unreachable!("{other:?}: a get is answered with a value"),
+        }
     }
 
     /// Every live version of `key`: more than one when writes were concurrent, the last
@@ -226,7 +203,10 @@ impl Weft {
     /// [`Error::Store`].
     pub async fn get_all(&self, key: impl AsRef<[u8]>) -> Result<Vec<VersionInfo>, Error> {
         let (ns, key) = (self.namespace(), key.as_ref().to_vec());
-        Ok(self.worker.run(move |s| s.get_all(&ns, &key)).await??)
+        match self.call(ApiRequest::GetAll { ns, key }).await? {
+            ApiResponse::Versions(versions) => Ok(versions),
+            other => unreachable!("{other:?}: a get_all is answered with versions"),
+        }
     }
 
     /// Every key under `prefix` with its value, in byte order, from one snapshot.
@@ -244,6 +224,19 @@ impl Weft {
             })
             .await??;
         Ok(rows)
+    }
+
+    /// Carries out `request`: through the node while networking runs, so writes are
+    /// gossiped, else on the store thread.
+    async fn call(&self, request: ApiRequest) -> Result<ApiResponse, Error> {
+        Ok(match &self.node {
+            Some(node) => api::answer(&node.handle(), request).await?,
+            None => {
+                self.worker
+                    .run(move |store| api::execute(store, request))
+                    .await??
+            }
+        })
     }
 
     /// The changes of keys under `prefix`, local and synced, from change `from` on: 0 for the
@@ -270,13 +263,7 @@ impl Weft {
         if self.node.is_some() {
             return Ok(());
         }
-        let config = NodeConfig::resolve(
-            ConfigFile::load(&self.dir)?,
-            network.listen,
-            network.peers,
-            !network.mdns,
-        );
-        let key = load_identity(&self.dir)?;
+        let (config, key) = NodeConfig::load(&self.dir, &network)?;
         self.node = Some(Node::attach(self.worker.clone(), key, config).await?);
         Ok(())
     }
@@ -291,15 +278,10 @@ impl Weft {
     /// The addresses peers can dial, each ending in `/p2p/<peer id>`; empty before
     /// [`Weft::start`].
     pub fn addresses(&self) -> Vec<Multiaddr> {
-        let Some(node) = &self.node else {
-            return Vec::new();
-        };
-        let peer = node.handle().peer_id();
-        node.listen_addrs()
-            .iter()
-            .filter(|addr| !is_unspecified(addr))
-            .map(|addr| addr.clone().with(Protocol::P2p(peer)))
-            .collect()
+        match &self.node {
+            Some(node) => dialable(node.handle().peer_id(), node.listen_addrs().iter().cloned()),
+            None => Vec::new(),
+        }
     }
 
     /// Dials a peer now, and whenever it is not connected.
@@ -323,36 +305,22 @@ impl Weft {
     /// [`Error::Store`]: `write` on a namespace this replica does not own.
     pub async fn ticket(&self, write: bool) -> Result<String, Error> {
         let ns = self.namespace();
-        let charter = self
-            .worker
-            .run(move |s| s.charter(&ns))
-            .await??
-            .ok_or_else(|| {
-                weft_storage::Error::NotOwner(
-                    "this namespace was made before tickets carried charters".into(),
-                )
-            })?;
-        let author_key = match (write, charter.mode) {
-            (true, Mode::Closed { .. }) => {
-                let grant = weft_storage::Grant {
-                    prefixes: Vec::new(),
-                    expires: None,
-                };
-                let invite = move |s: &Store| s.invite(&ns, grant);
-                Some(match &self.node {
-                    Some(node) => node.handle().append(ns, invite).await?,
-                    None => self.worker.run(invite).await??,
-                })
-            }
-            // Anyone holding an open namespace's ticket may write already.
-            _ => None,
+        let write = write.then(|| weft_storage::Grant {
+            prefixes: Vec::new(),
+            expires: None,
+        });
+        let (charter, author_key) = match self.call(ApiRequest::Share { ns, write }).await? {
+            ApiResponse::Share {
+                charter,
+                author_key,
+            } => (charter, author_key),
+            other => unreachable!("{other:?}: a share request is answered with a share"),
         };
-        let ticket = Ticket {
-            charter,
-            author_key,
-            peers: self.addresses(),
+        let (peer, listen) = match &self.node {
+            Some(node) => (node.handle().peer_id(), node.listen_addrs().to_vec()),
+            None => (weft_node::config::peer_id(&self.dir)?, Vec::new()),
         };
-        Ok(ticket.to_string())
+        Ok(Ticket::mint(charter, author_key, peer, listen).to_string())
     }
 
     /// Stops networking, lets the store finish every write queued, and closes it. A

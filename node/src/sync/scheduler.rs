@@ -1,6 +1,6 @@
-//! The catch-up state machine: which runs to ask which peer for, knowing nothing of libp2p.
+//! Catch-up scheduling: which runs to ask which peer for.
 //!
-//! The node feeds it what it learns (the held length of each local feed, the heads peers
+//! The client ([`super::Client`]) feeds it what it learns (the held length of each local feed, the heads peers
 //! advertise, runs received and how their ingest went) and asks it for the next requests.
 //! Per feed it keeps one request in flight and at most [`MAX_QUEUED_PER_FEED`] runs received
 //! but not yet ingested, so fetching the next run overlaps ingesting the last; across feeds it
@@ -12,16 +12,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-use weft_storage::{AuthorId, NamespaceId};
+use super::FeedId;
 
 /// Runs requested or awaiting ingest, across all feeds.
 pub const MAX_OUTSTANDING: usize = 16;
 
 /// Runs of one feed received but not yet ingested.
 pub const MAX_QUEUED_PER_FEED: usize = 2;
-
-/// A feed: an author's log in a namespace.
-pub type FeedId = (NamespaceId, AuthorId);
 
 /// A run to ask for.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -69,14 +66,14 @@ impl<P> FeedState<P> {
 
 /// The catch-up state of every feed of every namespace the node holds.
 #[derive(Debug)]
-pub struct Syncer<P> {
+pub struct Scheduler<P> {
     feeds: BTreeMap<FeedId, FeedState<P>>,
     outstanding: usize,
 }
 
-impl<P> Default for Syncer<P> {
+impl<P> Default for Scheduler<P> {
     fn default() -> Self {
-        Syncer {
+        Scheduler {
             feeds: BTreeMap::new(),
             outstanding: 0,
         }
@@ -92,7 +89,7 @@ pub struct FeedProgress {
     pub best_remote: u64,
 }
 
-impl<P: Clone + Eq + Hash> Syncer<P> {
+impl<P: Clone + Eq + Hash> Scheduler<P> {
     /// Records how many entries of a feed are stored, as the store reports after an ingest or
     /// a local write.
     pub fn set_held(&mut self, feed: FeedId, held: u64) {
@@ -143,8 +140,8 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
         }
     }
 
-    /// The requests to send now. Each is in flight until [`Syncer::received`] or
-    /// [`Syncer::failed`] is called for it.
+    /// The requests to send now. Each is in flight until [`Scheduler::received`] or
+    /// [`Scheduler::failed`] is called for it.
     pub fn wants(&mut self) -> Vec<Want<P>> {
         let mut out = Vec::new();
         for (feed, state) in &mut self.feeds {
@@ -178,13 +175,13 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
     }
 
     /// A run of `entries` entries from `start` arrived for the request to `peer`; it is queued
-    /// for ingest, which must report through [`Syncer::ingested`]. Returns false, changing
+    /// for ingest, which must report through [`Scheduler::ingested`]. Returns false, changing
     /// nothing, when no such request is in flight: the peer sent a run it was never asked for.
     pub fn received(&mut self, peer: &P, feed: FeedId, start: u64, entries: u64) -> bool {
         self.received_to(peer, feed, start, start.saturating_add(entries))
     }
 
-    /// As [`Syncer::received`], for a run that covers the feed from `start` to `end`: a sparse
+    /// As [`Scheduler::received`], for a run that covers the feed from `start` to `end`: a sparse
     /// run covers more than the entries it carries.
     pub fn received_to(&mut self, peer: &P, feed: FeedId, start: u64, end: u64) -> bool {
         let Some(state) = self.feeds.get_mut(&feed) else {
@@ -256,6 +253,7 @@ impl<P: Clone + Eq + Hash> Syncer<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_storage::{AuthorId, NamespaceId};
 
     fn feed(n: u8) -> FeedId {
         (NamespaceId([1; 32]), AuthorId([n; 32]))
@@ -263,12 +261,12 @@ mod tests {
 
     #[test]
     fn asks_the_peer_ahead_and_pipelines_one_run_past_ingest() {
-        let mut syncer = Syncer::default();
-        syncer.set_held(feed(1), 10);
-        syncer.advertised(7u32, feed(1), 5);
-        assert!(syncer.wants().is_empty(), "the peer is behind");
-        syncer.advertised(8u32, feed(1), 100);
-        let wants = syncer.wants();
+        let mut scheduler = Scheduler::default();
+        scheduler.set_held(feed(1), 10);
+        scheduler.advertised(7u32, feed(1), 5);
+        assert!(scheduler.wants().is_empty(), "the peer is behind");
+        scheduler.advertised(8u32, feed(1), 100);
+        let wants = scheduler.wants();
         assert_eq!(
             wants,
             vec![Want {
@@ -277,24 +275,27 @@ mod tests {
                 start: 10
             }]
         );
-        assert!(syncer.wants().is_empty(), "one request per feed at a time");
-
-        assert!(syncer.received(&8, feed(1), 10, 30));
-        // The next request goes out before the first run is ingested.
-        assert_eq!(syncer.wants()[0].start, 40);
-        assert!(syncer.received(&8, feed(1), 40, 30));
         assert!(
-            syncer.wants().is_empty(),
+            scheduler.wants().is_empty(),
+            "one request per feed at a time"
+        );
+
+        assert!(scheduler.received(&8, feed(1), 10, 30));
+        // The next request goes out before the first run is ingested.
+        assert_eq!(scheduler.wants()[0].start, 40);
+        assert!(scheduler.received(&8, feed(1), 40, 30));
+        assert!(
+            scheduler.wants().is_empty(),
             "no more than {MAX_QUEUED_PER_FEED} runs wait for ingest"
         );
-        syncer.ingested(feed(1), 40, true);
-        assert_eq!(syncer.wants()[0].start, 70);
-        syncer.ingested(feed(1), 70, true);
-        assert!(syncer.received(&8, feed(1), 70, 30));
-        syncer.ingested(feed(1), 100, true);
-        assert!(syncer.wants().is_empty());
-        assert!(!syncer.busy());
-        let progress: Vec<_> = syncer.progress().map(|(_, p)| p).collect();
+        scheduler.ingested(feed(1), 40, true);
+        assert_eq!(scheduler.wants()[0].start, 70);
+        scheduler.ingested(feed(1), 70, true);
+        assert!(scheduler.received(&8, feed(1), 70, 30));
+        scheduler.ingested(feed(1), 100, true);
+        assert!(scheduler.wants().is_empty());
+        assert!(!scheduler.busy());
+        let progress: Vec<_> = scheduler.progress().map(|(_, p)| p).collect();
         assert_eq!(
             progress,
             vec![FeedProgress {
@@ -306,70 +307,76 @@ mod tests {
 
     #[test]
     fn unasked_runs_are_refused_and_failed_ingest_restarts_from_held() {
-        let mut syncer = Syncer::default();
-        syncer.advertised(1u32, feed(1), 50);
-        assert!(!syncer.received(&1, feed(1), 0, 10), "nothing was asked");
-        let want = syncer.wants().remove(0);
-        assert!(!syncer.received(&2, feed(1), 0, 10), "asked someone else");
-        assert!(!syncer.received(&1, feed(1), 5, 10), "not the range asked");
-        assert!(syncer.received(&want.peer, feed(1), 0, 10));
-        assert_eq!(syncer.wants()[0].start, 10);
-        assert!(syncer.received(&1, feed(1), 10, 10));
-        syncer.ingested(feed(1), 0, false);
-        syncer.ingested(feed(1), 0, false);
-        assert_eq!(syncer.wants()[0].start, 0);
+        let mut scheduler = Scheduler::default();
+        scheduler.advertised(1u32, feed(1), 50);
+        assert!(!scheduler.received(&1, feed(1), 0, 10), "nothing was asked");
+        let want = scheduler.wants().remove(0);
+        assert!(
+            !scheduler.received(&2, feed(1), 0, 10),
+            "asked someone else"
+        );
+        assert!(
+            !scheduler.received(&1, feed(1), 5, 10),
+            "not the range asked"
+        );
+        assert!(scheduler.received(&want.peer, feed(1), 0, 10));
+        assert_eq!(scheduler.wants()[0].start, 10);
+        assert!(scheduler.received(&1, feed(1), 10, 10));
+        scheduler.ingested(feed(1), 0, false);
+        scheduler.ingested(feed(1), 0, false);
+        assert_eq!(scheduler.wants()[0].start, 0);
     }
 
     #[test]
     fn a_run_asked_for_is_accepted_after_gossip_moved_the_feed_on() {
-        let mut syncer = Syncer::default();
-        syncer.advertised(1u32, feed(1), 5);
-        let want = syncer.wants().remove(0);
+        let mut scheduler = Scheduler::default();
+        scheduler.advertised(1u32, feed(1), 5);
+        let want = scheduler.wants().remove(0);
         assert_eq!(want.start, 0);
         // Gossip delivers entries 0..3 while the request is in flight.
-        syncer.set_held(feed(1), 3);
+        scheduler.set_held(feed(1), 3);
         assert!(
-            syncer.received(&1, feed(1), 0, 5),
+            scheduler.received(&1, feed(1), 0, 5),
             "the run asked for is not a stray"
         );
-        syncer.ingested(feed(1), 5, true);
-        assert!(syncer.wants().is_empty());
-        assert!(!syncer.busy());
+        scheduler.ingested(feed(1), 5, true);
+        assert!(scheduler.wants().is_empty());
+        assert!(!scheduler.busy());
     }
 
     #[test]
     fn a_gone_peer_frees_its_request_and_another_is_asked() {
-        let mut syncer = Syncer::default();
-        syncer.advertised(1u32, feed(1), 50);
-        syncer.advertised(2u32, feed(1), 40);
-        assert_eq!(syncer.wants()[0].peer, 1);
-        syncer.peer_gone(&1);
-        let wants = syncer.wants();
+        let mut scheduler = Scheduler::default();
+        scheduler.advertised(1u32, feed(1), 50);
+        scheduler.advertised(2u32, feed(1), 40);
+        assert_eq!(scheduler.wants()[0].peer, 1);
+        scheduler.peer_gone(&1);
+        let wants = scheduler.wants();
         assert_eq!(wants[0].peer, 2);
-        syncer.failed(&2, feed(1));
-        assert_eq!(syncer.wants()[0].peer, 2);
+        scheduler.failed(&2, feed(1));
+        assert_eq!(scheduler.wants()[0].peer, 2);
         // A peer answering with nothing is not asked again until it advertises.
-        assert!(syncer.received(&2, feed(1), 0, 0));
-        assert!(syncer.wants().is_empty());
-        assert!(!syncer.busy());
+        assert!(scheduler.received(&2, feed(1), 0, 0));
+        assert!(scheduler.wants().is_empty());
+        assert!(!scheduler.busy());
     }
 
     #[test]
     fn outstanding_runs_are_capped_across_feeds() {
-        let mut syncer = Syncer::default();
+        let mut scheduler = Scheduler::default();
         for n in 0..40 {
-            syncer.advertised(1u32, feed(n), 1000);
+            scheduler.advertised(1u32, feed(n), 1000);
         }
-        let first = syncer.wants();
+        let first = scheduler.wants();
         assert_eq!(first.len(), MAX_OUTSTANDING);
         for want in &first {
-            assert!(syncer.received(&1, want.feed, want.start, 10));
+            assert!(scheduler.received(&1, want.feed, want.start, 10));
         }
         assert!(
-            syncer.wants().is_empty(),
+            scheduler.wants().is_empty(),
             "queued runs count against the cap"
         );
-        syncer.ingested(first[0].feed, 10, true);
-        assert_eq!(syncer.wants().len(), 1);
+        scheduler.ingested(first[0].feed, 10, true);
+        assert_eq!(scheduler.wants().len(), 1);
     }
 }

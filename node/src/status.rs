@@ -1,0 +1,55 @@
+//! What a node reports about itself: peers, feeds, wire bytes and whether it has caught up.
+
+use serde::{Deserialize, Serialize};
+use weft_storage::{AuthorId, NamespaceId};
+
+/// What a node reports about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// This node's peer id.
+    pub peer_id: String,
+    /// Where it listens.
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: Vec<PeerStatus>,
+    /// Every feed the node knows of.
+    pub feeds: Vec<FeedStatus>,
+    /// Bytes written and read on TCP connections.
+    pub wire_sent: u64,
+    /// See `wire_sent`.
+    pub wire_received: u64,
+    /// Completed head exchanges: sync is caught up once one has happened and no feed is
+    /// behind.
+    pub head_exchanges: u64,
+    /// Whether runs are being fetched or ingested.
+    pub syncing: bool,
+}
+
+/// A connected peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Its peer id.
+    pub id: String,
+}
+
+/// A feed as the node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedStatus {
+    /// Its namespace.
+    pub namespace: NamespaceId,
+    /// Its author.
+    pub author: AuthorId,
+    /// Entries stored here.
+    pub held: u64,
+    /// The longest length a connected peer advertised.
+    pub best_remote: u64,
+}
+
+impl Status {
+    /// Whether a head exchange has happened and every feed holds what peers advertised.
+    pub fn caught_up(&self) -> bool {
+        self.head_exchanges > 0
+            && !self.syncing
+            && self.feeds.iter().all(|f| f.held >= f.best_remote)
+    }
+}
