@@ -54,7 +54,7 @@ fn main() -> std::io::Result<()> {
 
     let (a, b) = (PeerId::random(), PeerId::random());
     let topic = Topic::of(&ns);
-    let cap = Cap::new(&ns, &a, &b);
+    let cap = Cap::new(&ns, &a.to_bytes(), &b.to_bytes());
     let run = WireRun {
         head: WireHead::from_head(&head),
         start: 2,

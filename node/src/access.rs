@@ -14,7 +14,6 @@
 //!
 //! [`Topic`]: crate::wire::Topic
 
-use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use weft_storage::NamespaceId;
 
@@ -32,22 +31,22 @@ pub const SEAL_OVERHEAD: usize = NONCE + MAC;
 pub struct Cap(pub [u8; 32]);
 
 impl Cap {
-    /// The capability `asker` presents to `server` for `ns`.
-    pub fn new(ns: &NamespaceId, asker: &PeerId, server: &PeerId) -> Cap {
+    /// The capability `asker` presents to `server` for `ns`, given the bytes of their peer
+    /// ids.
+    pub fn new(ns: &NamespaceId, asker: &[u8], server: &[u8]) -> Cap {
         let key = blake3::derive_key(CAP_CONTEXT, ns.as_bytes());
         let mut mac = blake3::Hasher::new_keyed(&key);
-        let (asker, server) = (asker.to_bytes(), server.to_bytes());
         // Lengths first, so the two ids cannot be re-split into two others.
         mac.update(&(asker.len() as u32).to_le_bytes());
-        mac.update(&asker);
+        mac.update(asker);
         mac.update(&(server.len() as u32).to_le_bytes());
-        mac.update(&server);
+        mac.update(server);
         Cap(*mac.finalize().as_bytes())
     }
 
     /// Whether this is the capability `asker` should present to `server` for `ns`, compared
     /// in constant time.
-    pub fn admits(&self, ns: &NamespaceId, asker: &PeerId, server: &PeerId) -> bool {
+    pub fn admits(&self, ns: &NamespaceId, asker: &[u8], server: &[u8]) -> bool {
         blake3::Hash::from(Cap::new(ns, asker, server).0) == blake3::Hash::from(self.0)
     }
 }
@@ -116,7 +115,12 @@ mod tests {
     #[test]
     fn capabilities_bind_the_namespace_and_both_peers() {
         let ns = NamespaceId([1; 32]);
-        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let ids = [
+            libp2p::PeerId::random(),
+            libp2p::PeerId::random(),
+            libp2p::PeerId::random(),
+        ];
+        let [a, b, c] = ids.map(|id| id.to_bytes());
         let cap = Cap::new(&ns, &a, &b);
         assert!(cap.admits(&ns, &a, &b));
         assert!(!cap.admits(&ns, &b, &a), "reflected");

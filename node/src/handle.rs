@@ -10,7 +10,6 @@ use weft_storage::{AuthorId, Interest, NamespaceId, Op, Run, Store, VersionId, V
 use crate::node::NodeError;
 use crate::status::Status;
 use crate::transport::WireCounters;
-use crate::wire::PUSH_BYTES;
 use crate::worker::StoreWorker;
 
 pub(crate) enum Command {
@@ -171,30 +170,7 @@ fn append_and_read_push<T, E: From<weft_storage::Error>>(
     ns: &NamespaceId,
     append: impl FnOnce(&Store) -> Result<T, E>,
 ) -> Result<(T, Option<Run>), E> {
-    let author = store.author();
-    let before = store
-        .head(ns, &author)
-        .ok()
-        .flatten()
-        .map_or(0, |h| h.length);
+    let before = crate::sync::local_length(store, ns);
     let ids = append(store)?;
-    let Some(head) = store.head(ns, &author)? else {
-        return Ok((ids, None));
-    };
-    let run = store.read_run(ns, &author, before, usize::MAX, PUSH_BYTES)?;
-    let run = match run {
-        Some(run)
-            if run.end() == head.length
-                && run.entries.iter().map(Vec::len).sum::<usize>() <= PUSH_BYTES =>
-        {
-            run
-        }
-        _ => Run {
-            start: head.length,
-            head,
-            entries: Vec::new(),
-            extension: Vec::new(),
-        },
-    };
-    Ok((ids, Some(run)))
+    Ok((ids, crate::sync::read_push(store, ns, before)?))
 }

@@ -119,12 +119,32 @@ impl StoreWorker {
         &self,
         job: impl FnOnce(&Store) -> T + Send + 'static,
     ) -> Result<oneshot::Receiver<T>, Busy> {
+        Ok(self.reserve()?.run(job))
+    }
+
+    /// A place in the queue, taken without waiting, for a job the caller keeps until it knows
+    /// there is room.
+    ///
+    /// # Errors
+    /// [`Busy`] when the queue is full (or the thread has stopped).
+    pub fn reserve(&self) -> Result<Slot<'_>, Busy> {
+        self.jobs.try_reserve().map(Slot).map_err(|_| Busy)
+    }
+}
+
+/// A place in the store thread's queue ([`StoreWorker::reserve`]).
+pub struct Slot<'a>(mpsc::Permit<'a, Job>);
+
+impl Slot<'_> {
+    /// Queues `job` in this place; its result arrives on the returned receiver.
+    pub fn run<T: Send + 'static>(
+        self,
+        job: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> oneshot::Receiver<T> {
         let (reply, result) = oneshot::channel();
-        self.jobs
-            .try_send(Box::new(move |store| {
-                let _ = reply.send(job(store));
-            }))
-            .map_err(|_| Busy)?;
-        Ok(result)
+        self.0.send(Box::new(move |store| {
+            let _ = reply.send(job(store));
+        }));
+        result
     }
 }

@@ -1,23 +1,36 @@
-//! A seeded simulation of catch-up: five replicas, their `Scheduler`s and the wire messages
-//! between them, delivered out of order, some lost, some twice, across partitions that come
-//! and go, while replicas write, delete, and restart from what their stores persisted. After
-//! the last heal every seed must converge to one view, and every acknowledged write must be
-//! live or superseded by a later one on every replica.
+//! A seeded simulation of the sync protocol: five replicas, each running the node's own sync
+//! client and server (`weft_node::sync`), with the wire messages and gossip between them
+//! delivered out of order, some lost, some twice, across partitions that come and go, while
+//! replicas write, delete, restart from what their stores persisted, and find their store too
+//! busy to take a job. After the last heal every seed must converge to one view, and every
+//! acknowledged write must be live or superseded by a later one on every replica. No honest
+//! replica may ever be cut off.
+//!
+//! With a hostile replica, one of the five answers every run request with a forged run: the
+//! honest four must cut it off for invalid data, store nothing of its forgeries, and still
+//! converge.
 //!
 //! A failure prints its seed; rerun one exactly with
 //! `WEFT_SIM_SEED=<seed> cargo test -p weft-node --test sim`, or run many more with
-//! `WEFT_SIM_COUNT=<n> cargo test -p weft-node --test sim` (CI runs 6).
+//! `WEFT_SIM_COUNT=<n> cargo test -p weft-node --test sim` (CI runs 6 of each case).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use weft_node::PeerId;
-use weft_node::sync::Scheduler;
-use weft_node::wire::{
-    self, Cap, MAX_MESSAGE, Refusal, Request, Response, Topic, WireHead, WireRun,
-};
-use weft_storage::{Access, IngestError, Ingested, NamespaceId, Op, Options, Store, VersionId};
+use weft_node::sync::{self, Action, Client, Fault, Holdings, Peer, Pending, Server};
+use weft_node::wire::{self, Gossip, MAX_MESSAGE, MAX_PUSH, Request, Response};
+use weft_storage::{Access, NamespaceId, Op, Options, Store, VersionId};
 
 const REPLICAS: usize = 5;
+
+/// A replica's name on the simulated network.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct Sim(usize);
+
+impl Peer for Sim {
+    fn id_bytes(&self) -> Vec<u8> {
+        format!("sim-peer-{}", self.0).into_bytes()
+    }
+}
 
 /// xorshift64*: enough randomness for scheduling, and no dependency.
 struct Rng(u64);
@@ -49,53 +62,71 @@ enum Message {
         id: u64,
         bytes: Vec<u8>,
     },
+    Gossip {
+        from: usize,
+        to: usize,
+        id: u64,
+        bytes: Vec<u8>,
+    },
+}
+
+impl Message {
+    fn ends(&self) -> (usize, usize) {
+        match self {
+            Message::Request { from, to, .. }
+            | Message::Response { from, to, .. }
+            | Message::Gossip { from, to, .. } => (*from, *to),
+        }
+    }
 }
 
 struct Replica {
     dir: std::path::PathBuf,
-    peer: PeerId,
     store: Store,
-    syncer: Scheduler<usize>,
-    /// Requests in flight: id → (peer, request).
-    pending: HashMap<u64, (usize, Request)>,
+    client: Client<Sim, u64>,
+    server: Server,
+    /// Requests in flight: id → (peer, what was asked).
+    pending: HashMap<u64, (usize, Pending)>,
 }
 
-fn serve(
-    store: &Store,
-    ns: &NamespaceId,
-    (asker, server): (&PeerId, &PeerId),
-    request: &Request,
-    rng: &mut Rng,
-) -> Response {
-    if !request.credentials().1.admits(ns, asker, server) {
-        return Response::Refused(Refusal::NotShared);
+/// What the network and the replicas did, for the checks at the end.
+struct World {
+    rng: Rng,
+    queue: Vec<Message>,
+    next_id: u64,
+    /// Pairs (a, b) where a cut b off; nothing passes between them any more, and neither
+    /// asks the other for heads.
+    cut: HashSet<(usize, usize)>,
+    /// The replica that forges runs, if any.
+    hostile: Option<usize>,
+    /// Faults honest replicas found in the hostile one.
+    caught: Vec<Fault>,
+}
+
+fn options() -> Options {
+    Options {
+        durable: false,
+        ..Options::default()
     }
-    match request {
-        Request::Heads { .. } => Response::Heads {
-            heads: store
-                .feeds(ns)
-                .expect("feeds")
-                .iter()
-                .map(|f| WireHead::from_head(&f.head))
-                .collect(),
-            more: false,
-            forks: Vec::new(),
-        },
-        Request::Run { author, start, .. } => {
-            // Small, varying runs, so that batching and pipelining are exercised.
-            let max = 1 + rng.below(40) as usize;
-            let run = store
-                .read_run(ns, author, *start, max, usize::MAX)
-                .expect("read_run");
-            Response::Run(run.map(WireRun::from_run))
-        }
-        // Every replica here is full; sparse replicas have their own tests.
-        Request::Sparse { .. } | Request::Key { .. } => Response::Refused(Refusal::NotShared),
+}
+
+fn replica(dir: std::path::PathBuf, me: usize, store: Store, rng: &mut Rng) -> Replica {
+    let holdings = Holdings::of(&store).expect("holdings");
+    let namespaces = holdings.namespaces.clone();
+    // Small, varying runs, so that batching and pipelining are exercised.
+    let client =
+        Client::new(Sim(me).id_bytes(), holdings).with_run_entries(1 + rng.below(40) as u32);
+    Replica {
+        dir,
+        server: Server::new(Sim(me).id_bytes(), namespaces),
+        store,
+        client,
+        pending: HashMap::new(),
     }
 }
 
 /// A key with every live version's id and value.
-type Versions = (Vec<u8>, Vec<(weft_storage::VersionId, Option<Vec<u8>>)>);
+type Versions = (Vec<u8>, Vec<(VersionId, Option<Vec<u8>>)>);
 
 fn digest(store: &Store, ns: &NamespaceId) -> Vec<Versions> {
     store
@@ -114,61 +145,120 @@ fn digest(store: &Store, ns: &NamespaceId) -> Vec<Versions> {
         .collect()
 }
 
-fn options() -> Options {
-    Options {
-        durable: false,
-        ..Options::default()
+/// Carries out what replica `me`'s client asked for, until nothing is left to do.
+fn act(world: &mut World, replicas: &mut [Replica], me: usize, actions: Vec<Action<Sim, u64>>) {
+    let mut todo = actions;
+    while let Some(action) = todo.pop() {
+        match action {
+            Action::Send {
+                peer,
+                request,
+                pending,
+            } => {
+                world.next_id += 1;
+                let id = world.next_id;
+                replicas[me].pending.insert(id, (peer.0, pending));
+                world.queue.push(Message::Request {
+                    from: me,
+                    to: peer.0,
+                    id,
+                    bytes: wire::encode(&request),
+                });
+            }
+            Action::Store(job) => {
+                let replica = &mut replicas[me];
+                // Now and then the store thread's queue is full.
+                let more = if world.rng.below(30) == 0 {
+                    replica.client.on_dropped(job)
+                } else {
+                    let done = job.run(&replica.store);
+                    replica.client.on_done(done)
+                };
+                todo.extend(more);
+            }
+            Action::Penalize { peer, fault } => {
+                assert!(
+                    world.hostile == Some(peer.0),
+                    "replica {me} cut off honest replica {}: {fault}",
+                    peer.0
+                );
+                assert!(
+                    matches!(fault, Fault::Invalid(_)),
+                    "the forger was cut off for {fault}, not for its forgery"
+                );
+                world.caught.push(fault);
+                // The connection closes: neither side asks the other anything more.
+                world.cut.insert((me, peer.0));
+                replicas[me].client.disconnected(&peer);
+                replicas[peer.0].client.disconnected(&Sim(me));
+            }
+            Action::Publish { message, .. } => {
+                for to in 0..replicas.len() {
+                    if to != me {
+                        world.next_id += 1;
+                        world.queue.push(Message::Gossip {
+                            from: me,
+                            to,
+                            id: world.next_id,
+                            bytes: wire::encode(&message),
+                        });
+                    }
+                }
+            }
+            Action::Validate { peer, verdict, .. } => {
+                assert!(
+                    verdict != sync::Verdict::Reject || world.hostile == Some(peer.0),
+                    "replica {me} rejected gossip from honest replica {}",
+                    peer.0
+                );
+            }
+            Action::Answer { .. } => panic!("no remote reads are made here"),
+        }
     }
 }
 
-fn replica(dir: std::path::PathBuf, peer: PeerId, store: Store) -> Replica {
-    let mut syncer = Scheduler::default();
-    let ns = store.default_namespace();
-    for feed in store.feeds(&ns).expect("feeds") {
-        syncer.set_held((ns, feed.head.author), feed.held);
-    }
-    Replica {
-        dir,
-        peer,
-        store,
-        syncer,
-        pending: HashMap::new(),
+/// A request or its response was lost: the asker's request times out.
+fn fail(world: &mut World, replicas: &mut [Replica], asker: usize, id: u64) {
+    if let Some((peer, pending)) = replicas[asker].pending.remove(&id) {
+        let actions = replicas[asker].client.on_failure(Sim(peer), pending, None);
+        act(world, replicas, asker, actions);
     }
 }
 
-/// A request from `from` to `to`, queued, with `from` waiting for its answer.
-fn ask(
-    queue: &mut Vec<Message>,
-    replicas: &mut [Replica],
-    from: usize,
-    to: usize,
-    request: Request,
-    id: u64,
-) {
-    replicas[from].pending.insert(id, (to, request.clone()));
-    queue.push(Message::Request {
-        from,
-        to,
-        id,
-        bytes: wire::encode(&request),
-    });
+/// A forger's answer: the honest one with the first entry of a run changed, so it no longer
+/// proves against its head.
+fn forge(response: Response) -> Response {
+    match response {
+        Response::Run(Some(mut run)) if !run.entries.is_empty() => {
+            let entry = &mut run.entries[0];
+            let last = entry.len() - 1;
+            entry[last] ^= 0x55;
+            Response::Run(Some(run))
+        }
+        other => other,
+    }
 }
 
-fn simulate(seed: u64) {
+fn simulate(seed: u64, hostile: Option<usize>) {
     let mut rng = Rng(seed | 1);
     let root = tempfile::tempdir().expect("temp dir");
     let first = Store::init(&root.path().join("r0"), options(), Access::Open).expect("init");
     let ns = first.default_namespace();
     let charter = first.charter(&ns).expect("known").expect("a charter");
-    let topic = Topic::of(&ns);
-    let mut replicas = vec![replica(root.path().join("r0"), PeerId::random(), first)];
+    let mut replicas = vec![replica(root.path().join("r0"), 0, first, &mut rng)];
     for i in 1..REPLICAS {
         let dir = root.path().join(format!("r{i}"));
         let store = Store::init_joined(&dir, options(), &charter, None).expect("join");
-        replicas.push(replica(dir, PeerId::random(), store));
+        replicas.push(replica(dir, i, store, &mut rng));
     }
-    let mut queue: Vec<Message> = Vec::new();
-    let mut next_id = 0u64;
+    let mut world = World {
+        rng,
+        queue: Vec::new(),
+        next_id: 0,
+        cut: HashSet::new(),
+        hostile,
+        caught: Vec::new(),
+    };
     let writing_steps = 400;
     // Which side of the partition each replica is on; messages across it are lost.
     let mut side = [0u8; REPLICAS];
@@ -176,181 +266,217 @@ fn simulate(seed: u64) {
 
     for step in 0..40_000u64 {
         let young = step < writing_steps;
-        if young && rng.below(4) == 0 {
-            let who = rng.below(REPLICAS as u64) as usize;
-            let keys: Vec<Vec<u8>> = (0..1 + rng.below(5))
-                .map(|_| format!("k{}", rng.below(30)).into_bytes())
+        if young && world.rng.below(4) == 0 {
+            let who = world.rng.below(REPLICAS as u64) as usize;
+            let keys: Vec<Vec<u8>> = (0..1 + world.rng.below(5))
+                .map(|_| format!("k{}", world.rng.below(30)).into_bytes())
                 .collect();
             let ops = keys
                 .iter()
                 .map(|key| {
-                    let op = if rng.below(8) == 0 {
+                    let op = if world.rng.below(8) == 0 {
                         Op::Delete
                     } else {
-                        Op::Put(format!("v{}", rng.next()).into_bytes())
+                        Op::Put(format!("v{}", world.rng.next()).into_bytes())
                     };
                     (key.clone(), op)
                 })
                 .collect();
             let replica = &mut replicas[who];
+            let before = sync::local_length(&replica.store, &ns);
             let ids = replica.store.write(&ns, ops).expect("write");
-            acknowledged.extend(keys.into_iter().zip(ids));
-            let author = replica.store.author();
-            let held = replica
-                .store
-                .head(&ns, &author)
-                .expect("head")
-                .map_or(0, |h| h.length);
-            replica.syncer.set_held((ns, author), held);
+            if Some(who) != hostile {
+                acknowledged.extend(keys.into_iter().zip(ids));
+            }
+            let push = sync::read_push(&replica.store, &ns, before).expect("push");
+            let actions = push
+                .map(|run| replica.client.published(run))
+                .unwrap_or_default();
+            act(&mut world, &mut replicas, who, actions);
         }
         // Partitions come and go while writers write; the last heal is at `writing_steps`.
-        if young && rng.below(150) == 0 {
+        if young && world.rng.below(150) == 0 {
             for s in &mut side {
-                *s = rng.below(2) as u8;
+                *s = world.rng.below(2) as u8;
             }
         }
         if step == writing_steps {
             side = [0; REPLICAS];
         }
-        // A replica restarts from its store: its requests in flight and its syncer are gone.
-        if young && rng.below(200) == 0 {
-            let who = rng.below(REPLICAS as u64) as usize;
+        // A replica restarts from its store: its requests in flight and its client are gone.
+        if young && world.rng.below(200) == 0 {
+            let who = world.rng.below(REPLICAS as u64) as usize;
             // What was in flight to or from it is lost; its peers' requests time out.
-            for message in std::mem::take(&mut queue) {
+            for message in std::mem::take(&mut world.queue) {
                 match message {
                     Message::Request { from, to, id, .. } if to == who && from != who => {
-                        fail(&mut replicas[from], id);
+                        fail(&mut world, &mut replicas, from, id);
                     }
                     Message::Response { from, to, id, .. } if from == who && to != who => {
-                        fail(&mut replicas[to], id);
+                        fail(&mut world, &mut replicas, to, id);
                     }
-                    Message::Request { from, to, .. } | Message::Response { from, to, .. }
-                        if from == who || to == who => {}
-                    kept => queue.push(kept),
+                    message if message.ends().0 == who || message.ends().1 == who => {}
+                    kept => world.queue.push(kept),
                 }
             }
-            let Replica {
-                dir, peer, store, ..
-            } = replicas.remove(who);
+            let Replica { dir, store, .. } = replicas.remove(who);
             drop(store);
             let store = Store::open(&dir, options()).expect("reopen after a restart");
-            replicas.insert(who, replica(dir, peer, store));
+            replicas.insert(who, replica(dir, who, store, &mut world.rng));
         }
         // Head exchanges now and then.
         if step % 100 == 0 {
-            for from in 0..REPLICAS {
-                for to in 0..REPLICAS {
-                    if from != to {
-                        next_id += 1;
-                        let cap = Cap::new(&ns, &replicas[from].peer, &replicas[to].peer);
-                        let request = Request::Heads {
-                            topic,
-                            cap,
-                            after: None,
-                        };
-                        ask(&mut queue, &mut replicas, from, to, request, next_id);
-                    }
-                }
+            for me in 0..REPLICAS {
+                let peers: Vec<Sim> = (0..REPLICAS)
+                    .filter(|&p| {
+                        p != me && !world.cut.contains(&(me, p)) && !world.cut.contains(&(p, me))
+                    })
+                    .map(Sim)
+                    .collect();
+                let actions = replicas[me].client.tick(&peers);
+                act(&mut world, &mut replicas, me, actions);
             }
         }
-        // Requests the state machines want.
-        for from in 0..REPLICAS {
-            for want in replicas[from].syncer.wants() {
-                next_id += 1;
-                let cap = Cap::new(&ns, &replicas[from].peer, &replicas[want.peer].peer);
-                let request = Request::Run {
-                    topic,
-                    cap,
-                    author: want.feed.1,
-                    start: want.start,
-                    max_entries: wire::RUN_ENTRIES,
-                };
-                ask(&mut queue, &mut replicas, from, want.peer, request, next_id);
-            }
+        // Requests the clients want.
+        for me in 0..REPLICAS {
+            let actions = replicas[me].client.wants();
+            act(&mut world, &mut replicas, me, actions);
         }
-        if queue.is_empty() {
+        if world.queue.is_empty() {
             // Quiet, and head exchanges have run since the last write and heal: done.
             if step > writing_steps + 200 {
                 break;
             }
             continue;
         }
-        // Deliver one message, chosen at random; one in twenty is lost, one in twenty is
-        // delivered twice, and all that cross the partition are lost.
-        let index = rng.below(queue.len() as u64) as usize;
-        let duplicate = rng.below(20) == 0;
-        let message = if duplicate {
-            queue[index].clone()
-        } else {
-            queue.swap_remove(index)
-        };
-        let (from, to) = match &message {
-            Message::Request { from, to, .. } | Message::Response { from, to, .. } => (*from, *to),
-        };
-        let lost = rng.below(20) == 0 || side[from] != side[to];
-        match message {
-            Message::Request {
-                from,
-                to,
-                id,
-                bytes,
-            } => {
-                if lost {
-                    fail(&mut replicas[from], id);
-                    continue;
-                }
-                let request: Request = wire::decode(&bytes, 1024).expect("request decodes");
-                let peers = (&replicas[from].peer, &replicas[to].peer);
-                let response = serve(&replicas[to].store, &ns, peers, &request, &mut rng);
-                queue.push(Message::Response {
-                    from: to,
-                    to: from,
-                    id,
-                    bytes: wire::encode(&response),
-                });
+        deliver_one(&mut world, &mut replicas, &ns, &side);
+    }
+    assert!(
+        world.queue.is_empty(),
+        "seed {seed}: still busy after the last step"
+    );
+    check(&world, &replicas, &ns, &acknowledged, seed);
+}
+
+/// Delivers one message, chosen at random; one in twenty is lost, one in twenty is delivered
+/// twice, and all that cross the partition or a cut are lost.
+fn deliver_one(world: &mut World, replicas: &mut [Replica], ns: &NamespaceId, side: &[u8]) {
+    let index = world.rng.below(world.queue.len() as u64) as usize;
+    let duplicate = world.rng.below(20) == 0;
+    let message = if duplicate {
+        world.queue[index].clone()
+    } else {
+        world.queue.swap_remove(index)
+    };
+    let (from, to) = message.ends();
+    let lost = world.rng.below(20) == 0
+        || side[from] != side[to]
+        || world.cut.contains(&(from, to))
+        || world.cut.contains(&(to, from));
+    match message {
+        Message::Request {
+            from,
+            to,
+            id,
+            bytes,
+        } => {
+            if lost {
+                return fail(world, replicas, from, id);
             }
-            Message::Response {
-                from,
-                to,
+            let request: Request =
+                wire::decode(&bytes, sync::MAX_REQUEST).expect("request decodes");
+            let server = &replicas[to];
+            let response = match server.server.admit(&Sim(from).id_bytes(), &request) {
+                Some(ns) => sync::answer(&server.store, &ns, request),
+                None => panic!("replica {to} refused a request from replica {from}"),
+            };
+            let response = if world.hostile == Some(to) {
+                forge(response)
+            } else {
+                response
+            };
+            world.queue.push(Message::Response {
+                from: to,
+                to: from,
                 id,
-                bytes,
-            } => {
-                if lost {
-                    fail(&mut replicas[to], id);
-                    continue;
-                }
-                let response: Response =
-                    wire::decode(&bytes, MAX_MESSAGE).expect("response decodes");
-                let replica = &mut replicas[to];
-                // A duplicate finds its request already answered, as a node drops it.
-                let Some((peer, request)) = replica.pending.remove(&id) else {
-                    continue;
-                };
-                assert_eq!(peer, from);
-                on_response(replica, &ns, peer, request, response);
+                bytes: wire::encode(&response),
+            });
+        }
+        Message::Response {
+            from,
+            to,
+            id,
+            bytes,
+        } => {
+            if lost {
+                return fail(world, replicas, to, id);
             }
+            let response: Response = wire::decode(&bytes, MAX_MESSAGE).expect("response decodes");
+            // A duplicate finds its request already answered, as a node drops it.
+            let Some((peer, pending)) = replicas[to].pending.remove(&id) else {
+                return;
+            };
+            assert_eq!(peer, from);
+            let actions = replicas[to]
+                .client
+                .on_response(Sim(from), pending, response);
+            act(world, replicas, to, actions);
+        }
+        Message::Gossip {
+            from,
+            to,
+            id,
+            bytes,
+        } => {
+            if lost {
+                return;
+            }
+            let gossip: Gossip = wire::decode(&bytes, MAX_PUSH).expect("gossip decodes");
+            let actions = replicas[to].client.on_gossip(Sim(from), id, *ns, gossip);
+            act(world, replicas, to, actions);
         }
     }
-    let views: Vec<_> = replicas.iter().map(|r| digest(&r.store, &ns)).collect();
+}
+
+fn check(
+    world: &World,
+    replicas: &[Replica],
+    ns: &NamespaceId,
+    acknowledged: &[(Vec<u8>, VersionId)],
+    seed: u64,
+) {
+    let honest: Vec<&Replica> = replicas
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| world.hostile != Some(*i))
+        .map(|(_, r)| r)
+        .collect();
+    if world.hostile.is_some() {
+        assert!(
+            !world.caught.is_empty(),
+            "seed {seed}: the forger was never caught"
+        );
+    }
+    let views: Vec<_> = honest.iter().map(|r| digest(&r.store, ns)).collect();
     assert!(
         views.windows(2).all(|w| w[0] == w[1]),
         "seed {seed}: replicas did not converge"
     );
-    for replica in &replicas {
+    for replica in &honest {
         assert!(
-            !replica.syncer.busy(),
+            !replica.client.busy(),
             "seed {seed}: requests left outstanding"
         );
         assert!(
             replica.store.verify().expect("verify").is_clean(),
             "seed {seed}"
         );
-        for (key, id) in &acknowledged {
-            let live = replica.store.get_all(&ns, key).expect("get_all");
+        for (key, id) in acknowledged {
+            let live = replica.store.get_all(ns, key).expect("get_all");
             if live.iter().any(|v| v.id == *id) {
                 continue;
             }
-            let history = replica.store.history(&ns, key).expect("history");
+            let history = replica.store.history(ns, key).expect("history");
             let superseded = history
                 .iter()
                 .any(|item| item.version.id == *id && !item.live);
@@ -373,80 +499,28 @@ fn simulate(seed: u64) {
     }
 }
 
-/// A request or its response was lost: the node's request times out.
-fn fail(replica: &mut Replica, id: u64) {
-    if let Some((peer, request)) = replica.pending.remove(&id)
-        && let Request::Run { author, .. } = request
-    {
-        replica
-            .syncer
-            .failed(&peer, (replica.store.default_namespace(), author));
-    }
-}
-
-fn on_response(
-    replica: &mut Replica,
-    ns: &NamespaceId,
-    peer: usize,
-    request: Request,
-    response: Response,
-) {
-    match (request, response) {
-        (Request::Heads { .. }, Response::Heads { heads, .. }) => {
-            for head in heads {
-                let head = head.into_head(*ns);
-                if head.author == replica.store.author() {
-                    continue;
-                }
-                head.verify().expect("honest heads verify");
-                replica
-                    .syncer
-                    .advertised(peer, (*ns, head.author), head.length);
-            }
-        }
-        (Request::Run { author, start, .. }, Response::Run(run)) => {
-            let feed = (*ns, author);
-            let Some(run) = run else {
-                replica.syncer.received(&peer, feed, start, 0);
-                return;
-            };
-            let entries = run.entries.len() as u64;
-            assert!(
-                replica.syncer.received(&peer, feed, start, entries),
-                "an honest run was refused as unasked"
-            );
-            let outcome = replica.store.ingest(&run.into_run(*ns));
-            let held = replica
-                .store
-                .feeds(ns)
-                .expect("feeds")
-                .iter()
-                .find(|f| f.head.author == author)
-                .map_or(0, |f| f.held);
-            let ok = match outcome {
-                Ok(Ingested::Appended { .. } | Ingested::AlreadyHeld { .. }) => true,
-                Ok(Ingested::Frozen { .. }) => panic!("an honest feed was frozen"),
-                Ok(Ingested::Gap { .. }) => false,
-                Err(IngestError::Invalid(e)) => panic!("an honest run was invalid: {e}"),
-                Err(e) => panic!("store failed: {e}"),
-            };
-            replica.syncer.ingested(feed, held, ok);
-        }
-        (request, response) => panic!("{request:?} answered with {response:?}"),
+fn seeds() -> Vec<u64> {
+    let count: u64 = std::env::var("WEFT_SIM_COUNT")
+        .map(|n| n.parse().expect("WEFT_SIM_COUNT is a number"))
+        .unwrap_or(6);
+    match std::env::var("WEFT_SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("WEFT_SIM_SEED is a number")],
+        Err(_) => (1..=count).map(|i| i * 0x9e37_79b9).collect(),
     }
 }
 
 #[test]
 fn replicas_converge_whatever_the_order_and_losses() {
-    let count: u64 = std::env::var("WEFT_SIM_COUNT")
-        .map(|n| n.parse().expect("WEFT_SIM_COUNT is a number"))
-        .unwrap_or(6);
-    let seeds: Vec<u64> = match std::env::var("WEFT_SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("WEFT_SIM_SEED is a number")],
-        Err(_) => (1..=count).map(|i| i * 0x9e37_79b9).collect(),
-    };
-    for seed in seeds {
+    for seed in seeds() {
         eprintln!("simulating seed {seed}");
-        simulate(seed);
+        simulate(seed, None);
+    }
+}
+
+#[test]
+fn a_replica_that_forges_runs_is_cut_off_and_the_rest_converge() {
+    for seed in seeds() {
+        eprintln!("simulating seed {seed} with a forger");
+        simulate(seed, Some((seed % REPLICAS as u64) as usize));
     }
 }

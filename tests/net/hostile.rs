@@ -555,12 +555,12 @@ async fn a_peer_without_the_ticket_gets_nothing() {
         // The topic, with a capability made from a wrong guess at the id.
         Request::Heads {
             topic,
-            cap: Cap::new(&guess, &me, &holder_peer),
+            cap: Cap::new(&guess, &me.to_bytes(), &holder_peer.to_bytes()),
             after: None,
         },
         Request::Run {
             topic,
-            cap: Cap::new(&guess, &me, &holder_peer),
+            cap: Cap::new(&guess, &me.to_bytes(), &holder_peer.to_bytes()),
             author: weft_storage::AuthorId(ns.0),
             start: 0,
             max_entries: 100,
@@ -568,7 +568,7 @@ async fn a_peer_without_the_ticket_gets_nothing() {
         // A namespace the holder does not have, asked for correctly: the refusal to match.
         Request::Heads {
             topic: Topic::of(&unknown),
-            cap: Cap::new(&unknown, &me, &holder_peer),
+            cap: Cap::new(&unknown, &me.to_bytes(), &holder_peer.to_bytes()),
             after: None,
         },
     ];

@@ -1,0 +1,241 @@
+//! The libp2p side of a node: its behaviours, the transport, listening (with the fallback
+//! off a taken default port), and the sync protocol's codec as libp2p's request-response
+//! wants it, over [`crate::sync`]'s plain reads and writes.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, MessageId};
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, ping};
+use tracing::warn;
+
+use crate::config::NodeConfig;
+use crate::node::NodeError;
+use crate::sync::{self, Peer};
+use crate::transport::{self, WireCounters};
+use crate::wire::{self, MAX_PUSH, Request, Response};
+
+impl Peer for PeerId {
+    fn id_bytes(&self) -> Vec<u8> {
+        self.to_bytes()
+    }
+}
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub gossipsub: gossipsub::Behaviour,
+    pub sync: request_response::Behaviour<SyncCodec>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+pub(crate) fn build_swarm(
+    key: &Keypair,
+    config: &NodeConfig,
+    counters: Arc<WireCounters>,
+) -> Result<Swarm<Behaviour>, NodeError> {
+    let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
+    let transport = transport::build(key, counters).map_err(|e| transport_error(&e))?;
+    let peer_id = key.public().to_peer_id();
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        // Entries carry their authors' signatures: libp2p's own signing would be wasted work,
+        // and anonymous messages need an id from their content to be told apart.
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(|message| MessageId::from(blake3::hash(&message.data).as_bytes().to_vec()))
+        .validate_messages()
+        .max_transmit_size(MAX_PUSH)
+        .heartbeat_interval(Duration::from_millis(500))
+        .build()
+        .map_err(|e| transport_error(&e))?;
+    let mut gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)
+            .map_err(|e| transport_error(&e))?;
+    gossipsub
+        .with_peer_score(
+            gossipsub::PeerScoreParams::default(),
+            gossipsub::PeerScoreThresholds::default(),
+        )
+        .map_err(|e| transport_error(&e))?;
+    let sync = request_response::Behaviour::new(
+        [(
+            StreamProtocol::new(wire::SYNC_PROTOCOL),
+            ProtocolSupport::Full,
+        )],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+    );
+    let mdns = if config.mdns {
+        match mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id) {
+            Ok(mdns) => Some(mdns),
+            Err(e) => {
+                warn!(error = %e, "mDNS is unavailable; peers must be given with --peer");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let behaviour = Behaviour {
+        gossipsub,
+        sync,
+        identify: identify::Behaviour::new(identify::Config::new("/weft/1".into(), key.public())),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        mdns: Toggle::from(mdns),
+    };
+    Ok(Swarm::new(
+        transport,
+        behaviour,
+        peer_id,
+        libp2p::swarm::Config::with_tokio_executor()
+            .with_idle_connection_timeout(Duration::from_secs(120)),
+    ))
+}
+
+/// Gossip scoring per namespace topic: invalid messages (bad signature or proof, garbage)
+/// weigh heavily. Delivery-rate penalties are off: a quiet namespace is normal, and the
+/// defaults would graylist honest peers of one for not sending enough.
+pub(crate) fn topic_score_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.5,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        ..gossipsub::TopicScoreParams::default()
+    }
+}
+
+/// Listens on every address, falling back to an OS-picked port when the default port is taken,
+/// and waits for each listener's first address.
+pub(crate) async fn listen_all(
+    swarm: &mut Swarm<Behaviour>,
+    addrs: &[Multiaddr],
+) -> Result<Vec<Multiaddr>, NodeError> {
+    let mut listeners = HashSet::new();
+    for addr in addrs {
+        let id = match swarm.listen_on(addr.clone()) {
+            Ok(id) => id,
+            Err(e) if uses_default_port(addr) => {
+                warn!(%addr, error = %e, "default port taken; listening on any free port");
+                let any = with_port_zero(addr);
+                swarm
+                    .listen_on(any.clone())
+                    .map_err(|e| NodeError::Listen {
+                        addr: any,
+                        reason: e.to_string(),
+                    })?
+            }
+            Err(e) => {
+                return Err(NodeError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        listeners.insert(id);
+    }
+    let mut found = Vec::new();
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    while !listeners.is_empty() {
+        tokio::select! {
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { listener_id, address } => {
+                    listeners.remove(&listener_id);
+                    found.push(address);
+                }
+                SwarmEvent::ListenerClosed { listener_id, reason, .. } if listeners.contains(&listener_id) => {
+                    return Err(NodeError::Listen {
+                        addr: addrs.first().cloned().unwrap_or_else(Multiaddr::empty),
+                        reason: format!("{reason:?}"),
+                    });
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(NodeError::Listen {
+                        addr: addrs.first().cloned().unwrap_or_else(Multiaddr::empty),
+                        reason: error.to_string(),
+                    });
+                }
+                _ => {}
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    Ok(found)
+}
+
+fn uses_default_port(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| {
+        matches!(p, Protocol::Tcp(port) | Protocol::Udp(port) if port == crate::config::DEFAULT_PORT)
+    })
+}
+
+fn with_port_zero(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(_) => Protocol::Tcp(0),
+            Protocol::Udp(_) => Protocol::Udp(0),
+            other => other,
+        })
+        .collect()
+}
+
+/// The sync protocol's codec: one capped message per stream direction
+/// ([`crate::sync::read_request`] and the rest).
+#[derive(Clone, Default)]
+pub(crate) struct SyncCodec;
+
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Request>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Ok(sync::read_request(io).await?)
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Response>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Ok(sync::read_response(io).await?)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Request,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(sync::write_request(io, &request).await?)
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Response,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(sync::write_response(io, &response).await?)
+    }
+}

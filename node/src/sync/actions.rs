@@ -1,0 +1,151 @@
+//! What the sync client asks its runner to do ([`Action`]), what a request in flight asked
+//! ([`Pending`]), and why a peer is cut off ([`Fault`]).
+
+use std::fmt;
+
+use weft_storage::tree::ProofError;
+use weft_storage::{AuthorId, Invalid, NamespaceId, VersionInfo};
+
+use super::FeedId;
+use super::jobs::Job;
+use crate::wire::{Gossip, Request};
+
+/// What a request in flight asked, kept by the runner beside its own request id and handed
+/// back with the answer ([`Client::on_response`]) or the failure ([`Client::on_failure`]).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Pending {
+    /// A page of a namespace's heads.
+    Heads {
+        /// The namespace.
+        ns: NamespaceId,
+    },
+    /// A run (or a sparse run) of a feed from `start`.
+    Run {
+        /// The feed.
+        feed: FeedId,
+        /// Where the run was asked to start.
+        start: u64,
+    },
+    /// A remote read.
+    Key {
+        /// Its query number.
+        query: u64,
+    },
+}
+
+/// What the runner must do.
+#[derive(Debug)]
+pub enum Action<P, G> {
+    /// Send `request` to `peer`, and keep `pending` until it is answered.
+    Send {
+        /// Who to ask.
+        peer: P,
+        /// What to ask.
+        request: Request,
+        /// What was asked, for the answer.
+        pending: Pending,
+    },
+    /// Run `job` on the store and hand its result to [`Client::on_done`], or, when the store
+    /// is too busy to take it, the job itself to [`Client::on_dropped`].
+    Store(Job<P, G>),
+    /// Cut `peer` off for `fault`: it sent something provably wrong.
+    Penalize {
+        /// The peer.
+        peer: P,
+        /// What it did.
+        fault: Fault,
+    },
+    /// Gossip `message` to the peers of `ns`.
+    Publish {
+        /// The namespace.
+        ns: NamespaceId,
+        /// What to gossip.
+        message: Gossip,
+    },
+    /// Tell gossip what to do with gossip message `message` that `peer` sent.
+    Validate {
+        /// The peer it came from.
+        peer: P,
+        /// The message.
+        message: G,
+        /// Forward it, drop it and count it against the sender, or just drop it.
+        verdict: Verdict,
+    },
+    /// A remote read is answered.
+    Answer {
+        /// Its query number ([`Client::remote_get`]).
+        query: u64,
+        /// The live versions every answering peer proved, last writer first.
+        versions: Vec<VersionInfo>,
+    },
+}
+
+/// What becomes of a gossip message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid: drop it and count it against the sender.
+    Reject,
+    /// Drop it without blame.
+    Ignore,
+}
+
+/// Why a peer is cut off: each is something the peer itself sent.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Fault {
+    /// A heads answer over [`crate::wire::HEADS_PER_RESPONSE`] heads or forks.
+    TooManyHeads,
+    /// A head whose signature does not verify.
+    BadHead {
+        /// Whose head.
+        author: AuthorId,
+        /// What fails.
+        error: ProofError,
+    },
+    /// A run that is not the one asked for.
+    Unasked {
+        /// Where the run asked for starts.
+        asked: u64,
+        /// Where the run sent starts.
+        got: u64,
+        /// How many entries it carries.
+        entries: u64,
+    },
+    /// An answer of another kind than the request's.
+    WrongAnswer,
+    /// Entries, proofs or a fork proof that do not verify.
+    Invalid(Invalid),
+    /// A remote read answer that does not verify.
+    RemoteRead(Invalid),
+    /// A fork proof of a namespace other than the one it came for.
+    ForeignFork,
+    /// Bytes that are not a message of the protocol.
+    Unreadable(String),
+    /// Gossip on a namespace this node does not hold.
+    ForeignGossip,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::TooManyHeads => f.write_str("more heads than a response may carry"),
+            Fault::BadHead { author, error } => write!(f, "head of {author}: {error}"),
+            Fault::Unasked {
+                asked,
+                got,
+                entries,
+            } => write!(
+                f,
+                "sent a run it was not asked for (asked from {asked}, got {entries} from {got})"
+            ),
+            Fault::WrongAnswer => f.write_str("answered with the wrong kind of response"),
+            Fault::Invalid(invalid) => write!(f, "{invalid}"),
+            Fault::RemoteRead(invalid) => write!(f, "remote read: {invalid}"),
+            Fault::ForeignFork => f.write_str("a fork proof of another namespace"),
+            Fault::Unreadable(what) => write!(f, "unreadable: {what}"),
+            Fault::ForeignGossip => f.write_str("gossip on a namespace this node does not hold"),
+        }
+    }
+}

@@ -1,0 +1,654 @@
+//! The asking side of the sync protocol: what to ask whom, whether an answer is the one
+//! asked for, what to do with it, and when a peer is at fault.
+//!
+//! [`Client`] does no I/O. The runner (the node, or a simulation) tells it what happened (a
+//! peer connected, an answer came, a store job finished, gossip arrived) and carries out the
+//! [`Action`]s it returns: send this request, run this job on the store, cut that peer off
+//! for this [`Fault`], gossip this, tell gossip what to do with that message. Store work is
+//! a [`Job`] the runner runs wherever its store lives ([`Job::run`]) and hands back as a
+//! [`Done`] ([`Client::on_done`]).
+//!
+//! It is generic over the peer type `P` and the gossip message handle `G`, so that a
+//! simulation drives it with plain numbers.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use tracing::{debug, warn};
+use weft_storage::{AuthorId, IngestError, Ingested, Interest, NamespaceId, Run, Store};
+
+use super::actions::{Action, Fault, Pending, Verdict};
+use super::jobs::{Done, DoneKind, Incoming, Job, JobKind, Source};
+use super::remote::RemoteReads;
+use super::scheduler::{FeedProgress, Scheduler};
+use super::{FeedId, Peer};
+use crate::access::Cap;
+use crate::wire::{
+    Gossip, HEADS_PER_RESPONSE, RUN_ENTRIES, Refusal, Request, Response, Topic, WireRun, WireSparse,
+};
+
+/// What a replica holds, as a client starts from it ([`Holdings::of`]).
+#[derive(Clone, Debug)]
+pub struct Holdings {
+    /// This replica's author: its own feed is never asked for.
+    pub author: AuthorId,
+    /// The namespaces held.
+    pub namespaces: Vec<NamespaceId>,
+    /// The interest of each namespace held sparsely.
+    pub interests: HashMap<NamespaceId, Interest>,
+    /// Every feed held, with the entries stored.
+    pub feeds: Vec<(FeedId, u64)>,
+}
+
+impl Holdings {
+    /// What `store` holds.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn of(store: &Store) -> Result<Holdings, weft_storage::Error> {
+        let namespaces = store.namespaces();
+        let mut interests = HashMap::new();
+        let mut feeds = Vec::new();
+        for ns in &namespaces {
+            if let Some(interest) = store.interest(ns)? {
+                interests.insert(*ns, interest);
+            }
+            for feed in store.feeds(ns)? {
+                feeds.push(((*ns, feed.head.author), feed.held));
+            }
+        }
+        Ok(Holdings {
+            author: store.author(),
+            namespaces,
+            interests,
+            feeds,
+        })
+    }
+}
+
+/// The asking side of the sync protocol for one replica.
+pub struct Client<P, G> {
+    /// This node's peer id bytes, which every capability it presents binds.
+    me: Vec<u8>,
+    author: AuthorId,
+    namespaces: Vec<NamespaceId>,
+    interests: HashMap<NamespaceId, Interest>,
+    scheduler: Scheduler<P>,
+    remote: RemoteReads,
+    head_exchanges: u64,
+    run_entries: u32,
+    gossip: PhantomData<fn() -> G>,
+}
+
+impl<P: Peer, G> Client<P, G> {
+    /// The client of node `me` (its peer id bytes) for a replica holding `holdings`.
+    pub fn new(me: Vec<u8>, holdings: Holdings) -> Self {
+        let mut scheduler = Scheduler::default();
+        for (feed, held) in holdings.feeds {
+            scheduler.set_held(feed, held);
+        }
+        Client {
+            me,
+            author: holdings.author,
+            namespaces: holdings.namespaces,
+            interests: holdings.interests,
+            scheduler,
+            remote: RemoteReads::default(),
+            head_exchanges: 0,
+            run_entries: RUN_ENTRIES,
+            gossip: PhantomData,
+        }
+    }
+
+    /// Asks for runs of at most `entries` entries (at most [`RUN_ENTRIES`]), rather than the
+    /// most a server sends: smaller answers on a slow link, and many runs per feed in tests.
+    pub fn with_run_entries(mut self, entries: u32) -> Self {
+        self.run_entries = entries.clamp(1, RUN_ENTRIES);
+        self
+    }
+
+    fn cap(&self, ns: &NamespaceId, peer: &P) -> Cap {
+        Cap::new(ns, &self.me, &peer.id_bytes())
+    }
+
+    /// A peer connected: exchange heads.
+    pub fn connected(&mut self, peer: &P) -> Vec<Action<P, G>> {
+        self.namespaces
+            .clone()
+            .into_iter()
+            .map(|ns| self.ask_heads(peer.clone(), ns, None))
+            .collect()
+    }
+
+    /// A sync round: exchange heads with every connected peer again.
+    pub fn tick<'a>(&mut self, peers: impl IntoIterator<Item = &'a P>) -> Vec<Action<P, G>>
+    where
+        P: 'a,
+    {
+        peers
+            .into_iter()
+            .flat_map(|peer| self.connected(peer))
+            .collect()
+    }
+
+    /// A peer went away: what it advertised and what was asked of it are forgotten.
+    pub fn disconnected(&mut self, peer: &P) {
+        self.scheduler.peer_gone(peer);
+    }
+
+    fn ask_heads(&self, peer: P, ns: NamespaceId, after: Option<AuthorId>) -> Action<P, G> {
+        Action::Send {
+            request: Request::Heads {
+                topic: Topic::of(&ns),
+                cap: self.cap(&ns, &peer),
+                after,
+            },
+            peer,
+            pending: Pending::Heads { ns },
+        }
+    }
+
+    /// Cuts `peer` off for `fault`, which the runner found itself (bytes that do not decode,
+    /// gossip for a namespace not held): what was asked of it is forgotten.
+    pub fn blame(&mut self, peer: P, fault: Fault) -> Action<P, G> {
+        self.penalize(peer, fault)
+    }
+
+    fn penalize(&mut self, peer: P, fault: Fault) -> Action<P, G> {
+        self.scheduler.peer_gone(&peer);
+        Action::Penalize { peer, fault }
+    }
+
+    /// The runs to ask for now: call after every event.
+    pub fn wants(&mut self) -> Vec<Action<P, G>> {
+        let mut actions = Vec::new();
+        for want in self.scheduler.wants() {
+            let (ns, author) = want.feed;
+            let cap = self.cap(&ns, &want.peer);
+            let request = match self.interests.get(&ns) {
+                Some(interest) => Request::Sparse {
+                    topic: Topic::of(&ns),
+                    cap,
+                    author,
+                    start: want.start,
+                    prefixes: interest.wire_prefixes(),
+                    max_entries: self.run_entries,
+                },
+                None => Request::Run {
+                    topic: Topic::of(&ns),
+                    cap,
+                    author,
+                    start: want.start,
+                    max_entries: self.run_entries,
+                },
+            };
+            actions.push(Action::Send {
+                peer: want.peer,
+                request,
+                pending: Pending::Run {
+                    feed: want.feed,
+                    start: want.start,
+                },
+            });
+        }
+        actions
+    }
+
+    /// `peer` answered the request that `pending` describes.
+    pub fn on_response(
+        &mut self,
+        peer: P,
+        pending: Pending,
+        response: Response,
+    ) -> Vec<Action<P, G>> {
+        match (pending, response) {
+            (Pending::Heads { ns }, Response::Heads { heads, more, forks }) => {
+                if heads.len() > HEADS_PER_RESPONSE || forks.len() > HEADS_PER_RESPONSE {
+                    return vec![self.penalize(peer, Fault::TooManyHeads)];
+                }
+                let more = heads.last().map(|h| h.author).filter(|_| more);
+                let mut checked = Vec::with_capacity(heads.len());
+                for head in heads {
+                    let head = head.into_head(ns);
+                    if head.author == self.author {
+                        continue;
+                    }
+                    if let Err(error) = head.verify() {
+                        let author = head.author;
+                        return vec![self.penalize(peer, Fault::BadHead { author, error })];
+                    }
+                    let wanted = self
+                        .interests
+                        .get(&ns)
+                        .is_none_or(|interest| interest.covers_author(&head.author));
+                    if wanted {
+                        checked.push(head);
+                    }
+                }
+                vec![Action::Store(Job(JobKind::CheckHeads {
+                    peer,
+                    ns,
+                    heads: checked,
+                    forks,
+                    more,
+                }))]
+            }
+            (Pending::Run { feed, start }, Response::Run(run)) => {
+                let Some(run) = run else {
+                    self.scheduler.received(&peer, feed, start, 0);
+                    return Vec::new();
+                };
+                let entries = run.entries.len() as u64;
+                let fits = run.start == start
+                    && run.head.author == feed.1
+                    && entries <= u64::from(RUN_ENTRIES);
+                if !fits || !self.scheduler.received(&peer, feed, start, entries) {
+                    self.scheduler.failed(&peer, feed);
+                    let got = run.start;
+                    return vec![self.penalize(
+                        peer,
+                        Fault::Unasked {
+                            asked: start,
+                            got,
+                            entries,
+                        },
+                    )];
+                }
+                vec![ingest(
+                    feed,
+                    Incoming::Run(run.into_run(feed.0)),
+                    Source::Sync(peer),
+                )]
+            }
+            (Pending::Run { feed, start }, Response::Sparse(run)) => {
+                let Some(run) = run else {
+                    self.scheduler.received(&peer, feed, start, 0);
+                    return Vec::new();
+                };
+                let fits = self.interests.contains_key(&feed.0)
+                    && run.start == start
+                    && run.head.author == feed.1
+                    && run.entries.len() <= RUN_ENTRIES as usize;
+                if !fits || !self.scheduler.received_to(&peer, feed, start, run.end) {
+                    self.scheduler.failed(&peer, feed);
+                    let fault = Fault::Unasked {
+                        asked: start,
+                        got: run.start,
+                        entries: run.entries.len() as u64,
+                    };
+                    return vec![self.penalize(peer, fault)];
+                }
+                vec![ingest(
+                    feed,
+                    Incoming::Sparse(run.into_run(feed.0)),
+                    Source::Sync(peer),
+                )]
+            }
+            (Pending::Key { query }, Response::Key(runs)) => {
+                self.remote_answered(peer, query, runs)
+            }
+            (Pending::Key { query }, Response::Refused(reason)) => {
+                debug!(?peer, ?reason, "remote read refused");
+                self.remote_done(query)
+            }
+            (Pending::Run { feed, start }, Response::Refused(reason)) => {
+                debug!(?peer, ?reason, "run refused");
+                if reason == Refusal::NotShared {
+                    // A sparse peer that does not hold what was asked: asking again at once
+                    // would loop, so stop asking it until it advertises the feed again.
+                    self.scheduler.received(&peer, feed, start, 0);
+                } else {
+                    self.scheduler.failed(&peer, feed);
+                }
+                Vec::new()
+            }
+            (Pending::Heads { .. }, Response::Refused(reason)) => {
+                debug!(?peer, ?reason, "heads refused");
+                Vec::new()
+            }
+            (pending, _) => {
+                let mut actions = match pending {
+                    Pending::Run { feed, .. } => {
+                        self.scheduler.failed(&peer, feed);
+                        Vec::new()
+                    }
+                    Pending::Key { query } => self.remote_done(query),
+                    Pending::Heads { .. } => Vec::new(),
+                };
+                actions.push(self.penalize(peer, Fault::WrongAnswer));
+                actions
+            }
+        }
+    }
+
+    /// The request `pending` describes got no answer from `peer`; `fault` says whether the
+    /// peer is to blame (an answer that does not decode).
+    pub fn on_failure(
+        &mut self,
+        peer: P,
+        pending: Pending,
+        fault: Option<Fault>,
+    ) -> Vec<Action<P, G>> {
+        let mut actions = match pending {
+            Pending::Run { feed, .. } => {
+                self.scheduler.failed(&peer, feed);
+                Vec::new()
+            }
+            Pending::Key { query } => self.remote_done(query),
+            Pending::Heads { .. } => Vec::new(),
+        };
+        if let Some(fault) = fault {
+            actions.push(self.penalize(peer, fault));
+        }
+        actions
+    }
+
+    /// A job finished on the store.
+    pub fn on_done(&mut self, done: Done<P, G>) -> Vec<Action<P, G>> {
+        let mut actions = Vec::new();
+        match done.0 {
+            DoneKind::HeadsChecked {
+                peer,
+                ns,
+                live,
+                new_forks,
+                bad,
+                more,
+            } => {
+                if let Some(bad) = bad {
+                    return vec![self.penalize(peer, Fault::Invalid(bad))];
+                }
+                for proof in new_forks {
+                    self.scheduler.freeze((ns, proof.longer.author));
+                    actions.push(Action::Publish {
+                        ns,
+                        message: Gossip::Fork(proof),
+                    });
+                }
+                for (author, length) in live {
+                    self.scheduler
+                        .advertised(peer.clone(), (ns, author), length);
+                }
+                match more {
+                    Some(last) => actions.push(self.ask_heads(peer, ns, Some(last))),
+                    None => self.head_exchanges += 1,
+                }
+            }
+            DoneKind::ForkRecorded {
+                peer,
+                message,
+                feed,
+                result,
+            } => match result {
+                Ok(_) => {
+                    self.scheduler.freeze(feed);
+                    actions.push(Action::Validate {
+                        peer,
+                        message,
+                        verdict: Verdict::Accept,
+                    });
+                }
+                Err(IngestError::Invalid(invalid)) => {
+                    actions.push(Action::Validate {
+                        peer: peer.clone(),
+                        message,
+                        verdict: Verdict::Reject,
+                    });
+                    actions.push(self.penalize(peer, Fault::Invalid(invalid)));
+                }
+                Err(e) => {
+                    warn!(error = %e, "recording a fork");
+                    actions.push(Action::Validate {
+                        peer,
+                        message,
+                        verdict: Verdict::Ignore,
+                    });
+                }
+            },
+            DoneKind::Ingested {
+                feed,
+                source,
+                result,
+                held,
+                fork,
+            } => {
+                if let Some(proof) = fork {
+                    self.scheduler.freeze(feed);
+                    actions.push(Action::Publish {
+                        ns: feed.0,
+                        message: Gossip::Fork(*proof),
+                    });
+                }
+                if let Ok(Ingested::Frozen { .. }) = result {
+                    self.scheduler.freeze(feed);
+                }
+                let ok = matches!(
+                    result,
+                    Ok(Ingested::Appended { .. }
+                        | Ingested::AlreadyHeld { .. }
+                        | Ingested::Frozen { .. })
+                );
+                if let Source::Sync(_) = source {
+                    self.scheduler.ingested(feed, held, ok);
+                } else {
+                    self.scheduler.set_held(feed, held);
+                }
+                match (result, source) {
+                    (Err(IngestError::Invalid(invalid)), source) => {
+                        let peer = source.peer().clone();
+                        if let Source::Gossip { message, .. } = source {
+                            actions.push(Action::Validate {
+                                peer: peer.clone(),
+                                message,
+                                verdict: Verdict::Reject,
+                            });
+                        }
+                        actions.push(self.penalize(peer, Fault::Invalid(invalid)));
+                    }
+                    (Err(e), source) => {
+                        warn!(error = %e, "ingest failed");
+                        if let Source::Gossip { peer, message, .. } = source {
+                            actions.push(Action::Validate {
+                                peer,
+                                message,
+                                verdict: Verdict::Ignore,
+                            });
+                        }
+                    }
+                    (
+                        Ok(_),
+                        Source::Gossip {
+                            peer,
+                            message,
+                            head_length,
+                        },
+                    ) => {
+                        // The head verified (by ingest, or before a gap was believed): the
+                        // peer holds that much, and a gap is fetched by catch-up.
+                        self.scheduler.advertised(peer.clone(), feed, head_length);
+                        actions.push(Action::Validate {
+                            peer,
+                            message,
+                            verdict: Verdict::Accept,
+                        });
+                    }
+                    (Ok(Ingested::Appended { added, held }), Source::Sync(peer)) => {
+                        debug!(?peer, added, held, "caught up a run");
+                    }
+                    (Ok(_), Source::Sync(_)) => {}
+                }
+            }
+        }
+        actions
+    }
+
+    /// The store was too busy to take `job`: a run is asked for again, gossip is dropped
+    /// without blame, heads are exchanged again next round.
+    pub fn on_dropped(&mut self, job: Job<P, G>) -> Vec<Action<P, G>> {
+        match job.0 {
+            JobKind::Ingest {
+                feed,
+                source: Source::Sync(_),
+                ..
+            } => {
+                debug!("store busy; dropping a run to ask for it again");
+                self.scheduler.ingested(feed, 0, false);
+                Vec::new()
+            }
+            JobKind::Ingest {
+                source: Source::Gossip { peer, message, .. },
+                ..
+            }
+            | JobKind::RecordFork { peer, message, .. } => vec![Action::Validate {
+                peer,
+                message,
+                verdict: Verdict::Ignore,
+            }],
+            JobKind::CheckHeads { .. } => {
+                debug!("store busy; dropping a peer's heads");
+                Vec::new()
+            }
+        }
+    }
+
+    /// `peer` gossiped `gossip` on `ns`, unsealed and decoded.
+    pub fn on_gossip(
+        &mut self,
+        peer: P,
+        message: G,
+        ns: NamespaceId,
+        gossip: Gossip,
+    ) -> Vec<Action<P, G>> {
+        match gossip {
+            Gossip::Push(push) => {
+                let run = push.into_run(ns);
+                if run.head.author == self.author {
+                    return vec![Action::Validate {
+                        peer,
+                        message,
+                        verdict: Verdict::Ignore,
+                    }];
+                }
+                let feed = (ns, run.head.author);
+                let head_length = run.head.length;
+                vec![ingest(
+                    feed,
+                    Incoming::Run(run),
+                    Source::Gossip {
+                        peer,
+                        message,
+                        head_length,
+                    },
+                )]
+            }
+            Gossip::Fork(proof) => {
+                if proof.longer.namespace != ns {
+                    return vec![
+                        Action::Validate {
+                            peer: peer.clone(),
+                            message,
+                            verdict: Verdict::Reject,
+                        },
+                        self.penalize(peer, Fault::ForeignFork),
+                    ];
+                }
+                let feed = (ns, proof.longer.author);
+                vec![Action::Store(Job(JobKind::RecordFork {
+                    peer,
+                    message,
+                    feed,
+                    proof,
+                }))]
+            }
+        }
+    }
+
+    /// This replica appended `run` to its own feed: gossip it.
+    pub fn published(&mut self, run: Run) -> Vec<Action<P, G>> {
+        let ns = run.head.namespace;
+        self.scheduler
+            .set_held((ns, run.head.author), run.head.length);
+        vec![Action::Publish {
+            ns,
+            message: Gossip::Push(WireRun::from_run(run)),
+        }]
+    }
+
+    /// The interest of `ns` changed; its feeds now stand at `held`.
+    pub fn set_interest(
+        &mut self,
+        ns: NamespaceId,
+        interest: Interest,
+        held: Vec<(AuthorId, u64)>,
+    ) {
+        self.interests.insert(ns, interest);
+        for (author, held) in held {
+            self.scheduler.restart((ns, author), held);
+        }
+    }
+
+    /// Asks `peers` for the live versions of `key` in `ns`: the answer comes as an
+    /// [`Action::Answer`] with the returned query number. `None` when there is no peer.
+    pub fn remote_get(
+        &mut self,
+        ns: NamespaceId,
+        key: Vec<u8>,
+        peers: &[P],
+    ) -> Option<(u64, Vec<Action<P, G>>)> {
+        if peers.is_empty() {
+            return None;
+        }
+        let query = self.remote.start(ns, key.clone(), peers.len());
+        let actions = peers
+            .iter()
+            .map(|peer| Action::Send {
+                peer: peer.clone(),
+                request: Request::Key {
+                    topic: Topic::of(&ns),
+                    cap: self.cap(&ns, peer),
+                    key: key.clone(),
+                },
+                pending: Pending::Key { query },
+            })
+            .collect();
+        Some((query, actions))
+    }
+
+    fn remote_answered(&mut self, peer: P, query: u64, runs: Vec<WireSparse>) -> Vec<Action<P, G>> {
+        let (fault, versions) = self.remote.answered(query, runs);
+        let mut actions = Vec::new();
+        if let Some(invalid) = fault {
+            actions.push(self.penalize(peer, Fault::RemoteRead(invalid)));
+        }
+        if let Some(versions) = versions {
+            actions.push(Action::Answer { query, versions });
+        }
+        actions
+    }
+
+    fn remote_done(&mut self, query: u64) -> Vec<Action<P, G>> {
+        match self.remote.done(query) {
+            Some(versions) => vec![Action::Answer { query, versions }],
+            None => Vec::new(),
+        }
+    }
+
+    /// Every feed's held and best-known remote length.
+    pub fn progress(&self) -> impl Iterator<Item = (&FeedId, FeedProgress)> {
+        self.scheduler.progress()
+    }
+
+    /// Whether any run is asked for or awaits ingest.
+    pub fn busy(&self) -> bool {
+        self.scheduler.busy()
+    }
+
+    /// Completed head exchanges (every page of a namespace's heads).
+    pub fn head_exchanges(&self) -> u64 {
+        self.head_exchanges
+    }
+}
+
+fn ingest<P, G>(feed: FeedId, run: Incoming, source: Source<P, G>) -> Action<P, G> {
+    Action::Store(Job(JobKind::Ingest { feed, run, source }))
+}

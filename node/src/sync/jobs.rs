@@ -1,0 +1,275 @@
+//! The sync client's store work: ingesting runs, checking heads and fork proofs. A [`Job`] is
+//! run where the store lives ([`Job::run`]); its [`Done`] goes back to the client.
+
+use std::collections::HashSet;
+
+use tracing::warn;
+use weft_storage::{
+    AuthorId, ForkProof, IngestError, Ingested, Invalid, NamespaceId, Run, SignedHead, SparseRun,
+    Store,
+};
+
+use super::FeedId;
+use crate::wire::PUSH_BYTES;
+
+/// A run to ingest: contiguous (catch-up of a full replica, or any gossip push) or sparse.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    Run(Run),
+    Sparse(SparseRun),
+}
+
+/// Where a run came from: a catch-up answer, or gossip that must be validated.
+#[derive(Debug)]
+pub(crate) enum Source<P, G> {
+    Sync(P),
+    Gossip {
+        peer: P,
+        message: G,
+        head_length: u64,
+    },
+}
+
+impl<P, G> Source<P, G> {
+    pub(crate) fn peer(&self) -> &P {
+        match self {
+            Source::Sync(peer) | Source::Gossip { peer, .. } => peer,
+        }
+    }
+}
+
+/// Store work for the runner: [`Job::run`] it where the store lives.
+#[derive(Debug)]
+pub struct Job<P, G>(pub(crate) JobKind<P, G>);
+
+#[derive(Debug)]
+pub(crate) enum JobKind<P, G> {
+    Ingest {
+        feed: FeedId,
+        run: Incoming,
+        source: Source<P, G>,
+    },
+    /// Check a peer's heads and fork proofs against the store for forks.
+    CheckHeads {
+        peer: P,
+        ns: NamespaceId,
+        heads: Vec<SignedHead>,
+        forks: Vec<ForkProof>,
+        more: Option<AuthorId>,
+    },
+    /// Check and record a fork proof from gossip.
+    RecordFork {
+        peer: P,
+        message: G,
+        feed: FeedId,
+        proof: ForkProof,
+    },
+}
+
+/// A job's result, for [`Client::on_done`].
+#[derive(Debug)]
+pub struct Done<P, G>(pub(crate) DoneKind<P, G>);
+
+#[derive(Debug)]
+pub(crate) enum DoneKind<P, G> {
+    Ingested {
+        feed: FeedId,
+        source: Source<P, G>,
+        result: Result<Ingested, IngestError>,
+        held: u64,
+        /// A fork the run's head proved against what is held, just recorded.
+        fork: Option<Box<ForkProof>>,
+    },
+    HeadsChecked {
+        peer: P,
+        ns: NamespaceId,
+        /// The heads of feeds that are not frozen, to sync.
+        live: Vec<(AuthorId, u64)>,
+        /// Forks found or learnt that were not known before.
+        new_forks: Vec<ForkProof>,
+        /// A fork proof from the peer that proves nothing.
+        bad: Option<Invalid>,
+        /// The last author of the page, when more pages follow.
+        more: Option<AuthorId>,
+    },
+    ForkRecorded {
+        peer: P,
+        message: G,
+        feed: FeedId,
+        result: Result<bool, IngestError>,
+    },
+}
+
+impl<P, G> Job<P, G> {
+    /// Does the job's store work on the calling thread.
+    pub fn run(self, store: &Store) -> Done<P, G> {
+        Done(match self.0 {
+            JobKind::Ingest { feed, run, source } => {
+                let (result, head) = match &run {
+                    Incoming::Run(run) => (store.ingest(run), &run.head),
+                    Incoming::Sparse(run) => (store.ingest_sparse(run), &run.head),
+                };
+                let mut fork = None;
+                let result = match result {
+                    Ok(Ingested::Gap { .. } | Ingested::AlreadyHeld { .. }) => {
+                        // Nothing was verified: check the head before believing or
+                        // forwarding it.
+                        match head.verify() {
+                            Err(e) => Err(IngestError::Invalid(Invalid::Proof(e))),
+                            Ok(()) => {
+                                // A head at or below what is held must fit the held tree.
+                                fork = record_new_fork(store, head).map(Box::new);
+                                result
+                            }
+                        }
+                    }
+                    other => other,
+                };
+                // A failed ingest changed nothing; the scheduler keeps the larger of what it
+                // knew.
+                let held = result.as_ref().map_or(0, Ingested::held);
+                DoneKind::Ingested {
+                    feed,
+                    source,
+                    result,
+                    held,
+                    fork,
+                }
+            }
+            JobKind::CheckHeads {
+                peer,
+                ns,
+                heads,
+                forks,
+                more,
+            } => check_heads(store, peer, ns, heads, forks, more),
+            JobKind::RecordFork {
+                peer,
+                message,
+                feed,
+                proof,
+            } => DoneKind::ForkRecorded {
+                peer,
+                message,
+                feed,
+                result: store.record_fork(&proof),
+            },
+        })
+    }
+}
+
+fn check_heads<P, G>(
+    store: &Store,
+    peer: P,
+    ns: NamespaceId,
+    heads: Vec<SignedHead>,
+    forks: Vec<ForkProof>,
+    more: Option<AuthorId>,
+) -> DoneKind<P, G> {
+    let refused = |peer, bad| DoneKind::HeadsChecked {
+        peer,
+        ns,
+        live: Vec::new(),
+        new_forks: Vec::new(),
+        bad: Some(bad),
+        more: None,
+    };
+    let mut new_forks = Vec::new();
+    for proof in forks {
+        if proof.longer.namespace != ns {
+            return refused(
+                peer,
+                Invalid::Fork("a fork proof of another namespace".into()),
+            );
+        }
+        match store.record_fork(&proof) {
+            Ok(true) => new_forks.push(proof),
+            Ok(false) => {}
+            Err(IngestError::Invalid(e)) => return refused(peer, e),
+            Err(e) => warn!(error = %e, "recording a fork"),
+        }
+    }
+    for head in &heads {
+        new_forks.extend(record_new_fork(store, head));
+    }
+    let frozen: HashSet<AuthorId> = store
+        .forks(&ns)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|fork| fork.proof.longer.author)
+        .collect();
+    let live = heads
+        .iter()
+        .filter(|head| !frozen.contains(&head.author))
+        .map(|head| (head.author, head.length))
+        .collect();
+    DoneKind::HeadsChecked {
+        peer,
+        ns,
+        live,
+        new_forks,
+        bad: None,
+        more,
+    }
+}
+
+/// Checks `head` against the held tree; a fork it proves is recorded (freezing the feed) and
+/// returned if it was not known before.
+fn record_new_fork(store: &Store, head: &SignedHead) -> Option<ForkProof> {
+    let proof = match store.check_head(head) {
+        Ok(proof) => proof?,
+        Err(e) => {
+            warn!(error = %e, "checking a head for forks");
+            return None;
+        }
+    };
+    match store.record_fork(&proof) {
+        Ok(true) => Some(proof),
+        Ok(false) => None,
+        Err(e) => {
+            warn!(error = %e, "recording a fork");
+            None
+        }
+    }
+}
+
+/// How many entries this replica's own feed in `ns` holds.
+pub fn local_length(store: &Store, ns: &NamespaceId) -> u64 {
+    store
+        .head(ns, &store.author())
+        .ok()
+        .flatten()
+        .map_or(0, |h| h.length)
+}
+
+/// The gossip push announcing what this replica appended to its feed in `ns` past `before`
+/// entries: the new entries when they fit [`PUSH_BYTES`], else the new head alone (peers
+/// fetch the entries by catch-up). `None` when the feed is empty.
+///
+/// # Errors
+/// Store failures.
+pub fn read_push(
+    store: &Store,
+    ns: &NamespaceId,
+    before: u64,
+) -> Result<Option<Run>, weft_storage::Error> {
+    let author = store.author();
+    let Some(head) = store.head(ns, &author)? else {
+        return Ok(None);
+    };
+    let run = store.read_run(ns, &author, before, usize::MAX, PUSH_BYTES)?;
+    Ok(Some(match run {
+        Some(run)
+            if run.end() == head.length
+                && run.entries.iter().map(Vec::len).sum::<usize>() <= PUSH_BYTES =>
+        {
+            run
+        }
+        _ => Run {
+            start: head.length,
+            head,
+            entries: Vec::new(),
+            extension: Vec::new(),
+        },
+    }))
+}
