@@ -10,7 +10,7 @@
 //! - [`ticket`]: the string that shares a namespace.
 //! - `node`: [`Node`], the task that owns the swarm, and [`NodeHandle`] to call it.
 //! - `transport`: TCP + noise + yamux and QUIC, with TCP bytes counted.
-//! - [`redis`]: the Redis protocol front end, over [`resp`], the protocol's bytes.
+//! - [`redis`]: the Redis protocol front end.
 //! - [`watch`]: following the change feed, waiting for commits.
 #![deny(missing_docs)]
 
@@ -21,7 +21,6 @@ mod gossip;
 mod handle;
 mod node;
 pub mod redis;
-pub mod resp;
 pub mod shutdown;
 mod status;
 mod swarm;
