@@ -316,7 +316,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.flush()?;
             if !report.is_clean() {
                 for problem in &report.problems {
-                    eprintln!("weft: {problem}");
+                    let advice = if problem.in_view {
+                        "; run `weft reindex`"
+                    } else {
+                        ""
+                    };
+                    eprintln!("weft: {problem}{advice}");
                 }
                 bail!("verify found {} problem(s)", report.problems.len());
             }

@@ -11,7 +11,7 @@ use serde_json::json;
 use weft_node::api::{self, ApiRequest, ApiResponse};
 use weft_node::config::{Network, NodeConfig, peer_id};
 use weft_node::multiaddr::Protocol;
-use weft_node::redis::{RedisConfig, RedisServer};
+use weft_node::redis::{RedisConfig, RedisError, RedisServer};
 use weft_node::ticket::Ticket;
 use weft_node::{Multiaddr, Node, Status};
 use weft_storage::{Grant, Interest, Options, Store};
@@ -49,7 +49,12 @@ pub fn node(dir: &Path, network: Network, redis: Option<RedisConfig>) -> anyhow:
         let (stop, shutdown) = weft_node::shutdown::channel();
         let redis = match redis {
             Some(config) => {
-                let server = RedisServer::bind(config).await?;
+                let server = RedisServer::bind(config).await.map_err(|e| match e {
+                    RedisError::NeedsPassword(_) => anyhow::anyhow!(
+                        "{e}: give one with --redis-password (or WEFT_REDIS_PASSWORD)"
+                    ),
+                    other => other.into(),
+                })?;
                 println!("redis on {}", server.local_addr()?);
                 let handle = node.handle();
                 let ns = handle.worker().facts().default_namespace;

@@ -58,7 +58,7 @@ impl NodeHandle {
     }
 
     /// Writes a batch to the local feed, then gossips the new entries (or, when they are over
-    /// [`PUSH_BYTES`], the new head alone, and peers fetch the entries). The write is durable
+    /// [`crate::wire::PUSH_BYTES`], the new head alone, and peers fetch the entries). The write is durable
     /// when this returns, whatever happens to the gossip.
     ///
     /// Cancel safety: once queued, the write happens even if the future is dropped.

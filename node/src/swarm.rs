@@ -75,7 +75,7 @@ pub(crate) fn build_swarm(
         match mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id) {
             Ok(mdns) => Some(mdns),
             Err(e) => {
-                warn!(error = %e, "mDNS is unavailable; peers must be given with --peer");
+                warn!(error = %e, "mDNS is unavailable; peers must be given explicitly");
                 None
             }
         }

@@ -50,7 +50,7 @@ struct TicketBody {
 
 /// Why a string is not a ticket.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("not a weft ticket ({0}); copy the whole string `weft ticket` printed")]
+#[error("not a weft ticket ({0}); copy the whole ticket")]
 pub struct BadTicket(&'static str);
 
 /// Why a replica could not be made from a ticket.

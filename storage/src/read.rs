@@ -324,7 +324,7 @@ impl Store {
     }
 
     /// The encoded entries `[start, end)` of `author`'s feed in `ns`, and the proof nodes that
-    /// verify them against a head of `length` entries ([`SignedHead::verify_range`]).
+    /// verify them against a head of `length` entries ([`crate::SignedHead::verify_range`]).
     ///
     /// # Errors
     /// [`Error::Proof`] when the range does not fit `length` or `length` exceeds what is held.

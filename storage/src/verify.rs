@@ -56,6 +56,9 @@ pub struct Problem {
     pub entry: Option<u64>,
     /// What is wrong.
     pub reason: String,
+    /// The view disagrees with the feeds, which are sound: rebuilding the view from them
+    /// ([`Store::reindex`]) mends it.
+    pub in_view: bool,
 }
 
 impl fmt::Display for Problem {
@@ -105,6 +108,7 @@ impl Store {
                             author: None,
                             entry: None,
                             reason: format!("feed {}: {e}", feed.value()),
+                            in_view: false,
                         });
                         continue;
                     }
@@ -114,6 +118,7 @@ impl Store {
                     author: Some(record.head.author),
                     entry,
                     reason,
+                    in_view: false,
                 };
                 let number = namespaces
                     .get(record.head.namespace.as_bytes())?
@@ -226,9 +231,10 @@ impl Store {
             author: None,
             entry: None,
             reason: format!(
-                "view row {:?}: {what}; run `weft reindex`",
+                "view row {:?}: {what}",
                 String::from_utf8_lossy(row_key.get(4..).unwrap_or_default())
             ),
+            in_view: true,
         }
     }
 }

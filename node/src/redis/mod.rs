@@ -54,7 +54,7 @@ impl RedisConfig {
 #[non_exhaustive]
 pub enum RedisError {
     /// A non-loopback address without a password would open the database to the network.
-    #[error("listening on {0} (not loopback) needs --redis-password")]
+    #[error("listening on {0} (not loopback) needs a password")]
     NeedsPassword(SocketAddr),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]

@@ -11,7 +11,7 @@ use super::jobs::Job;
 use crate::wire::{Gossip, Request};
 
 /// What a request in flight asked, kept by the runner beside its own request id and handed
-/// back with the answer ([`Client::on_response`]) or the failure ([`Client::on_failure`]).
+/// back with the answer ([`super::Client::on_response`]) or the failure ([`super::Client::on_failure`]).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Pending {
     /// A page of a namespace's heads.
@@ -45,8 +45,8 @@ pub enum Action<P, G> {
         /// What was asked, for the answer.
         pending: Pending,
     },
-    /// Run `job` on the store and hand its result to [`Client::on_done`], or, when the store
-    /// is too busy to take it, the job itself to [`Client::on_dropped`].
+    /// Run `job` on the store and hand its result to [`super::Client::on_done`], or, when the store
+    /// is too busy to take it, the job itself to [`super::Client::on_dropped`].
     Store(Job<P, G>),
     /// Cut `peer` off for `fault`: it sent something provably wrong.
     Penalize {
@@ -73,7 +73,7 @@ pub enum Action<P, G> {
     },
     /// A remote read is answered.
     Answer {
-        /// Its query number ([`Client::remote_get`]).
+        /// Its query number ([`super::Client::remote_get`]).
         query: u64,
         /// The live versions every answering peer proved, last writer first.
         versions: Vec<VersionInfo>,

@@ -66,7 +66,7 @@ pub(crate) enum JobKind<P, G> {
     },
 }
 
-/// A job's result, for [`Client::on_done`].
+/// A job's result, for [`super::Client::on_done`].
 #[derive(Debug)]
 pub struct Done<P, G>(pub(crate) DoneKind<P, G>);
 

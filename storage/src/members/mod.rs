@@ -1,4 +1,4 @@
-//! Who may write a namespace: the records ([`records`]: charters, grants, revocations and
+//! Who may write a namespace: the records (`records`: charters, grants, revocations and
 //! why an entry does not count) and the owner's operations on them.
 //!
 //! Grants and revocations are entries of the owner's own feed, written through the local

@@ -22,7 +22,7 @@ impl Store {
     /// held. `None` when nothing from `start` on is held.
     ///
     /// # Errors
-    /// [`Error::UnknownNamespace`]; database failures; [`Error::Damaged`] when a stored row
+    /// [`crate::Error::UnknownNamespace`]; database failures; [`crate::Error::Damaged`] when a stored row
     /// needed is missing or truncated.
     pub fn read_run(
         &self,

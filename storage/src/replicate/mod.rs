@@ -3,7 +3,7 @@
 //!
 //! Feeds are replicated as prefixes: a replica holds entries `[0, held)` of each feed and asks
 //! for what comes next. A run `[start, end)` is sent with the author's latest signed head (of
-//! `length ≥ end`) and the hashes of [`tree::extension_nodes`]`(end, length)`. The receiver,
+//! `length ≥ end`) and the hashes of [`crate::tree::extension_nodes`]`(end, length)`. The receiver,
 //! holding `[0, held)` with `start ≤ held`, pushes the new entries onto the peaks it has and
 //! checks that, with the extension, they rebuild the signed root. That is one signature check
 //! and a few blake3 hashes per entry, whatever the run's length.
@@ -38,7 +38,7 @@ pub struct Run {
     pub start: u64,
     /// The encoded entries `[start, start + entries.len())`.
     pub entries: Vec<Vec<u8>>,
-    /// The hashes of [`tree::extension_nodes`]`(start + entries.len(), head.length)`.
+    /// The hashes of [`crate::tree::extension_nodes`]`(start + entries.len(), head.length)`.
     pub extension: Vec<Hash>,
 }
 
