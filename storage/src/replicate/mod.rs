@@ -200,13 +200,15 @@ pub(crate) fn store_remote_entry(
     Ok(())
 }
 
-/// Whether the feed under `index_key` (a [`tables::FEED_IDS`] key) is frozen by a fork.
-pub(crate) fn is_frozen(
-    txn: &redb::WriteTransaction,
-    index_key: &[u8],
-) -> Result<bool, IngestError> {
-    let forks = txn.open_table(tables::FORKS).map_err(store_err)?;
-    Ok(forks.get(index_key).map_err(store_err)?.is_some())
+/// An ingest's write transaction on one remote feed ([`Store::begin_ingest`]).
+pub(crate) struct IngestTxn {
+    pub txn: redb::WriteTransaction,
+    /// The feed's [`tables::FEED_IDS`] key.
+    pub index_key: [u8; 36],
+    /// Whether a fork froze the feed: it takes nothing more.
+    pub frozen: bool,
+    /// What decides whether its entries count.
+    pub gate: Gate,
 }
 
 impl Store {
@@ -236,6 +238,28 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Opens the write transaction that ingests a run of `head`'s feed in namespace number
+    /// `ns_number`, with this store's durability.
+    pub(crate) fn begin_ingest(
+        &self,
+        ns_number: u32,
+        head: &SignedHead,
+    ) -> Result<IngestTxn, IngestError> {
+        let mut txn = self.db().begin_write().map_err(store_err)?;
+        txn.set_durability(self.durability()).map_err(store_err)?;
+        let index_key = tables::feed_ids_key(ns_number, &head.author);
+        let frozen = {
+            let forks = txn.open_table(tables::FORKS).map_err(store_err)?;
+            forks.get(&index_key[..]).map_err(store_err)?.is_some()
+        };
+        Ok(IngestTxn {
+            txn,
+            index_key,
+            frozen,
+            gate: self.gate(&head.namespace)?,
+        })
     }
 
     /// The namespaces this replica holds, in no particular order.

@@ -23,7 +23,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use weft_crdt::VersionId;
 
 use super::{
-    IngestError, Ingested, Invalid, Run, check_remote_entry, is_frozen, store_err,
+    IngestError, IngestTxn, Ingested, Invalid, Run, check_remote_entry, store_err,
     store_remote_entry,
 };
 use crate::entry::Entry;
@@ -325,11 +325,12 @@ impl Store {
             decoded.push(entry);
         }
 
-        let mut txn = self.db().begin_write().map_err(store_err)?;
-        txn.set_durability(self.durability()).map_err(store_err)?;
-        let index_key = tables::feed_ids_key(ns_number, &head.author);
-        let frozen = is_frozen(&txn, &index_key)?;
-        let mut gate = self.gate(&head.namespace)?;
+        let IngestTxn {
+            txn,
+            index_key,
+            frozen,
+            mut gate,
+        } = self.begin_ingest(ns_number, head)?;
         let outcome = {
             let mut feeds = txn.open_table(FEEDS).map_err(store_err)?;
             let mut feed_ids = txn.open_table(FEED_IDS).map_err(store_err)?;
