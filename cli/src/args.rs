@@ -82,6 +82,17 @@ pub enum Command {
         /// Do not look for peers on the local network with mDNS
         #[arg(long)]
         no_mdns: bool,
+        /// Reach peers across networks through this bootstrap node, a `weft node --relay`
+        /// (repeatable): reserve a relayed address on it, and find the namespace's members
+        /// there. A multiaddr ending in /p2p/<peer id>; added to the `bootstrap` of the config
+        /// file
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<weft_node::Multiaddr>,
+        /// Be a relay and bootstrap node for others instead of a replica: circuit relay for
+        /// devices behind NAT, a rendezvous point for finding each other, AutoNAT answers. Run
+        /// it where others can reach it; it needs no replica and sees only sealed traffic
+        #[arg(long, conflicts_with_all = ["redis", "peer", "bootstrap"])]
+        relay: bool,
         /// Also serve the Redis protocol (RESP2/3) on this address, e.g. 127.0.0.1:6379:
         /// `redis-cli` and Redis clients read and write the default namespace
         #[arg(long, value_name = "ADDR")]
@@ -362,6 +373,20 @@ mod tests {
             Command::Node { ref listen, ref peer, no_mdns: true, .. } if listen.len() == 1 && peer.len() == 2
         ));
         assert!(parse(&["node", "--peer", "localhost:4919"]).is_err());
+        assert!(matches!(
+            parse(&["node", "--bootstrap", "/ip4/203.0.113.10/tcp/4919/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"])
+                .expect("parses")
+                .command,
+            Command::Node { ref bootstrap, relay: false, .. } if bootstrap.len() == 1
+        ));
+        assert!(matches!(
+            parse(&["node", "--relay"]).expect("parses").command,
+            Command::Node { relay: true, .. }
+        ));
+        assert!(
+            parse(&["node", "--relay", "--redis", "127.0.0.1:6379"]).is_err(),
+            "a relay holds no replica to serve"
+        );
         assert!(matches!(
             parse(&["init", "--join", "weft1abc"])
                 .expect("parses")

@@ -90,10 +90,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Node {
             listen,
+            relay: true,
+            ..
+        } => return crate::network::relay(&dir, listen),
+        Command::Node {
+            listen,
             peer,
             no_mdns,
+            bootstrap,
             redis,
             redis_password,
+            relay: false,
         } => {
             let redis = redis.map(|addr| weft_node::redis::RedisConfig {
                 password: redis_password,
@@ -103,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen,
                 peers: peer,
                 mdns: !no_mdns,
+                bootstrap,
             };
             return crate::network::node(&dir, network, redis);
         }

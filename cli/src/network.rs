@@ -1,6 +1,7 @@
 //! The commands about peers: `node`, `ticket`, `init --join`, `status`, `peers`, `sync`.
 
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -9,9 +10,10 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use weft_node::api::{self, ApiRequest, ApiResponse};
-use weft_node::config::{Network, NodeConfig, peer_id};
+use weft_node::config::{ConfigFile, Network, NodeConfig, load_identity, peer_id};
 use weft_node::multiaddr::Protocol;
 use weft_node::redis::{RedisConfig, RedisError, RedisServer};
+use weft_node::relay::RelayNode;
 use weft_node::ticket::Ticket;
 use weft_node::{Multiaddr, Node, Status};
 use weft_storage::{Grant, Interest, Options, Store};
@@ -83,6 +85,56 @@ pub fn node(dir: &Path, network: Network, redis: Option<RedisConfig>) -> anyhow:
     })
 }
 
+/// `weft node --relay`: a relay and bootstrap node for others, until Ctrl-C or SIGTERM. It
+/// uses only the data dir's node identity (made on first use) and config file.
+pub fn relay(dir: &Path, listen: Vec<Multiaddr>) -> anyhow::Result<ExitCode> {
+    for dir in [dir.to_owned(), dir.join(weft_storage::KEYS_DIR)] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = ConfigFile::load(dir)?;
+    let listen = match (listen.is_empty(), file.listen.is_empty()) {
+        (false, _) => listen,
+        (true, false) => file.listen.clone(),
+        (true, true) => NodeConfig::default_listen(),
+    };
+    let key = load_identity(dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let relay = RelayNode::start(
+            key,
+            &listen,
+            file.relay.unwrap_or_default(),
+            file.nat_probe_private,
+        )
+        .await?;
+        let peer = relay.peer_id();
+        println!("relay peer id {peer}");
+        for addr in relay.listen_addrs() {
+            println!(
+                "bootstrap address {}",
+                addr.clone().with(Protocol::P2p(peer))
+            );
+        }
+        let (stop, shutdown) = weft_node::shutdown::channel();
+        let serving = tokio::spawn(relay.run(shutdown));
+        shutdown_signal().await;
+        stop.fire();
+        let counts = serving.await.context("the relay task failed")?;
+        eprintln!(
+            "weft: relay stopped after {} reservations and {} circuits",
+            counts.reservations, counts.circuits
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let term = async {
@@ -111,18 +163,33 @@ pub fn ticket(dir: &Path, out: &mut impl Write, write: Option<Grant>) -> anyhow:
         } => (charter, author_key),
         other => bail!("the node answered {other:?} to a share request"),
     };
-    let listen: Vec<Multiaddr> = match backend.status()? {
-        Some(status) => status
-            .listen
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect(),
-        None => NodeConfig::load(dir, &Network::default())?.0.listen,
+    // What the running node listens on and reaches others through, else what it would.
+    let (listen, bootstrap): (Vec<Multiaddr>, Vec<Multiaddr>) = match backend.status()? {
+        Some(status) => (
+            status
+                .listen
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            status
+                .reservations
+                .iter()
+                .filter_map(|r| r.relay.parse().ok())
+                .collect(),
+        ),
+        None => {
+            let (config, _) = NodeConfig::load(dir, &Network::default())?;
+            (config.listen, config.bootstrap)
+        }
     };
-    let ticket = Ticket::mint(charter, author_key, peer_id(dir)?, listen);
+    let ticket = Ticket::mint(charter, author_key, peer_id(dir)?, listen, bootstrap);
     if ticket.peers.is_empty() {
         eprintln!(
             "weft: warning: no reachable address to put in the ticket (the node listens on every interface); run `weft node` and ask again for one with addresses"
+        );
+    } else if ticket.local_only() {
+        eprintln!(
+            "weft: warning: this ticket works on this network only: its addresses are private and it names no bootstrap node; run `weft node --relay` on a host both devices can reach and start nodes with `--bootstrap ADDR` (or \"bootstrap\" in config.json)"
         );
     }
     writeln!(out, "{ticket}")?;
@@ -162,9 +229,17 @@ pub fn status(dir: &Path, out: &mut impl Write, json: bool) -> anyhow::Result<Ex
     for addr in &status.listen {
         writeln!(out, "listening: {addr}")?;
     }
+    writeln!(out, "reach:     {}", status.reachability)?;
+    for reservation in &status.reservations {
+        match &reservation.address {
+            Some(address) => writeln!(out, "relay:     {address}")?,
+            None => writeln!(out, "relay:     {} (no reservation yet)", reservation.relay)?,
+        }
+    }
     writeln!(out, "peers:     {}", status.peers.len())?;
     for peer in &status.peers {
-        writeln!(out, "  {}", peer.id)?;
+        let how = if peer.relayed { "relayed" } else { "direct" };
+        writeln!(out, "  {} {how} {}", peer.id, peer.address)?;
     }
     writeln!(
         out,
@@ -200,7 +275,11 @@ pub fn peers(dir: &Path, out: &mut impl Write, json: bool) -> anyhow::Result<Exi
     let status = running_status(dir)?;
     for peer in &status.peers {
         if json {
-            writeln!(out, "{}", json!({"id": peer.id}))?;
+            writeln!(
+                out,
+                "{}",
+                json!({"id": peer.id, "address": peer.address, "relayed": peer.relayed})
+            )?;
         } else {
             writeln!(out, "{}", peer.id)?;
         }

@@ -411,7 +411,7 @@ fn two_nodes_replicate_a_put_and_a_killed_node_leaves_no_confusion() {
     let a = Dir::initialized();
     let mut a_node = NodeProcess::start(&a);
     let ticket = a.weft(["ticket"]).ok().text();
-    assert!(ticket.starts_with("weft2"), "{ticket}");
+    assert!(ticket.starts_with("weft3"), "{ticket}");
     let b = Dir::new();
     b.weft(["init", "--join", ticket.trim()]).ok();
     b.weft(["init", "--join", ticket.trim()])

@@ -215,8 +215,9 @@ fn main() -> std::io::Result<()> {
         .map_err(std::io::Error::other)?;
     let ticket = Ticket {
         charter,
-        peers: vec![address],
+        peers: vec![address.clone()],
         author_key: Some([9; 32]),
+        bootstrap: vec![address],
     };
     write(
         &root,

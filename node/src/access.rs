@@ -20,6 +20,7 @@ use weft_storage::NamespaceId;
 const CAP_CONTEXT: &str = "weft 2026 sync capability v1";
 const SEAL_KEY_CONTEXT: &str = "weft 2026 gossip keystream v1";
 const SEAL_MAC_CONTEXT: &str = "weft 2026 gossip mac v1";
+const DISCOVERY_CONTEXT: &str = "weft 2026 rendezvous v1";
 const NONCE: usize = 24;
 const MAC: usize = 32;
 
@@ -49,6 +50,13 @@ impl Cap {
     pub fn admits(&self, ns: &NamespaceId, asker: &[u8], server: &[u8]) -> bool {
         blake3::Hash::from(Cap::new(ns, asker, server).0) == blake3::Hash::from(self.0)
     }
+}
+
+/// The key a namespace's members register and discover each other under at a rendezvous
+/// point: 64 hex digits of `derive_key("weft 2026 rendezvous v1", namespace id)`. Only holders
+/// of the id can compute it; the rendezvous point, which sees it, cannot get the id back.
+pub fn discovery_key(ns: &NamespaceId) -> String {
+    weft_storage::ids::to_hex(&blake3::derive_key(DISCOVERY_CONTEXT, ns.as_bytes()))
 }
 
 /// Gossip that does not open under a namespace's key: from a peer without the id, or damaged.

@@ -27,7 +27,8 @@ pub const DEFAULT_PORT: u16 = 4919;
 /// The config file: every field optional.
 ///
 /// ```json
-/// {"peers": ["/ip4/192.168.1.7/tcp/4919/p2p/12D3Koo..."], "listen": ["/ip4/0.0.0.0/tcp/4919"], "mdns": true}
+/// {"peers": ["/ip4/192.168.1.7/tcp/4919/p2p/12D3Koo..."], "listen": ["/ip4/0.0.0.0/tcp/4919"], "mdns": true,
+///  "bootstrap": ["/dns4/relay.example.org/tcp/4919/p2p/12D3Koo..."]}
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +42,54 @@ pub struct ConfigFile {
     /// Whether to find peers on the local network by mDNS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mdns: Option<bool>,
+    /// Bootstrap nodes (`weft node --relay` somewhere reachable): relays to be reached
+    /// through, and where the namespace's members find each other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Let AutoNAT probe and answer private and documentation addresses, not only public
+    /// ones: for a test bed, or a network of private routers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nat_probe_private: bool,
+    /// The limits a relay (`weft node --relay`) serves within; unset fields keep their
+    /// defaults ([`RelayLimits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayLimits>,
+}
+
+/// What a relay serves, per peer and in all. The defaults are sized so that a device can
+/// catch up a whole namespace through one circuit, unlike libp2p's (128 KiB and 2 minutes per
+/// circuit, which suit a public relay that only helps peers punch holes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayLimits {
+    /// Reservations held at once, in all.
+    pub max_reservations: usize,
+    /// Reservations one peer may hold.
+    pub max_reservations_per_peer: usize,
+    /// How long a reservation lasts before the device renews it, in seconds.
+    pub reservation_secs: u64,
+    /// Circuits open at once, in all.
+    pub max_circuits: usize,
+    /// Circuits one peer may have open.
+    pub max_circuits_per_peer: usize,
+    /// How long one circuit may stay open, in seconds; the devices then reconnect.
+    pub max_circuit_secs: u64,
+    /// Bytes one circuit may carry, both directions together; the devices then reconnect.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            max_reservations: 1024,
+            max_reservations_per_peer: 4,
+            reservation_secs: 3600,
+            max_circuits: 256,
+            max_circuits_per_peer: 8,
+            max_circuit_secs: 3600,
+            max_circuit_bytes: 1 << 30,
+        }
+    }
 }
 
 /// Why the config or identity could not be read.
@@ -105,6 +154,11 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// How often connected peers exchange heads, besides on connect.
     pub sync_interval: Duration,
+    /// Bootstrap nodes: relays this node reserves a slot on and rendezvous points where it
+    /// registers and discovers the members of its namespaces. Each ends in `/p2p/<id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// See [`ConfigFile::nat_probe_private`].
+    pub nat_probe_private: bool,
 }
 
 impl NodeConfig {
@@ -120,13 +174,11 @@ impl NodeConfig {
         ]
     }
 
-    /// Flags over the config file over the defaults. Peers from both are used.
-    pub fn resolve(
-        file: ConfigFile,
-        listen: Vec<Multiaddr>,
-        peers: Vec<Multiaddr>,
-        no_mdns: bool,
-    ) -> NodeConfig {
+    /// Flags over the config file over the defaults. Peers and bootstrap nodes from both are
+    /// used.
+    pub fn resolve(file: ConfigFile, network: &Network) -> NodeConfig {
+        let (listen, peers, no_mdns) =
+            (network.listen.clone(), network.peers.clone(), !network.mdns);
         let listen = if !listen.is_empty() {
             listen
         } else if !file.listen.is_empty() {
@@ -134,17 +186,13 @@ impl NodeConfig {
         } else {
             NodeConfig::default_listen()
         };
-        let mut all_peers = file.peers;
-        for peer in peers {
-            if !all_peers.contains(&peer) {
-                all_peers.push(peer);
-            }
-        }
         NodeConfig {
             listen,
-            peers: all_peers,
+            peers: union(file.peers, peers),
             mdns: !no_mdns && file.mdns.unwrap_or(true),
             sync_interval: Duration::from_secs(10),
+            bootstrap: union(file.bootstrap, network.bootstrap.clone()),
+            nat_probe_private: file.nat_probe_private,
         }
     }
 }
@@ -163,6 +211,8 @@ pub struct Network {
     /// Whether to find peers on the local network with mDNS; `true` leaves it to the config
     /// file, which defaults to on.
     pub mdns: bool,
+    /// Bootstrap nodes, besides the config file's (those of the ticket the replica joined).
+    pub bootstrap: Vec<Multiaddr>,
 }
 
 impl Default for Network {
@@ -172,6 +222,7 @@ impl Default for Network {
             listen: Vec::new(),
             peers: Vec::new(),
             mdns: true,
+            bootstrap: Vec::new(),
         }
     }
 }
@@ -184,6 +235,7 @@ impl Network {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
             peers: Vec::new(),
             mdns: false,
+            bootstrap: Vec::new(),
         }
     }
 }
@@ -196,14 +248,19 @@ impl NodeConfig {
     /// # Errors
     /// [`ConfigError`] when the config file or identity cannot be read.
     pub fn load(dir: &Path, network: &Network) -> Result<(NodeConfig, Keypair), ConfigError> {
-        let config = NodeConfig::resolve(
-            ConfigFile::load(dir)?,
-            network.listen.clone(),
-            network.peers.clone(),
-            !network.mdns,
-        );
+        let config = NodeConfig::resolve(ConfigFile::load(dir)?, network);
         Ok((config, load_identity(dir)?))
     }
+}
+
+/// `first`, then what of `more` it lacks.
+fn union(mut first: Vec<Multiaddr>, more: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    for addr in more {
+        if !first.contains(&addr) {
+            first.push(addr);
+        }
+    }
+    first
 }
 
 /// Whether `addr` listens on every interface (`0.0.0.0`, `::`), which no peer can dial, so it
@@ -279,7 +336,11 @@ mod tests {
         .expect("write");
         let file = ConfigFile::load(dir.path()).expect("valid");
         let flag_peer: Multiaddr = "/ip4/127.0.0.1/tcp/2".parse().expect("addr");
-        let config = NodeConfig::resolve(file, vec![], vec![flag_peer], false);
+        let network = Network {
+            peers: vec![flag_peer],
+            ..Network::default()
+        };
+        let config = NodeConfig::resolve(file, &network);
         assert_eq!(config.peers.len(), 2);
         assert!(!config.mdns, "the file turned mdns off");
         assert_eq!(config.listen, NodeConfig::default_listen());

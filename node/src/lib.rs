@@ -24,11 +24,14 @@
 
 pub mod access;
 pub mod api;
+mod book;
 pub mod config;
 mod gossip;
 mod handle;
 mod node;
+mod reach;
 pub mod redis;
+pub mod relay;
 pub mod shutdown;
 mod status;
 mod swarm;
@@ -43,6 +46,6 @@ pub use handle::NodeHandle;
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId, multiaddr};
 pub use node::{Node, NodeError};
-pub use status::{FeedStatus, PeerStatus, Status};
+pub use status::{FeedStatus, PeerStatus, Reachability, Reservation, Status};
 pub use transport::WireCounters;
 pub use worker::{Busy, Closed, Facts, Slot, StoreWorker};

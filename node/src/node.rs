@@ -6,7 +6,7 @@
 //! on. When the queue is full, inbound requests are refused as busy and the client is told
 //! a job was dropped, so a slow disk slows sync down instead of growing memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,7 +16,6 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use libp2p::gossipsub::{self, MessageId, TopicHash};
 use libp2p::identity::Keypair;
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
@@ -24,9 +23,11 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use weft_storage::{NamespaceId, VersionInfo};
 
+use crate::book::AddressBook;
 use crate::config::NodeConfig;
 use crate::gossip;
 use crate::handle::{Command, NodeHandle};
+use crate::reach::Reach;
 use crate::status::{FeedStatus, PeerStatus, Status};
 use crate::swarm::{Behaviour, BehaviourEvent, build_swarm, listen_all};
 use crate::sync::{self, Action, Client, Done, Fault, Holdings, Pending, Server};
@@ -131,6 +132,13 @@ impl Node {
             info!(%addr, "listening");
         }
         let me = swarm.local_peer_id().to_bytes();
+        let reach = Reach::new(
+            *swarm.local_peer_id(),
+            config.peers.clone(),
+            &config.bootstrap,
+            &holdings.namespaces,
+            AddressBook::load(Some(&worker.facts().dir)),
+        );
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let handle = NodeHandle {
             commands,
@@ -149,9 +157,10 @@ impl Node {
             remote_gets: HashMap::new(),
             jobs: FuturesUnordered::new(),
             banned: HashMap::new(),
-            bootstrap: config.peers.clone(),
+            no_sync: HashSet::new(),
+            reach,
         };
-        task.dial_bootstrap();
+        task.reach_round();
         let task = tokio::spawn(task.run(receiver, config.sync_interval));
         Ok(Node {
             handle,
@@ -210,7 +219,9 @@ struct Task {
     remote_gets: HashMap<u64, oneshot::Sender<Result<Vec<VersionInfo>, NodeError>>>,
     jobs: FuturesUnordered<BoxFuture<'static, Finished>>,
     banned: HashMap<PeerId, Instant>,
-    bootstrap: Vec<Multiaddr>,
+    /// Connected peers that do not speak the sync protocol (relays): not asked each round.
+    no_sync: HashSet<PeerId>,
+    reach: Reach,
     counters: Arc<WireCounters>,
 }
 
@@ -230,8 +241,13 @@ impl Task {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 _ = tick.tick() => {
                     self.admit_due();
-                    self.dial_bootstrap();
-                    let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                    self.reach_round();
+                    let peers: Vec<PeerId> = self
+                        .swarm
+                        .connected_peers()
+                        .filter(|peer| !self.no_sync.contains(peer))
+                        .copied()
+                        .collect();
                     let actions = self.client.tick(&peers);
                     self.act(actions);
                 }
@@ -308,10 +324,8 @@ impl Task {
                 let _ = reply.send(self.status());
             }
             Command::Dial(addr) => {
-                if !self.bootstrap.contains(&addr) {
-                    self.bootstrap.push(addr);
-                }
-                self.dial_bootstrap();
+                self.reach.add_peer(addr);
+                self.reach_round();
             }
             Command::Interest { ns, interest, held } => {
                 self.client.set_interest(ns, interest, held);
@@ -348,14 +362,20 @@ impl Task {
     }
 
     fn status(&self) -> Status {
+        let (reachability, reservations, punched, punch_failed) = self.reach.status();
         Status {
             peer_id: self.swarm.local_peer_id().to_string(),
             listen: self.swarm.listeners().map(ToString::to_string).collect(),
             peers: self
                 .swarm
                 .connected_peers()
-                .map(|peer| PeerStatus {
-                    id: peer.to_string(),
+                .map(|peer| {
+                    let address = self.reach.connection_of(peer);
+                    PeerStatus {
+                        id: peer.to_string(),
+                        address: address.map(ToString::to_string).unwrap_or_default(),
+                        relayed: address.is_some_and(crate::reach::is_relayed),
+                    }
                 })
                 .collect(),
             feeds: self
@@ -372,24 +392,17 @@ impl Task {
             wire_received: self.counters.received.load(Ordering::Relaxed),
             head_exchanges: self.client.head_exchanges(),
             syncing: self.client.busy(),
+            reachability,
+            reservations,
+            hole_punches: (punched, punch_failed),
         }
     }
 
-    fn dial_bootstrap(&mut self) {
-        for addr in self.bootstrap.clone() {
-            let peer = addr.iter().find_map(|p| match p {
-                Protocol::P2p(peer) => Some(peer),
-                _ => None,
-            });
-            if let Some(peer) = peer
-                && (self.swarm.is_connected(&peer) || self.is_banned(&peer))
-            {
-                continue;
-            }
-            if let Err(e) = self.swarm.dial(addr.clone()) {
-                debug!(%addr, error = %e, "dial failed");
-            }
-        }
+    fn reach_round(&mut self) {
+        let now = Instant::now();
+        self.banned.retain(|_, until| *until > now);
+        let banned = self.banned.keys().copied().collect();
+        self.reach.tick(&mut self.swarm, &banned);
     }
 
     fn is_banned(&mut self, peer: &PeerId) -> bool {
@@ -419,6 +432,15 @@ impl Task {
                 message_id,
                 message,
             })) => self.on_gossip(propagation_source, message_id, message),
+            // A peer that joins a namespace's gossip may have missed pushes since it connected:
+            // heads tell it what it lacks now rather than at the next round.
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
+                topic,
+            })) if self.topics.contains_key(&topic) => {
+                let actions = self.client.connected(&peer_id);
+                self.act(actions);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
                     if !self.swarm.is_connected(&peer) && !self.is_banned(&peer) {
@@ -432,12 +454,20 @@ impl Task {
                 info,
                 ..
             })) => {
-                for addr in info.listen_addrs {
-                    self.swarm.add_peer_address(peer_id, addr);
+                for addr in &info.listen_addrs {
+                    self.swarm.add_peer_address(peer_id, addr.clone());
                 }
+                self.reach.announced(peer_id, info.listen_addrs);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => self.reach.on_relay(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.reach.on_dcutr(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.reach.on_autonat(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => {
+                self.reach.on_rendezvous(&mut self.swarm, event);
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 num_established,
                 endpoint,
                 ..
@@ -446,21 +476,42 @@ impl Task {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
+                let remote = endpoint.get_remote_address().clone();
                 if num_established.get() == 1 {
-                    info!(peer = %peer_id, addr = %endpoint.get_remote_address(), "peer connected");
+                    info!(peer = %peer_id, addr = %remote, "peer connected");
                     let actions = self.client.connected(&peer_id);
                     self.act(actions);
                 }
+                self.reach
+                    .connected(&mut self.swarm, peer_id, connection_id, remote);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                info!(peer = %peer_id, "peer disconnected");
-                self.client.disconnected(&peer_id);
+                self.reach.closed(connection_id);
+                if num_established == 0 {
+                    info!(peer = %peer_id, "peer disconnected");
+                    self.no_sync.remove(&peer_id);
+                    self.client.disconnected(&peer_id);
+                }
             }
-            SwarmEvent::NewListenAddr { address, .. } => info!(addr = %address, "listening"),
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                info!(addr = %address, "listening");
+                self.reach.listening(&mut self.swarm, listener_id, address);
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(addr = %address, "reachable at");
+                self.reach.external_confirmed(&mut self.swarm);
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.reach.listener_closed(&mut self.swarm, listener_id);
+            }
             _ => {}
         }
     }
@@ -476,6 +527,13 @@ impl Task {
                     response,
                 } => {
                     if let Some((_, pending)) = self.pending.remove(&request_id) {
+                        if matches!(
+                            (&pending, &response),
+                            (Pending::Heads { .. }, Response::Heads { .. })
+                        ) {
+                            // It proved it holds the namespace: remember where it is.
+                            self.reach.member(peer);
+                        }
                         let actions = self.client.on_response(peer, pending, response);
                         self.act(actions);
                     }
@@ -493,6 +551,7 @@ impl Task {
                     }
                     OutboundFailure::UnsupportedProtocols => {
                         debug!(%peer, "peer does not speak weft sync");
+                        self.no_sync.insert(peer);
                         None
                     }
                     other => {

@@ -23,6 +23,45 @@ pub struct Status {
     pub head_exchanges: u64,
     /// Whether runs are being fetched or ingested.
     pub syncing: bool,
+    /// Whether others can dial this node, as AutoNAT found.
+    pub reachability: Reachability,
+    /// A reservation per bootstrap relay: where others reach this node through it, once
+    /// accepted.
+    pub reservations: Vec<Reservation>,
+    /// Relayed connections upgraded to direct ones by hole punching, and attempts that failed.
+    pub hole_punches: (u64, u64),
+}
+
+/// Whether others can dial a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reachability {
+    /// Not known yet: AutoNAT has not asked enough peers.
+    #[default]
+    Unknown,
+    /// Peers dialed it back at a public address.
+    Public,
+    /// Peers could not dial it back: it is behind a NAT or firewall, and reachable only through
+    /// a relay or by hole punching.
+    Private,
+}
+
+impl std::fmt::Display for Reachability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reachability::Unknown => "unknown",
+            Reachability::Public => "public",
+            Reachability::Private => "private",
+        })
+    }
+}
+
+/// A reservation asked of a bootstrap relay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// The relay.
+    pub relay: String,
+    /// The relayed address others dial, once the relay accepted.
+    pub address: Option<String>,
 }
 
 /// A connected peer.
@@ -30,6 +69,10 @@ pub struct Status {
 pub struct PeerStatus {
     /// Its peer id.
     pub id: String,
+    /// The address of the connection to it (a direct one, when there is one).
+    pub address: String,
+    /// Whether that connection goes through a relay.
+    pub relayed: bool,
 }
 
 /// A feed as the node sees it.

@@ -13,7 +13,10 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, ping};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, dcutr, identify, mdns, ping, relay,
+    rendezvous,
+};
 use tracing::warn;
 
 use crate::config::NodeConfig;
@@ -21,6 +24,9 @@ use crate::node::NodeError;
 use crate::sync::{self, Peer};
 use crate::transport::{self, WireCounters};
 use crate::wire::{self, MAX_PUSH, Request, Response};
+
+/// What identify calls weft's protocol.
+pub(crate) const IDENTIFY_PROTOCOL: &str = "/weft/1";
 
 impl Peer for PeerId {
     fn id_bytes(&self) -> Vec<u8> {
@@ -35,6 +41,10 @@ pub(crate) struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub relay_client: relay::client::Behaviour,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::Behaviour,
+    pub rendezvous: rendezvous::client::Behaviour,
 }
 
 pub(crate) fn build_swarm(
@@ -43,8 +53,10 @@ pub(crate) fn build_swarm(
     counters: Arc<WireCounters>,
 ) -> Result<Swarm<Behaviour>, NodeError> {
     let transport_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
-    let transport = transport::build(key, counters).map_err(|e| transport_error(&e))?;
     let peer_id = key.public().to_peer_id();
+    let (relayed, relay_client) = relay::client::new(peer_id);
+    let transport =
+        transport::build(key, counters, Some(relayed)).map_err(|e| transport_error(&e))?;
     let gossip_config = gossipsub::ConfigBuilder::default()
         // Entries carry their authors' signatures: libp2p's own signing would be wasted work,
         // and anonymous messages need an id from their content to be told apart.
@@ -85,9 +97,22 @@ pub(crate) fn build_swarm(
     let behaviour = Behaviour {
         gossipsub,
         sync,
-        identify: identify::Behaviour::new(identify::Config::new("/weft/1".into(), key.public())),
+        identify: identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_PROTOCOL.into(),
+            key.public(),
+        )),
         ping: ping::Behaviour::new(ping::Config::new()),
         mdns: Toggle::from(mdns),
+        relay_client,
+        dcutr: dcutr::Behaviour::new(peer_id),
+        autonat: autonat::Behaviour::new(
+            peer_id,
+            autonat::Config {
+                only_global_ips: !config.nat_probe_private,
+                ..autonat::Config::default()
+            },
+        ),
+        rendezvous: rendezvous::client::Behaviour::new(key.clone()),
     };
     Ok(Swarm::new(
         transport,
@@ -114,8 +139,8 @@ pub(crate) fn topic_score_params() -> gossipsub::TopicScoreParams {
 
 /// Listens on every address, falling back to an OS-picked port when the default port is taken,
 /// and waits for each listener's first address.
-pub(crate) async fn listen_all(
-    swarm: &mut Swarm<Behaviour>,
+pub(crate) async fn listen_all<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
     addrs: &[Multiaddr],
 ) -> Result<Vec<Multiaddr>, NodeError> {
     let mut listeners = HashSet::new();
@@ -166,6 +191,19 @@ pub(crate) async fn listen_all(
                 _ => {}
             },
             _ = &mut deadline => break,
+        }
+    }
+    // A listener on every interface reports one address per interface, in quick succession.
+    let settle = tokio::time::sleep(Duration::from_millis(200));
+    tokio::pin!(settle);
+    loop {
+        tokio::select! {
+            event = swarm.select_next_some() => {
+                if let SwarmEvent::NewListenAddr { address, .. } = event {
+                    found.push(address);
+                }
+            }
+            _ = &mut settle => break,
         }
     }
     Ok(found)

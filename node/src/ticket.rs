@@ -14,11 +14,15 @@ use weft_storage::{Charter, Interest, Options, Store};
 use crate::config::is_unspecified;
 
 /// Every ticket starts with this, so a ticket is recognisable and its format versioned.
-const PREFIX: &str = "weft2";
+const PREFIX: &str = "weft3";
 
-/// A namespace, the addresses of peers holding it and, in a write ticket for a closed
-/// namespace, an author key the owner has granted. Written as `weft2` followed by the URL-safe
-/// base64 (no padding) of the postcard encoding of `TicketBody` (`docs/format.md`).
+/// The previous format, without bootstrap nodes, still read.
+const PREFIX_2: &str = "weft2";
+
+/// A namespace, the addresses of peers holding it, the bootstrap nodes they use and, in a
+/// write ticket for a closed namespace, an author key the owner has granted. Written as
+/// `weft3` followed by the URL-safe base64 (no padding) of the postcard encoding of
+/// `TicketBody` (`docs/format.md`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Ticket {
     /// The namespace's charter, signed by its key: the joining device learns who may write
@@ -28,6 +32,10 @@ pub struct Ticket {
     pub peers: Vec<Multiaddr>,
     /// A write ticket's author secret key: whoever holds the ticket writes as that author.
     pub author_key: Option<[u8; 32]>,
+    /// Bootstrap nodes (relays and rendezvous points) the namespace's members use, each
+    /// ending in `/p2p/<peer id>`: how a device reaches the others across networks, and finds
+    /// them again when their addresses change.
+    pub bootstrap: Vec<Multiaddr>,
 }
 
 impl fmt::Debug for Ticket {
@@ -37,12 +45,22 @@ impl fmt::Debug for Ticket {
             .field("namespace", &self.charter.namespace)
             .field("peers", &self.peers)
             .field("write", &self.author_key.is_some())
+            .field("bootstrap", &self.bootstrap)
             .finish()
     }
 }
 
 #[derive(Serialize, Deserialize)]
 struct TicketBody {
+    charter: Charter,
+    peers: Vec<Vec<u8>>,
+    author_key: Option<[u8; 32]>,
+    bootstrap: Vec<Vec<u8>>,
+}
+
+/// A `weft2` ticket's body.
+#[derive(Deserialize)]
+struct TicketBody2 {
     charter: Charter,
     peers: Vec<Vec<u8>>,
     author_key: Option<[u8; 32]>,
@@ -84,6 +102,7 @@ impl Ticket {
         }
         crate::config::ConfigFile {
             peers: self.peers.clone(),
+            bootstrap: self.bootstrap.clone(),
             ..crate::config::ConfigFile::default()
         }
         .save(dir)?;
@@ -101,12 +120,21 @@ impl Ticket {
         author_key: Option<[u8; 32]>,
         peer: PeerId,
         listen: impl IntoIterator<Item = Multiaddr>,
+        bootstrap: Vec<Multiaddr>,
     ) -> Ticket {
         Ticket {
             charter,
             author_key,
             peers: dialable(peer, listen),
+            bootstrap,
         }
+    }
+
+    /// Whether the ticket only works on the network it was made on: none of its peers has
+    /// an address that another network could reach (all private, link-local or loopback),
+    /// and it names no bootstrap node.
+    pub fn local_only(&self) -> bool {
+        self.bootstrap.is_empty() && self.peers.iter().all(is_local)
     }
 }
 
@@ -129,6 +157,7 @@ impl fmt::Display for Ticket {
             charter: self.charter.clone(),
             peers: self.peers.iter().map(|a| a.to_vec()).collect(),
             author_key: self.author_key,
+            bootstrap: self.bootstrap.iter().map(|a| a.to_vec()).collect(),
         };
         let bytes = postcard::to_allocvec(&body).expect("tickets always encode");
         write!(f, "{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
@@ -139,30 +168,60 @@ impl FromStr for Ticket {
     type Err = BadTicket;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s
-            .trim()
-            .strip_prefix(PREFIX)
-            .ok_or(BadTicket("it does not start with weft2"))?;
+        let s = s.trim();
+        let (body, old) = match (s.strip_prefix(PREFIX), s.strip_prefix(PREFIX_2)) {
+            (Some(body), _) => (body, false),
+            (None, Some(body)) => (body, true),
+            (None, None) => return Err(BadTicket("it does not start with weft3")),
+        };
         let bytes = URL_SAFE_NO_PAD
-            .decode(rest)
+            .decode(body)
             .map_err(|_| BadTicket("it is not base64"))?;
-        let body: TicketBody =
-            postcard::from_bytes(&bytes).map_err(|_| BadTicket("it is truncated or damaged"))?;
+        let damaged = |_| BadTicket("it is truncated or damaged");
+        let body: TicketBody = if old {
+            let body: TicketBody2 = postcard::from_bytes(&bytes).map_err(damaged)?;
+            TicketBody {
+                charter: body.charter,
+                peers: body.peers,
+                author_key: body.author_key,
+                bootstrap: Vec::new(),
+            }
+        } else {
+            postcard::from_bytes(&bytes).map_err(damaged)?
+        };
         body.charter
             .verify()
             .map_err(|_| BadTicket("its charter is not signed by the namespace key"))?;
-        let peers = body
-            .peers
-            .into_iter()
-            .map(Multiaddr::try_from)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| BadTicket("it holds a bad address"))?;
+        let addrs = |list: Vec<Vec<u8>>| {
+            list.into_iter()
+                .map(Multiaddr::try_from)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| BadTicket("it holds a bad address"))
+        };
         Ok(Ticket {
             charter: body.charter,
-            peers,
+            peers: addrs(body.peers)?,
             author_key: body.author_key,
+            bootstrap: addrs(body.bootstrap)?,
         })
     }
+}
+
+/// Whether `addr` can only be reached on its own network: private, link-local, loopback or
+/// every interface.
+fn is_local(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => {
+            ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Protocol::Ip6(ip) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_unicast_link_local()
+                || ip.is_unique_local()
+        }
+        _ => false,
+    })
 }
 
 #[cfg(test)]
@@ -181,9 +240,14 @@ mod tests {
                     .expect("addr"),
             ],
             author_key: Some([9; 32]),
+            bootstrap: vec![
+                "/ip4/203.0.113.10/tcp/4919/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
+                    .parse()
+                    .expect("addr"),
+            ],
         };
         let text = ticket.to_string();
-        assert!(text.starts_with("weft2"));
+        assert!(text.starts_with("weft3"));
         assert!(!text.contains(char::is_whitespace));
         assert_eq!(text.parse::<Ticket>(), Ok(ticket.clone()));
         assert!(
@@ -206,6 +270,7 @@ mod tests {
                 "/ip6/::/udp/3/quic-v1",
             ]
             .map(|a| a.parse::<Multiaddr>().expect("addr")),
+            Vec::new(),
         );
         assert_eq!(
             minted.peers,

@@ -12,7 +12,7 @@ use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
-use libp2p::{PeerId, Transport, noise, quic, tcp, yamux};
+use libp2p::{PeerId, Transport, noise, quic, relay, tcp, yamux};
 
 /// Bytes written and read on the node's TCP connections, counted below encryption and
 /// multiplexing: what crosses the wire. QUIC traffic is not counted.
@@ -75,13 +75,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
-/// TCP with noise and yamux, counted into `counters`, beside QUIC.
+/// TCP with noise and yamux, counted into `counters`, beside QUIC, and, with `relay`, circuit
+/// relay v2 connections (noise and yamux again, end to end, inside a stream of the relay
+/// connection: the relay sees only ciphertext).
 ///
 /// # Errors
 /// When noise cannot use the key.
 pub fn build(
     key: &Keypair,
     counters: Arc<WireCounters>,
+    relay: Option<relay::client::Transport>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
         .map(move |stream, _| Counted {
@@ -92,11 +95,23 @@ pub fn build(
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux::Config::default());
     let quic = quic::tokio::Transport::new(quic::Config::new(key));
-    Ok(quic
+    let direct = quic
         .or_transport(tcp)
         .map(|either, _| match either {
             Either::Left((peer, muxer)) => (peer, StreamMuxerBox::new(muxer)),
             Either::Right((peer, muxer)) => (peer, StreamMuxerBox::new(muxer)),
         })
+        .boxed();
+    let Some(relay) = relay else {
+        return Ok(direct);
+    };
+    let relayed = relay
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
+    Ok(relayed
+        .or_transport(direct)
+        .map(|either, _| either.into_inner())
         .boxed())
 }

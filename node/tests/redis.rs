@@ -149,6 +149,8 @@ impl Fixture {
             peers: Vec::new(),
             mdns: false,
             sync_interval: Duration::from_secs(10),
+            bootstrap: Vec::new(),
+            nat_probe_private: false,
         };
         let node = Node::start(store, key, config).await.expect("node starts");
         let mut redis = RedisConfig::new("127.0.0.1:0".parse().expect("addr"));

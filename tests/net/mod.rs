@@ -56,6 +56,8 @@ pub fn loopback_config(peers: Vec<Multiaddr>) -> NodeConfig {
         peers,
         mdns: false,
         sync_interval: Duration::from_millis(500),
+        bootstrap: Vec::new(),
+        nat_probe_private: false,
     }
 }
 

@@ -92,6 +92,8 @@ pub struct Weft {
     worker: StoreWorker,
     store_thread: Option<JoinHandle<()>>,
     node: Option<Node>,
+    /// The bootstrap nodes networking started with, for tickets.
+    bootstrap: Vec<Multiaddr>,
     dir: PathBuf,
 }
 
@@ -134,6 +136,7 @@ impl Weft {
             worker,
             store_thread: Some(store_thread),
             node: None,
+            bootstrap: Vec::new(),
             dir,
         }
     }
@@ -264,6 +267,7 @@ impl Weft {
             return Ok(());
         }
         let (config, key) = NodeConfig::load(&self.dir, &network)?;
+        self.bootstrap = config.bootstrap.clone();
         self.node = Some(Node::attach(self.worker.clone(), key, config).await?);
         Ok(())
     }
@@ -320,7 +324,7 @@ impl Weft {
             Some(node) => (node.handle().peer_id(), node.listen_addrs().to_vec()),
             None => (weft_node::config::peer_id(&self.dir)?, Vec::new()),
         };
-        Ok(Ticket::mint(charter, author_key, peer, listen).to_string())
+        Ok(Ticket::mint(charter, author_key, peer, listen, self.bootstrap.clone()).to_string())
     }
 
     /// Stops networking, lets the store finish every write queued, and closes it. A
