@@ -95,6 +95,12 @@ pub fn relay(dir: &Path, listen: Vec<Multiaddr>) -> anyhow::Result<ExitCode> {
             .create(&dir)
             .with_context(|| format!("creating {}", dir.display()))?;
     }
+    if dir.join(weft_storage::DB_FILE).exists() {
+        eprintln!(
+            "weft: a relay serves no replica: the one in {} stays offline while it runs",
+            dir.display()
+        );
+    }
     let file = ConfigFile::load(dir)?;
     let listen = match (listen.is_empty(), file.listen.is_empty()) {
         (false, _) => listen,

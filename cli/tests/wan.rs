@@ -76,8 +76,13 @@ fn configure(dir: &Path, fields: Value) {
     std::fs::write(path, config.to_string()).expect("write config");
 }
 
-/// A relay on the public segment; returns its host, process and TCP bootstrap address.
+/// A relay on the public segment; returns its host, process and TCP bootstrap address
+/// (`start_relay_on` for QUIC's).
 fn start_relay(bed: &mut Bed, root: &Path) -> (Host, usize, String) {
+    start_relay_on(bed, root, "tcp")
+}
+
+fn start_relay_on(bed: &mut Bed, root: &Path, transport: &str) -> (Host, usize, String) {
     let host = bed.public_host("relay");
     let dir = root.join("relay");
     std::fs::create_dir_all(&dir).expect("relay dir");
@@ -93,7 +98,8 @@ fn start_relay(bed: &mut Bed, root: &Path) -> (Host, usize, String) {
             "--relay",
         ],
     );
-    let prefix = format!("bootstrap address /ip4/{}/tcp/", host.ip);
+    let protocol = if transport == "quic" { "udp" } else { "tcp" };
+    let prefix = format!("bootstrap address /ip4/{}/{protocol}/", host.ip);
     let addr = wait_for(Duration::from_secs(30), || {
         bed.process(process).stdout().lines().find_map(|l| {
             l.starts_with(&prefix)
@@ -250,10 +256,21 @@ struct Pair {
     started: Instant,
 }
 
-/// A relay, devices A and B in homes behind `nat_a` and `nat_b`, B joined from A's write
+/// A relay, devices A (behind a cone NAT) and B (behind `nat_b`), B joined from A's write
 /// ticket.
 fn pair(bed: &mut Bed, root: tempfile::TempDir, nat_b: Nat, wan: Option<Wan>) -> Pair {
-    let relay = start_relay(bed, root.path());
+    pair_on(bed, root, nat_b, wan, "tcp")
+}
+
+/// As [`pair`], the bootstrap node reached over `transport` (`tcp` or `quic`).
+fn pair_on(
+    bed: &mut Bed,
+    root: tempfile::TempDir,
+    nat_b: Nat,
+    wan: Option<Wan>,
+    transport: &str,
+) -> Pair {
+    let relay = start_relay_on(bed, root.path(), transport);
     let home_a = bed.home("ha", Nat::Cone, wan);
     let home_b = bed.home("hb", nat_b, wan);
     let a_dir = root.path().join("a");
@@ -301,6 +318,21 @@ fn catch_up(bed: &mut Bed, pair: &mut Pair, host: &Host) -> (f64, u64, u64, f64)
     )
 }
 
+/// Prints `line` and appends it to `target/tmp/wan.txt`, which `.ci/run` shows: the test
+/// harness keeps a passing test's output to itself.
+fn report(line: &str) {
+    println!("{line}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wan.txt");
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        use std::io::Write as _;
+        let _ = writeln!(file, "{line}");
+    }
+}
+
 /// A bed, with the nodes' data dirs and logs in a temporary directory, or kept in
 /// `WEFT_NETNS_LOGS` when set (to read after a failure).
 fn bed() -> Option<(Bed, tempfile::TempDir)> {
@@ -314,7 +346,10 @@ fn bed() -> Option<(Bed, tempfile::TempDir)> {
         }
         None => tempfile::tempdir().expect("temp dir"),
     };
-    let bed = Bed::new(root.path())?;
+    let Some(bed) = Bed::new(root.path()) else {
+        report("skipped: needs root and ip netns");
+        return None;
+    };
     Some((bed, root))
 }
 
@@ -350,7 +385,7 @@ fn a_cone_nat_pair_syncs_relayed_then_direct() {
         let host = pair.b_host.clone();
         catch_up(&mut bed, &mut pair, &host)
     };
-    println!(
+    report(&format!(
         "{}",
         json!({"workload": "W10", "case": "cone", "first_put_s": first.as_secs_f64(),
                "direct_after_s": direct.as_secs_f64(), "hole_punched": true,
@@ -359,10 +394,44 @@ fn a_cone_nat_pair_syncs_relayed_then_direct() {
                "wire_bytes_per_entry": wire as f64 / CATCH_UP as f64,
                "relay_bytes": relayed, "relay_fraction": relayed as f64 / wire as f64,
                "relay_cpu_s": cpu, "case_s": case.elapsed().as_secs_f64()})
-    );
+    ));
     assert!(
         (relayed as f64) < 0.05 * wire as f64,
         "the relay carried {relayed} of {wire} bytes"
+    );
+}
+
+#[test]
+fn a_cone_nat_pair_punches_a_hole_over_quic() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((mut bed, root)) = bed() else { return };
+    let case = Instant::now();
+    let pair = pair_on(&mut bed, root, Nat::Cone, None, "quic");
+    weft_ok(&pair.a_dir, &["put", "hello", "world"]);
+    let first = read_within(&pair.b_dir, "hello", "world", Duration::from_secs(60))
+        .map(|_| pair.started.elapsed())
+        .unwrap_or_else(|| {
+            panic!(
+                "B never read A's put: {}",
+                bed.process(pair.b).stderr_tail()
+            )
+        });
+    let a_peer = peer_id(&pair.a_dir);
+    let direct = wait_for(Duration::from_secs(60), || {
+        connection(&pair.b_dir, &a_peer)
+            .filter(|(address, relayed)| !relayed && address.contains("/quic-v1"))
+    });
+    report(&format!(
+        "{}",
+        json!({"workload": "W10", "case": "cone, QUIC", "first_put_s": first.as_secs_f64(),
+               "direct": direct.clone().map(|(address, _)| address),
+               "case_s": case.elapsed().as_secs_f64()})
+    ));
+    assert!(
+        direct.is_some(),
+        "no direct QUIC connection: {:?}\nB: {}",
+        connection(&pair.b_dir, &a_peer),
+        bed.process(pair.b).stderr_tail()
     );
 }
 
@@ -393,7 +462,7 @@ fn a_symmetric_nat_syncs_through_the_relay() {
         "{}",
         String::from_utf8_lossy(&verified.stderr)
     );
-    println!(
+    report(&format!(
         "{}",
         json!({"workload": "W10", "case": "symmetric", "first_put_s": first.as_secs_f64(),
                "relayed": relayed, "catch_up_entries": CATCH_UP, "catch_up_s": seconds,
@@ -401,7 +470,7 @@ fn a_symmetric_nat_syncs_through_the_relay() {
                "wire_bytes_per_entry": wire as f64 / CATCH_UP as f64,
                "relay_bytes": relay_bytes, "relay_cpu_s": cpu,
                "case_s": case.elapsed().as_secs_f64()})
-    );
+    ));
     assert!(
         relayed,
         "a symmetric NAT cannot be punched, yet the connection is direct"
@@ -449,12 +518,12 @@ fn three_devices_keep_syncing_when_the_first_goes_offline() {
     });
     assert!(wrote.is_some(), "B could not write");
     let reached = read_within(&dirs[2], "from-b", "2", Duration::from_secs(90));
-    println!(
+    report(&format!(
         "{}",
         json!({"workload": "W10", "case": "first offline",
                "b_to_c_s": reached.map(|d| d.as_secs_f64()),
                "case_s": case.elapsed().as_secs_f64()})
-    );
+    ));
     assert!(reached.is_some(), "C never read B's put with A offline");
 }
 
@@ -473,11 +542,11 @@ fn a_device_that_moved_networks_is_found_again() {
     weft_ok(&pair.a_dir, &["put", "after", "2"]);
     let found =
         read_within(&pair.b_dir, "after", "2", Duration::from_secs(90)).map(|_| moved.elapsed());
-    println!(
+    report(&format!(
         "{}",
         json!({"workload": "W10", "case": "moved", "found_after_s": found.map(|d| d.as_secs_f64()),
                "case_s": case.elapsed().as_secs_f64()})
-    );
+    ));
     assert!(found.is_some(), "B, moved, never read A's new put");
     let wrote = wait_for(Duration::from_secs(30), || {
         weft(&pair.b_dir, &["put", "back", "3"])
@@ -518,11 +587,11 @@ fn a_catch_up_over_a_lossy_capped_link_completes_and_verifies() {
         "{}",
         String::from_utf8_lossy(&verified.stderr)
     );
-    println!(
+    report(&format!(
         "{}",
         json!({"workload": "W10", "case": "2% loss, 20 Mbit/s", "catch_up_entries": CATCH_UP,
                "catch_up_s": seconds, "entries_per_s": CATCH_UP as f64 / seconds,
                "wire_bytes_per_entry": wire as f64 / CATCH_UP as f64,
                "relay_bytes": relay_bytes, "case_s": case.elapsed().as_secs_f64()})
-    );
+    ));
 }
