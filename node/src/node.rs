@@ -65,6 +65,9 @@ pub enum NodeError {
     /// A remote read found no connected peer to ask.
     #[error("no peers are connected to ask")]
     NoPeers,
+    /// The store was too busy to finish the call; it may be tried again.
+    #[error("the node is too busy to answer now; try again")]
+    Busy,
     /// The request needs a running node (peers, status), and none runs on this replica.
     #[error("this needs a running node")]
     NotRunning,
@@ -198,9 +201,13 @@ type SyncAction = Action<PeerId, MessageId>;
 enum Finished {
     /// An answer to a peer's request, to send.
     Served {
+        /// The asker's peer id bytes, whose share of the server this frees.
+        asker: Vec<u8>,
         channel: ResponseChannel<Response>,
         response: Response,
     },
+    /// A request admitted but not answered: the store went away.
+    Unserved { asker: Vec<u8> },
     /// A sync client job, for the client.
     Sync(Done<PeerId, MessageId>),
     /// Nothing to do: the job's result was its side effect, or the store thread dropped it
@@ -296,7 +303,7 @@ impl Task {
                 } => gossip::report(&mut self.swarm, &message, &peer, verdict),
                 Action::Answer { query, versions } => {
                     if let Some(reply) = self.remote_gets.remove(&query) {
-                        let _ = reply.send(Ok(versions));
+                        let _ = reply.send(versions.ok_or(NodeError::Busy));
                     }
                 }
             }
@@ -305,7 +312,15 @@ impl Task {
 
     fn on_finished(&mut self, finished: Finished) {
         match finished {
-            Finished::Served { channel, response } => self.respond(channel, response),
+            Finished::Served {
+                asker,
+                channel,
+                response,
+            } => {
+                self.server.answered(&asker);
+                self.respond(channel, response);
+            }
+            Finished::Unserved { asker } => self.server.answered(&asker),
             Finished::Sync(done) => {
                 let actions = self.client.on_done(done);
                 self.act(actions);
@@ -496,6 +511,7 @@ impl Task {
                     info!(peer = %peer_id, "peer disconnected");
                     self.no_sync.remove(&peer_id);
                     self.client.disconnected(&peer_id);
+                    self.server.peer_gone(&peer_id.to_bytes());
                 }
             }
             SwarmEvent::NewListenAddr {
@@ -583,10 +599,14 @@ impl Task {
     }
 
     fn serve(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
-        let Some(ns) = self.server.admit(&peer.to_bytes(), &request) else {
-            debug!(%peer, "refusing a request for a namespace it did not prove it knows");
-            self.respond(channel, Response::Refused(Refusal::NotShared));
-            return;
+        let asker = peer.to_bytes();
+        let ns = match self.server.admit(&asker, &request, Instant::now()) {
+            Ok(ns) => ns,
+            Err(refusal) => {
+                debug!(%peer, ?refusal, "refusing a sync request");
+                self.respond(channel, Response::Refused(refusal));
+                return;
+            }
         };
         let busy = match self.worker.reserve() {
             Ok(slot) => {
@@ -594,8 +614,12 @@ impl Task {
                 self.jobs.push(
                     async move {
                         match answered.await {
-                            Ok(response) => Finished::Served { channel, response },
-                            Err(_) => Finished::Nothing,
+                            Ok(response) => Finished::Served {
+                                asker,
+                                channel,
+                                response,
+                            },
+                            Err(_) => Finished::Unserved { asker },
                         }
                     }
                     .boxed(),
@@ -606,6 +630,7 @@ impl Task {
         };
         if let Some(channel) = busy {
             debug!(%peer, "store busy; refusing a sync request");
+            self.server.answered(&peer.to_bytes());
             self.respond(channel, Response::Refused(Refusal::Busy));
         }
     }

@@ -29,6 +29,10 @@ pub const RUN_ENTRIES: u32 = 8192;
 /// The most heads one response carries; a namespace with more authors is paged with `after`.
 pub const HEADS_PER_RESPONSE: usize = 4096;
 
+/// The most fork proofs one heads response carries. Forks are rare, a replica keeps them only
+/// for feeds it holds, and a peer that missed one learns it from gossip or the next exchange.
+pub const FORKS_PER_RESPONSE: usize = 64;
+
 /// The entry bytes a gossip push carries; past that it carries the head alone and receivers
 /// fetch the entries by catch-up.
 pub const PUSH_BYTES: usize = 64 * 1024;
@@ -247,8 +251,8 @@ pub enum Response {
         heads: Vec<WireHead>,
         /// Whether there are more after the last.
         more: bool,
-        /// Every fork the server knows in the namespace, so a peer that missed the gossip
-        /// freezes the feed too.
+        /// Forks the server knows in the namespace (at most [`FORKS_PER_RESPONSE`]), so a
+        /// peer that missed the gossip freezes the feed too.
         forks: Vec<ForkProof>,
     },
     /// A run, or `None` when nothing from the start asked for is held.

@@ -10,15 +10,30 @@
 //! honest four must cut it off for invalid data, store nothing of its forgeries, and still
 //! converge.
 //!
+//! With a hostile reader, one replica of a closed namespace, granted nothing, attacks at once:
+//! it floods valid fork proofs of fresh keys (gossiped and in its heads answers), gossips
+//! heads of fresh authors and pushes of a member's feed with tampered entries, advertises
+//! fresh authors' heads, and answers every run request "busy". The honest four must never
+//! cut each other off (gossip is forwarded as gossipsub does, so a relay that vouched for a
+//! bad push would be blamed), must converge, and must store nothing of it: no fork proof, no
+//! feed of a non-member, no sync state for one.
+//!
 //! A failure prints its seed; rerun one exactly with
 //! `WEFT_SIM_SEED=<seed> cargo test -p weft-node --test sim`, or run many more with
 //! `WEFT_SIM_COUNT=<n> cargo test -p weft-node --test sim` (CI runs 6 of each case).
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
-use weft_node::sync::{self, Action, Client, Fault, Holdings, Peer, Pending, Server};
-use weft_node::wire::{self, Gossip, MAX_MESSAGE, MAX_PUSH, Request, Response};
-use weft_storage::{Access, NamespaceId, Op, Options, Store, VersionId};
+use ed25519_dalek::SigningKey;
+use weft_node::sync::{self, Action, Client, Fault, Holdings, Peer, Pending, Server, Verdict};
+use weft_node::wire::{
+    self, FORKS_PER_RESPONSE, Gossip, MAX_MESSAGE, MAX_PUSH, Refusal, Request, Response, WireHead,
+    WireRun,
+};
+use weft_storage::{
+    Access, AuthorId, ForkProof, Grant, NamespaceId, Op, Options, SignedHead, Store, VersionId,
+};
 
 const REPLICAS: usize = 5;
 
@@ -97,10 +112,32 @@ struct World {
     /// Pairs (a, b) where a cut b off; nothing passes between them any more, and neither
     /// asks the other for heads.
     cut: HashSet<(usize, usize)>,
-    /// The replica that forges runs, if any.
+    /// The replica that misbehaves, if any, and how.
     hostile: Option<usize>,
+    attack: Attack,
+    /// Every gossip message's bytes by id, for relays to forward.
+    gossip: HashMap<u64, Vec<u8>>,
+    /// (replica, message id) pairs delivered, as gossipsub remembers what it has seen.
+    seen: HashSet<(usize, u64)>,
+    /// Fresh keys the hostile reader makes up.
+    fresh: u64,
     /// Faults honest replicas found in the hostile one.
     caught: Vec<Fault>,
+    /// Simulated time, which servers meter requests by: a step is [`STEP`].
+    now: Instant,
+}
+
+const STEP: Duration = Duration::from_millis(10);
+
+/// What the hostile replica does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Attack {
+    /// Nothing: every replica is honest.
+    None,
+    /// Answers run requests with forged runs.
+    Forger,
+    /// A member of a closed namespace granted nothing, attacking from the side.
+    Reader,
 }
 
 fn options() -> Options {
@@ -183,7 +220,7 @@ fn act(world: &mut World, replicas: &mut [Replica], me: usize, actions: Vec<Acti
                     peer.0
                 );
                 assert!(
-                    matches!(fault, Fault::Invalid(_)),
+                    world.attack != Attack::Forger || matches!(fault, Fault::Invalid(_)),
                     "the forger was cut off for {fault}, not for its forgery"
                 );
                 world.caught.push(fault);
@@ -192,28 +229,137 @@ fn act(world: &mut World, replicas: &mut [Replica], me: usize, actions: Vec<Acti
                 replicas[me].client.disconnected(&peer);
                 replicas[peer.0].client.disconnected(&Sim(me));
             }
-            Action::Publish { message, .. } => {
-                for to in 0..replicas.len() {
-                    if to != me {
-                        world.next_id += 1;
+            Action::Publish { message, .. } => publish(world, me, &message),
+            Action::Validate {
+                peer,
+                message,
+                verdict,
+            } => {
+                assert!(
+                    verdict != Verdict::Reject || world.hostile == Some(peer.0),
+                    "replica {me} rejected gossip from honest replica {}",
+                    peer.0
+                );
+                // Accepted gossip goes on to every other replica, as gossipsub forwards it.
+                if verdict == Verdict::Accept
+                    && let Some(bytes) = world.gossip.get(&message).cloned()
+                {
+                    for to in (0..replicas.len()).filter(|&to| to != me && to != peer.0) {
                         world.queue.push(Message::Gossip {
                             from: me,
                             to,
-                            id: world.next_id,
-                            bytes: wire::encode(&message),
+                            id: message,
+                            bytes: bytes.clone(),
                         });
                     }
                 }
             }
-            Action::Validate { peer, verdict, .. } => {
-                assert!(
-                    verdict != sync::Verdict::Reject || world.hostile == Some(peer.0),
-                    "replica {me} rejected gossip from honest replica {}",
-                    peer.0
-                );
-            }
             Action::Answer { .. } => panic!("no remote reads are made here"),
         }
+    }
+}
+
+/// Replica `me` publishes `message` to every other replica.
+fn publish(world: &mut World, me: usize, message: &Gossip) {
+    world.next_id += 1;
+    let id = world.next_id;
+    let bytes = wire::encode(message);
+    world.gossip.insert(id, bytes.clone());
+    world.seen.insert((me, id));
+    for to in (0..REPLICAS).filter(|&to| to != me) {
+        world.queue.push(Message::Gossip {
+            from: me,
+            to,
+            id,
+            bytes: bytes.clone(),
+        });
+    }
+}
+
+/// A key no replica has seen before, made up by the hostile reader.
+fn fresh_key(world: &mut World) -> SigningKey {
+    world.fresh += 1;
+    let mut seed = [0x5a; 32];
+    seed[..8].copy_from_slice(&world.fresh.to_le_bytes());
+    seed[8..16].copy_from_slice(&world.rng.next().to_le_bytes());
+    SigningKey::from_bytes(&seed)
+}
+
+/// A valid proof that a fresh key signed two heads of one length: a fork of a feed nobody
+/// holds, as cheap to make as two signatures.
+fn fresh_fork(world: &mut World, ns: NamespaceId) -> ForkProof {
+    let key = fresh_key(world);
+    ForkProof {
+        shorter: SignedHead::sign(&key, ns, 3, [1; 32]),
+        longer: SignedHead::sign(&key, ns, 3, [2; 32]),
+        peaks: Vec::new(),
+        extension: Vec::new(),
+    }
+}
+
+/// A validly signed head of a fresh author that claims a long feed.
+fn fresh_head(world: &mut World, ns: NamespaceId) -> SignedHead {
+    let key = fresh_key(world);
+    SignedHead::sign(&key, ns, 1_000_000, [7; 32])
+}
+
+/// One round of the hostile reader's side attacks: fork proofs of fresh keys, heads of fresh
+/// authors, and pushes of members' feeds whose heads are real and whose entries are not.
+fn side_attacks(world: &mut World, replicas: &[Replica], me: usize, ns: NamespaceId) {
+    for _ in 0..20 {
+        let proof = fresh_fork(world, ns);
+        publish(world, me, &Gossip::Fork(proof));
+    }
+    for _ in 0..10 {
+        let head = fresh_head(world, ns);
+        let push = WireRun {
+            head: WireHead::from_head(&head),
+            start: head.length,
+            entries: Vec::new(),
+            extension: Vec::new(),
+        };
+        publish(world, me, &Gossip::Push(push));
+    }
+    // The newest entries it holds of each member's feed, which replicas that hold them need
+    // not check and replicas that lag would.
+    for feed in replicas[me].store.feeds(&ns).expect("feeds") {
+        let start = feed.held.saturating_sub(3);
+        let run = replicas[me]
+            .store
+            .read_run(&ns, &feed.head.author, start, 3, usize::MAX)
+            .expect("read_run");
+        if let Some(run) = run {
+            let mut push = WireRun::from_run(run);
+            let entry = &mut push.entries[0];
+            let last = entry.len() - 1;
+            entry[last] ^= 0x55;
+            publish(world, me, &Gossip::Push(push));
+        }
+    }
+}
+
+/// The hostile reader's answer to `request`: its real heads with fresh authors' and fresh
+/// fork proofs added, as many as a response may carry; "busy" to every run asked of it.
+fn stall(world: &mut World, request: &Request, response: Response, ns: NamespaceId) -> Response {
+    match (request, response) {
+        (
+            _,
+            Response::Heads {
+                mut heads, more, ..
+            },
+        ) => {
+            for _ in 0..16 {
+                let head = fresh_head(world, ns);
+                heads.push(WireHead::from_head(&head));
+            }
+            heads.sort_by_key(|head| head.author);
+            let forks = (0..FORKS_PER_RESPONSE)
+                .map(|_| fresh_fork(world, ns))
+                .collect();
+            Response::Heads { heads, more, forks }
+        }
+        (Request::Run { .. } | Request::Sparse { .. }, _) => Response::Refused(Refusal::Busy),
+        (_, other) => other,
     }
 }
 
@@ -239,16 +385,48 @@ fn forge(response: Response) -> Response {
     }
 }
 
-fn simulate(seed: u64, hostile: Option<usize>) {
+fn simulate(seed: u64, hostile: Option<usize>, attack: Attack) {
     let mut rng = Rng(seed | 1);
     let root = tempfile::tempdir().expect("temp dir");
-    let first = Store::init(&root.path().join("r0"), options(), Access::Open).expect("init");
+    // The hostile reader attacks a closed namespace, in which it was granted nothing.
+    let access = match attack {
+        Attack::Reader => Access::Closed,
+        Attack::None | Attack::Forger => Access::Open,
+    };
+    let first = Store::init(&root.path().join("r0"), options(), access).expect("init");
     let ns = first.default_namespace();
     let charter = first.charter(&ns).expect("known").expect("a charter");
-    let mut replicas = vec![replica(root.path().join("r0"), 0, first, &mut rng)];
+    let mut stores = vec![(root.path().join("r0"), first)];
     for i in 1..REPLICAS {
         let dir = root.path().join(format!("r{i}"));
         let store = Store::init_joined(&dir, options(), &charter, None).expect("join");
+        stores.push((dir, store));
+    }
+    if access == Access::Closed {
+        // Every honest replica is granted everything and starts from the owner's feed.
+        let everything = Grant {
+            prefixes: Vec::new(),
+            expires: None,
+        };
+        for i in (1..REPLICAS).filter(|&i| Some(i) != hostile) {
+            let author = stores[i].1.author();
+            stores[0]
+                .1
+                .grant(&ns, &author, everything.clone())
+                .expect("grant");
+        }
+        let owner = stores[0].1.author();
+        let grants = stores[0]
+            .1
+            .read_run(&ns, &owner, 0, usize::MAX, usize::MAX)
+            .expect("read")
+            .expect("the grants");
+        for (_, store) in &stores[1..] {
+            store.ingest(&grants).expect("the owner's feed ingests");
+        }
+    }
+    let mut replicas = Vec::new();
+    for (i, (dir, store)) in stores.into_iter().enumerate() {
         replicas.push(replica(dir, i, store, &mut rng));
     }
     let mut world = World {
@@ -257,7 +435,12 @@ fn simulate(seed: u64, hostile: Option<usize>) {
         next_id: 0,
         cut: HashSet::new(),
         hostile,
+        attack,
+        gossip: HashMap::new(),
+        seen: HashSet::new(),
+        fresh: 0,
         caught: Vec::new(),
+        now: Instant::now(),
     };
     let writing_steps = 400;
     // Which side of the partition each replica is on; messages across it are lost.
@@ -265,9 +448,26 @@ fn simulate(seed: u64, hostile: Option<usize>) {
     let mut acknowledged: Vec<(Vec<u8>, VersionId)> = Vec::new();
 
     for step in 0..40_000u64 {
+        world.now += STEP;
+        // Honest runs keep about a thousand messages in flight at most; far more means some
+        // replica answers traffic with more traffic, and the run would never go quiet.
+        assert!(
+            world.queue.len() < 20_000,
+            "seed {seed}: {} messages in flight at step {step}: traffic feeds on itself",
+            world.queue.len()
+        );
         let young = step < writing_steps;
+        if let Some(me) = hostile.filter(|_| attack == Attack::Reader && step % 50 == 0 && young) {
+            side_attacks(&mut world, &replicas, me, ns);
+        }
         if young && world.rng.below(4) == 0 {
-            let who = world.rng.below(REPLICAS as u64) as usize;
+            // A hostile reader, granted nothing, cannot write.
+            let who = loop {
+                let who = world.rng.below(REPLICAS as u64) as usize;
+                if attack != Attack::Reader || Some(who) != hostile {
+                    break who;
+                }
+            };
             let keys: Vec<Vec<u8>> = (0..1 + world.rng.below(5))
                 .map(|_| format!("k{}", world.rng.below(30)).into_bytes())
                 .collect();
@@ -385,15 +585,18 @@ fn deliver_one(world: &mut World, replicas: &mut [Replica], ns: &NamespaceId, si
             }
             let request: Request =
                 wire::decode(&bytes, sync::MAX_REQUEST).expect("request decodes");
-            let server = &replicas[to];
-            let response = match server.server.admit(&Sim(from).id_bytes(), &request) {
-                Some(ns) => sync::answer(&server.store, &ns, request),
-                None => panic!("replica {to} refused a request from replica {from}"),
+            let server = &mut replicas[to];
+            let asker = Sim(from).id_bytes();
+            let response = match server.server.admit(&asker, &request, world.now) {
+                Ok(ns) => sync::answer(&server.store, &ns, request.clone()),
+                Err(refusal) => panic!("replica {to} refused replica {from}: {refusal:?}"),
             };
-            let response = if world.hostile == Some(to) {
-                forge(response)
-            } else {
-                response
+            server.server.answered(&asker);
+            let response = match world.attack {
+                _ if world.hostile != Some(to) => response,
+                Attack::Forger => forge(response),
+                Attack::Reader => stall(world, &request, response, *ns),
+                Attack::None => response,
             };
             world.queue.push(Message::Response {
                 from: to,
@@ -428,7 +631,7 @@ fn deliver_one(world: &mut World, replicas: &mut [Replica], ns: &NamespaceId, si
             id,
             bytes,
         } => {
-            if lost {
+            if lost || !world.seen.insert((to, id)) {
                 return;
             }
             let gossip: Gossip = wire::decode(&bytes, MAX_PUSH).expect("gossip decodes");
@@ -451,11 +654,35 @@ fn check(
         .filter(|(i, _)| world.hostile != Some(*i))
         .map(|(_, r)| r)
         .collect();
-    if world.hostile.is_some() {
+    if world.attack == Attack::Forger {
         assert!(
             !world.caught.is_empty(),
             "seed {seed}: the forger was never caught"
         );
+    }
+    if world.attack == Attack::Reader {
+        // What the reader made up costs the honest replicas nothing that lasts: no proof,
+        // no feed and no sync state of anyone outside the namespace's members.
+        let members: HashSet<AuthorId> = honest.iter().map(|r| r.store.author()).collect();
+        for replica in &honest {
+            assert_eq!(
+                replica.store.forks(ns).expect("forks").len(),
+                0,
+                "seed {seed}: fork proofs of fresh keys were kept"
+            );
+            for feed in replica.store.feeds(ns).expect("feeds") {
+                assert!(
+                    members.contains(&feed.head.author),
+                    "seed {seed}: a non-member's feed was stored"
+                );
+            }
+            let tracked = replica.client.progress().count();
+            assert!(
+                tracked <= members.len(),
+                "seed {seed}: sync state for {tracked} feeds, with {} members",
+                members.len()
+            );
+        }
     }
     let views: Vec<_> = honest.iter().map(|r| digest(&r.store, ns)).collect();
     assert!(
@@ -513,7 +740,7 @@ fn seeds() -> Vec<u64> {
 fn replicas_converge_whatever_the_order_and_losses() {
     for seed in seeds() {
         eprintln!("simulating seed {seed}");
-        simulate(seed, None);
+        simulate(seed, None, Attack::None);
     }
 }
 
@@ -521,6 +748,20 @@ fn replicas_converge_whatever_the_order_and_losses() {
 fn a_replica_that_forges_runs_is_cut_off_and_the_rest_converge() {
     for seed in seeds() {
         eprintln!("simulating seed {seed} with a forger");
-        simulate(seed, Some((seed % REPLICAS as u64) as usize));
+        simulate(
+            seed,
+            Some((seed % REPLICAS as u64) as usize),
+            Attack::Forger,
+        );
+    }
+}
+
+#[test]
+fn a_hostile_reader_cannot_split_fill_or_stall_a_closed_namespace() {
+    for seed in seeds() {
+        eprintln!("simulating seed {seed} with a hostile reader");
+        // Any replica but the owner, which alone could grant itself.
+        let hostile = 1 + (seed % (REPLICAS as u64 - 1)) as usize;
+        simulate(seed, Some(hostile), Attack::Reader);
     }
 }

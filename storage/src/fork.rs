@@ -166,17 +166,28 @@ impl Store {
     }
 
     /// Verifies a fork proof and freezes its feed at what is held now. Returns whether the
-    /// feed was not frozen before. A fork in a namespace this replica does not hold is ignored.
+    /// feed was not frozen before. A fork of a feed this replica does not hold (in a namespace
+    /// it does not hold, or of an author it holds nothing of) is ignored unchecked: keeping
+    /// proofs only for held feeds bounds them by the feeds, whoever makes up fresh keys.
     ///
     /// # Errors
     /// [`IngestError::Invalid`] when the proof does not prove a fork (its sender is at
     /// fault); [`IngestError::Store`] on database failures.
     pub fn record_fork(&self, proof: &ForkProof) -> std::result::Result<bool, IngestError> {
-        proof.verify().map_err(|e| Invalid::Fork(e.to_string()))?;
         let head = &proof.longer;
         let Ok(ns_number) = self.namespace_number(&head.namespace) else {
             return Ok(false);
         };
+        {
+            let txn = self.db().begin_read().map_err(store_err)?;
+            if self
+                .feed_record(&txn, &head.namespace, &head.author)?
+                .is_none()
+            {
+                return Ok(false);
+            }
+        }
+        proof.verify().map_err(|e| Invalid::Fork(e.to_string()))?;
         let key = tables::feed_ids_key(ns_number, &head.author);
         let mut txn = self.db().begin_write().map_err(store_err)?;
         txn.set_durability(self.durability()).map_err(store_err)?;

@@ -63,6 +63,7 @@ impl SignedHead {
     /// # Errors
     /// [`ProofError::BadSignature`] when it was not made by `author` over these fields.
     pub fn verify(&self) -> Result<(), ProofError> {
+        tree::check_length(self.length)?;
         let key = VerifyingKey::from_bytes(self.author.as_bytes())
             .map_err(|_| ProofError::BadSignature)?;
         let message = Self::message(&self.namespace, &self.author, self.length, &self.root);

@@ -2,14 +2,16 @@
 //! reached is kept under `"schema"` in [`META`].
 //!
 //! A store made before this list existed has no number: it is at schema 0, the tables of
-//! format 2 ([`tables::STORE_FORMAT`]). Every migration only creates tables, so running one
-//! again on a store that already has them is harmless, which is how such a store is brought
-//! up to date whatever it already holds.
+//! format 2 ([`tables::STORE_FORMAT`]). Every migration only creates tables (and fills an
+//! index from rows already there), so running one again on a store that already has them is
+//! harmless, which is how such a store is brought up to date whatever it already holds.
 
 use redb::{ReadableTable, WriteTransaction};
 
 use crate::error::{Error, Result};
+use crate::rows::{FeedRecord, decode_row};
 use crate::tables::{self, META};
+use crate::view::excluded_version_key;
 
 /// A migration: what it adds, and the change itself, inside the caller's transaction.
 struct Migration {
@@ -45,7 +47,37 @@ const MIGRATIONS: &[Migration] = &[
             Ok(())
         },
     },
+    Migration {
+        adds: "excluded versions by key, which local writes supersede",
+        run: index_excluded_versions,
+    },
 ];
+
+/// Fills [`tables::EXCLUDED_VERSIONS`] from the excluded entries already held.
+fn index_excluded_versions(txn: &WriteTransaction) -> Result<()> {
+    let excluded = txn.open_table(tables::EXCLUDED)?;
+    let feeds = txn.open_table(tables::FEEDS)?;
+    let entries = txn.open_table(tables::ENTRIES)?;
+    let mut index = txn.open_table(tables::EXCLUDED_VERSIONS)?;
+    for row in excluded.iter()? {
+        let at = row?.0.value();
+        let (feed, seq) = ((at >> 64) as u64, at as u64);
+        let Some(record) = feeds.get(feed)? else {
+            continue;
+        };
+        let record = FeedRecord::decode(record.value())?;
+        let Some(stored) = entries.get(at)? else {
+            continue;
+        };
+        let entry = decode_row(feed, seq, stored.value())?;
+        let id = weft_crdt::VersionId {
+            author: record.head.author,
+            seq,
+        };
+        index.insert(&excluded_version_key(record.ns, entry.key, id)[..], ())?;
+    }
+    Ok(())
+}
 
 /// The schema this build writes: every migration applied.
 pub(crate) const SCHEMA: u8 = MIGRATIONS.len() as u8;

@@ -231,6 +231,7 @@ impl Store {
             .mode(0o700)
             .create(dir)
             .map_err(io_error(dir))?;
+        make_private(dir)?;
         let keys_dir = dir.join(KEYS_DIR);
         fs::DirBuilder::new()
             .mode(0o700)
@@ -306,6 +307,7 @@ impl Store {
                 }
             });
         }
+        make_private(dir)?;
         let db = Database::open(&db_path).map_err(|e| open_error(dir, &db_path, e))?;
         let corrupt = |reason: String| Error::Corrupt {
             path: db_path.clone(),
@@ -601,6 +603,7 @@ impl Store {
             self.charters.get(ns),
             self.options.max_future,
             Some(self.author),
+            self.clock_now(),
         ))
     }
 
@@ -614,6 +617,7 @@ impl Store {
                     self.charters.get(ns),
                     self.options.max_future,
                     Some(self.author),
+                    self.clock_now(),
                 )
             })
             .collect()
@@ -651,6 +655,22 @@ fn open_error(dir: &Path, db_path: &Path, error: redb::DatabaseError) -> Error {
 /// Where a namespace's secret key is kept.
 pub(crate) fn namespace_key_path(dir: &Path, ns: &NamespaceId) -> PathBuf {
     dir.join(KEYS_DIR).join(format!("namespace-{ns}.key"))
+}
+
+/// Takes every access to `dir` from other local users. A dir made by hand (or by an older
+/// weft) may be open to them, and it holds the keys, the database and the node's API socket:
+/// the socket is bound before its mode can be set, so only a private dir keeps another user
+/// from connecting in between and writing as this replica's author.
+fn make_private(dir: &Path) -> Result<()> {
+    let mode = fs::metadata(dir)
+        .map_err(io_error(dir))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_error(dir))?;
+        tracing::info!(dir = %dir.display(), was = format_args!("{:o}", mode & 0o777), "data dir made private (700)");
+    }
+    Ok(())
 }
 
 /// Writes a secret key as hex, readable by the owner only. Never overwrites a key.

@@ -80,6 +80,14 @@ pub const CHARTERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("ch
 /// the view, and why ([`crate::members::Exclusion::to_byte`]). Rebuilt with the view.
 pub const EXCLUDED: TableDefinition<u128, u8> = TableDefinition::new("excluded-1");
 
+/// `namespace number (u32 BE) ‖ key length (u32 BE) ‖ key ‖ author (32) ‖ seq (u64 BE) → ()`,
+/// laid out as [`SUPERSEDED`]: the versions of each key held in [`EXCLUDED`] entries. A local
+/// write supersedes them as well as the live versions, since this replica saw them: one that
+/// counts later (its time comes, a grant arrives) cannot then win over what was written
+/// meanwhile. Rebuilt with the view.
+pub const EXCLUDED_VERSIONS: TableDefinition<&[u8], ()> =
+    TableDefinition::new("excluded-versions-1");
+
 /// `timestamp (u64 BE) ‖ feed id (u64 BE) ‖ seq (u64 BE) → ()`: the excluded entries whose
 /// only fault is a timestamp too far ahead of the local clock, in time order, so the ones
 /// whose time has come are one range read away.

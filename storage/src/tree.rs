@@ -122,6 +122,7 @@ impl Frontier {
     /// # Errors
     /// [`ProofError::WrongNodeCount`] when `hashes` is not one per peak of `length`.
     pub fn new(length: u64, hashes: Vec<Hash>) -> Result<Frontier, ProofError> {
+        check_length(length)?;
         let nodes = peaks(length);
         if nodes.len() != hashes.len() {
             return Err(ProofError::WrongNodeCount);
@@ -186,6 +187,27 @@ pub enum ProofError {
     /// The head's signature is not the author's.
     #[error("head signature does not verify")]
     BadSignature,
+    /// A feed length past [`MAX_LENGTH`]: no real feed, and tree arithmetic past it would
+    /// overflow.
+    #[error("a feed length of {0}, past the most a feed may hold")]
+    TooLong(u64),
+}
+
+/// The most entries a feed may hold: far past any real feed (a million writes a second for
+/// eight years), and far enough below `u64::MAX` that every flat index and leaf bound of its
+/// tree fits.
+pub const MAX_LENGTH: u64 = 1 << 48;
+
+/// Refuses a length past [`MAX_LENGTH`], as every proof check does first.
+///
+/// # Errors
+/// [`ProofError::TooLong`].
+pub fn check_length(length: u64) -> Result<(), ProofError> {
+    if length <= MAX_LENGTH {
+        Ok(())
+    } else {
+        Err(ProofError::TooLong(length))
+    }
 }
 
 /// Checks that `[start, end)` lies within a feed of `length` entries.
@@ -193,6 +215,7 @@ pub enum ProofError {
 /// # Errors
 /// [`ProofError::BadRange`].
 pub fn check_range(start: u64, end: u64, length: u64) -> Result<(), ProofError> {
+    check_length(length)?;
     if start <= end && end <= length {
         Ok(())
     } else {
@@ -293,6 +316,7 @@ pub fn root_from_range(
 /// # Errors
 /// [`ProofError::BadRange`] when `held > length`.
 pub fn extension_nodes(held: u64, length: u64) -> Result<Vec<Node>, ProofError> {
+    check_length(length)?;
     check_range(held, length, length)?;
     fn walk(at: Node, held: u64, out: &mut Vec<Node>) {
         if at.end_leaf() <= held {

@@ -24,6 +24,7 @@ const SCRATCH: ViewNames = ViewNames {
     view: TableDefinition::new("verify-scratch-view"),
     superseded: TableDefinition::new("verify-scratch-superseded"),
     excluded: TableDefinition::new("verify-scratch-excluded"),
+    excluded_versions: TableDefinition::new("verify-scratch-excluded-versions"),
     future: TableDefinition::new("verify-scratch-future"),
 };
 
@@ -177,6 +178,7 @@ impl Store {
         // change feed logs only the keys whose winner the rebuild changes.
         txn.delete_table(SUPERSEDED)?;
         txn.delete_table(VIEW_TABLES.excluded)?;
+        txn.delete_table(VIEW_TABLES.excluded_versions)?;
         txn.delete_table(VIEW_TABLES.future)?;
         let gates = self.gates();
         let known: Vec<[u8; 4]> = gates.iter().map(|gate| gate.ns.to_be_bytes()).collect();
@@ -220,6 +222,13 @@ impl Store {
             return Ok(Some(self.view_problem(
                 &key,
                 "its superseded versions differ from the feeds'",
+            )));
+        }
+        let excluded_versions = txn.open_table(VIEW_TABLES.excluded_versions)?;
+        if let Some(key) = first_difference(&excluded_versions, &scratch.excluded_versions)? {
+            return Ok(Some(self.view_problem(
+                &key,
+                "its excluded versions differ from the feeds'",
             )));
         }
         Ok(None)

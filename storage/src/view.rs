@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use redb::{ReadableTable, Table, WriteTransaction};
-use weft_crdt::{Applied, AuthorId, Op, Register, SupersededSet, Version, VersionId, Write};
+use weft_crdt::{
+    Applied, AuthorId, Op, Register, SupersededSet, Timestamp, Version, VersionId, Write,
+};
 
 use crate::changelog::{self, ChangeLog};
 use crate::entry::Entry;
@@ -54,6 +56,7 @@ pub(crate) struct ViewNames {
     pub view: redb::TableDefinition<'static, &'static [u8], &'static [u8]>,
     pub superseded: redb::TableDefinition<'static, &'static [u8], ()>,
     pub excluded: redb::TableDefinition<'static, u128, u8>,
+    pub excluded_versions: redb::TableDefinition<'static, &'static [u8], ()>,
     pub future: redb::TableDefinition<'static, &'static [u8], ()>,
 }
 
@@ -62,6 +65,7 @@ pub(crate) const VIEW_TABLES: ViewNames = ViewNames {
     view: tables::VIEW,
     superseded: tables::SUPERSEDED,
     excluded: EXCLUDED,
+    excluded_versions: tables::EXCLUDED_VERSIONS,
     future: FUTURE,
 };
 
@@ -70,6 +74,7 @@ pub(crate) struct ViewTables<'txn> {
     pub view: Table<'txn, &'static [u8], &'static [u8]>,
     pub superseded: Table<'txn, &'static [u8], ()>,
     pub excluded: Table<'txn, u128, u8>,
+    pub excluded_versions: Table<'txn, &'static [u8], ()>,
     pub future: Table<'txn, &'static [u8], ()>,
     /// The live view's change feed; `None` for the scratch view `verify` builds.
     pub changes: Option<ChangeLog<'txn>>,
@@ -89,6 +94,7 @@ impl<'txn> ViewTables<'txn> {
             view: txn.open_table(names.view)?,
             superseded: txn.open_table(names.superseded)?,
             excluded: txn.open_table(names.excluded)?,
+            excluded_versions: txn.open_table(names.excluded_versions)?,
             future: txn.open_table(names.future)?,
             changes: None,
         })
@@ -116,6 +122,8 @@ impl<'txn> ViewTables<'txn> {
             Some(reason) => {
                 self.excluded
                     .insert(feed_key(feed, id.seq), reason.to_byte())?;
+                self.excluded_versions
+                    .insert(&excluded_version_key(gate.ns, entry.key, id)[..], ())?;
                 if reason == Exclusion::Future {
                     self.future
                         .insert(&future_key(entry.timestamp.0, feed, id.seq)[..], ())?;
@@ -123,6 +131,54 @@ impl<'txn> ViewTables<'txn> {
                 Ok(Some(reason))
             }
         }
+    }
+
+    /// Entry `id` of `key`, excluded before, counts now (or is judged again): it is no longer
+    /// an excluded version of the key.
+    pub fn unexclude(&mut self, ns: u32, key: &[u8], feed: u64, id: VersionId) -> Result<()> {
+        self.excluded.remove(feed_key(feed, id.seq))?;
+        self.excluded_versions
+            .remove(&excluded_version_key(ns, key, id)[..])?;
+        Ok(())
+    }
+
+    /// What a local write of `key` in namespace number `ns` supersedes: the live versions,
+    /// and the excluded versions held (at most [`MAX_EXCLUDED_SUPERSEDED`] of them, the
+    /// latest of each author first), which would otherwise win over it once they count.
+    pub fn seen_versions(&self, ns: u32, key: &[u8]) -> Result<Vec<VersionId>> {
+        let mut seen = self.register(ns, key)?.heads();
+        let prefix = superseded_prefix(ns, key);
+        let mut excluded = Vec::new();
+        let rows = match prefix_end(&prefix) {
+            Some(end) => self.excluded_versions.range(&prefix[..]..&end[..])?,
+            None => self.excluded_versions.range(&prefix[..]..)?,
+        };
+        for row in rows {
+            let row = row?;
+            if let Some(id) = version_of_row(&row.0.value()[prefix.len()..]) {
+                excluded.push(id);
+            }
+        }
+        // Newest of each author first, then round by round, so a flood from one author
+        // cannot push every other author's versions past the cap.
+        excluded.sort_by(|a, b| a.author.cmp(&b.author).then(b.seq.cmp(&a.seq)));
+        let mut rank = Vec::with_capacity(excluded.len());
+        let mut last = None;
+        let mut nth = 0usize;
+        for id in excluded {
+            nth = if last == Some(id.author) { nth + 1 } else { 0 };
+            last = Some(id.author);
+            rank.push((nth, id));
+        }
+        rank.sort();
+        seen.extend(
+            rank.into_iter()
+                .take(MAX_EXCLUDED_SUPERSEDED)
+                .map(|(_, id)| id),
+        );
+        seen.sort();
+        seen.dedup();
+        Ok(seen)
     }
 
     /// The register of `key` in namespace number `ns`, empty if the key has no live version.
@@ -157,6 +213,27 @@ impl<'txn> ViewTables<'txn> {
     }
 }
 
+/// The most excluded versions of one key a local write supersedes.
+pub const MAX_EXCLUDED_SUPERSEDED: usize = 64;
+
+/// The [`tables::EXCLUDED_VERSIONS`] key of version `id` of `key` in namespace number `ns`.
+pub(crate) fn excluded_version_key(ns: u32, key: &[u8], id: VersionId) -> Vec<u8> {
+    let mut row = superseded_prefix(ns, key);
+    row.extend_from_slice(id.author.as_bytes());
+    row.extend_from_slice(&id.seq.to_be_bytes());
+    row
+}
+
+/// The version id at the end of an [`tables::EXCLUDED_VERSIONS`] key, after its key prefix.
+fn version_of_row(rest: &[u8]) -> Option<VersionId> {
+    let author: [u8; 32] = rest.get(..32)?.try_into().ok()?;
+    let seq: [u8; 8] = rest.get(32..40)?.try_into().ok()?;
+    Some(VersionId {
+        author: AuthorId(author),
+        seq: u64::from_be_bytes(seq),
+    })
+}
+
 /// The view write an entry of local feed `feed` makes: a put points at the feed, whose entry
 /// row holds the value.
 pub(crate) fn write_of(entry: &Entry<'_>, id: VersionId, feed: u64) -> Write<u64> {
@@ -183,31 +260,30 @@ pub(crate) struct Gate {
     /// This replica's author, whose entries are stamped by this machine's own clock and so are
     /// never "from the future".
     local: Option<AuthorId>,
-    members: HashMap<AuthorId, Option<Membership>>,
+    /// How far ahead of the clock a timestamp may be ([`crate::Options::max_future`]), NTP64.
+    max_future: u64,
+    /// Each author's membership read so far, with the timestamp of the owner's record of it.
+    members: HashMap<AuthorId, Option<(Membership, Timestamp)>>,
     pub membership_changed: bool,
 }
 
 impl Gate {
     /// The gate of namespace number `ns` under `charter` (none: open), judging timestamps
-    /// of authors other than `local` against this machine's clock plus `max_future`.
+    /// of authors other than `local` against `now` (this replica's clock) plus `max_future`.
     pub fn new(
         ns: u32,
         charter: Option<&Charter>,
         max_future: Duration,
         local: Option<AuthorId>,
+        now: Timestamp,
     ) -> Gate {
-        let now = uhlc::NTP64::from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default(),
-        );
+        let max_future = uhlc::NTP64::from(max_future).as_u64();
         Gate {
             ns,
             owner: charter.and_then(Charter::owner),
-            future_after: now
-                .as_u64()
-                .saturating_add(uhlc::NTP64::from(max_future).as_u64()),
+            future_after: now.0.saturating_add(max_future),
             local,
+            max_future,
             members: HashMap::new(),
             membership_changed: false,
         }
@@ -228,9 +304,18 @@ impl Gate {
             return Ok(Some(Exclusion::Reserved));
         }
         if self.owner.is_some() && !is_owner {
+            let max_future = self.max_future;
             let verdict = match self.membership(view, entries, &id.author)? {
                 None => Err(Exclusion::NoGrant),
-                Some(membership) => membership.admits(id.seq, entry),
+                // An entry stamped so far past its author's revocation that it could not
+                // have counted before the revocation was made (it was still in the future
+                // then) never counts: otherwise it would come due later and win.
+                Some((Membership::Revoked { .. }, revoked_at))
+                    if entry.timestamp.0 > revoked_at.0.saturating_add(max_future) =>
+                {
+                    Err(Exclusion::Revoked)
+                }
+                Some((membership, _)) => membership.admits(id.seq, entry),
             };
             if let Err(reason) = verdict {
                 return Ok(Some(reason));
@@ -247,9 +332,9 @@ impl Gate {
         view: &ViewTables<'_>,
         entries: &impl ReadableTable<u128, &'static [u8]>,
         author: &AuthorId,
-    ) -> Result<Option<&Membership>> {
+    ) -> Result<Option<&(Membership, Timestamp)>> {
         if !self.members.contains_key(author) {
-            let found = read_membership(&view.view, entries, self.ns, author)?;
+            let found = read_membership_at(&view.view, entries, self.ns, author)?;
             self.members.insert(*author, found);
         }
         Ok(self.members.get(author).and_then(Option::as_ref))
@@ -264,6 +349,16 @@ pub(crate) fn read_membership(
     ns: u32,
     author: &AuthorId,
 ) -> Result<Option<Membership>> {
+    Ok(read_membership_at(view, entries, ns, author)?.map(|(membership, _)| membership))
+}
+
+/// As [`read_membership`], with the timestamp of the owner's record.
+fn read_membership_at(
+    view: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    entries: &impl ReadableTable<u128, &'static [u8]>,
+    ns: u32,
+    author: &AuthorId,
+) -> Result<Option<(Membership, Timestamp)>> {
     let register = read_register(view, ns, &member_key(author))?;
     let Some(winner) = register.winner() else {
         return Ok(None);
@@ -271,11 +366,13 @@ pub(crate) fn read_membership(
     let Op::Put(feed) = winner.op else {
         return Ok(None);
     };
+    let at = winner.timestamp;
     with_entry(entries, feed, winner.id.seq, |entry| {
         match entry.op {
         Op::Put(bytes) => Membership::decode(bytes)
             .inspect_err(|e| tracing::warn!(%author, error = %e, "a membership record does not decode; it grants nothing"))
-            .ok(),
+            .ok()
+            .map(|membership| (membership, at)),
         Op::Delete => None,
     }
     })
@@ -308,10 +405,16 @@ pub(crate) fn rebuild_namespace(
             tables
                 .superseded
                 .retain_in(&prefix[..]..&end[..], |_, _| false)?;
+            tables
+                .excluded_versions
+                .retain_in(&prefix[..]..&end[..], |_, _| false)?;
         }
         None => {
             tables.view.retain_in(&prefix[..].., |_, _| false)?;
             tables.superseded.retain_in(&prefix[..].., |_, _| false)?;
+            tables
+                .excluded_versions
+                .retain_in(&prefix[..].., |_, _| false)?;
         }
     }
     for (_, feed) in &feeds {

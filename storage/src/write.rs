@@ -84,7 +84,7 @@ impl Store {
             let mut frontier = load_frontier(&entries, feed, length)?;
             let (mut bytes, mut row) = (Vec::new(), Vec::new());
             for (key, op) in &ops {
-                let register = view.register(ns_number, key)?;
+                let seen = view.seen_versions(ns_number, key)?;
                 let id = VersionId {
                     author: self.author(),
                     seq: frontier.length(),
@@ -96,7 +96,7 @@ impl Store {
                         Op::Put(value) => Op::Put(&value[..]),
                         Op::Delete => Op::Delete,
                     },
-                    supersedes: register.heads(),
+                    supersedes: seen,
                 };
                 bytes.clear();
                 entry.encode_into(&mut bytes);
@@ -137,7 +137,8 @@ impl Store {
             .into_iter()
             .filter_map(|ns| Some((self.namespace_number(&ns).ok()?, ns)))
             .collect();
-        let bound = Gate::new(0, None, self.options().max_future, None).future_after;
+        let bound =
+            Gate::new(0, None, self.options().max_future, None, self.clock_now()).future_after;
         let end = future_key(bound, u64::MAX, u64::MAX);
         {
             let txn = self.db().begin_read()?;
@@ -167,7 +168,6 @@ impl Store {
             let mut gates: HashMap<u32, Gate> = HashMap::new();
             for (key, feed, seq) in due {
                 tables.future.remove(&key[..])?;
-                tables.excluded.remove(feed_key(feed, seq))?;
                 let record = FeedRecord::decode(
                     feeds
                         .get(feed)?
@@ -189,6 +189,7 @@ impl Store {
                     author: record.head.author,
                     seq,
                 };
+                tables.unexclude(record.ns, entry.key, feed, id)?;
                 if tables.admit(gate, &entries, feed, id, &entry)?.is_none() {
                     admitted += 1;
                 }

@@ -110,6 +110,7 @@ fn sparse_pull(from: &Store, to: &Store, step: usize) {
                     Ingested::AlreadyHeld { .. } => break,
                     Ingested::Gap { held } => panic!("gap at {held} for a run from {start}"),
                     Ingested::Frozen { held } => panic!("{author} frozen at {held}"),
+                    Ingested::NotMember { .. } => panic!("{author} is not a member"),
                 },
                 Served::Nothing => break,
                 Served::NotCovered => panic!("{start} of {author} not covered"),
@@ -386,7 +387,7 @@ fn remote_reads_verify_without_storing() {
     w0.put(&ns, b"k2", b"a longer key that shares the prefix")
         .expect("put");
     full_pull(&w1, &w0);
-    let runs = w0.read_key(&ns, b"k").expect("read_key");
+    let runs = w0.read_key(&ns, b"k", usize::MAX).expect("read_key");
     let versions = verify_remote_key(&ns, b"k", &runs).expect("honest runs verify");
     let local: Vec<_> = w0.get_all(&ns, b"k").expect("get_all");
     assert_eq!(versions, local);
@@ -401,4 +402,75 @@ fn remote_reads_verify_without_storing() {
     );
     let other = NamespaceId([7; 32]);
     assert!(verify_remote_key(&other, b"k", &runs).is_err());
+}
+
+/// A sparse answer counts its proof hashes toward the byte budget, so the honest answer to a
+/// wide spread of leaves never outgrows what the asker accepts; an interest no replica could
+/// hold (an empty prefix, a scan of the whole view per request) is refused.
+#[test]
+fn sparse_answers_count_their_proofs_and_refuse_impossible_interests() {
+    let (_d0, full) = store(None);
+    let ns = full.default_namespace();
+    for i in 0..2_000u32 {
+        // One wanted key in sixteen: each wanted leaf needs hashes of its own to prove it.
+        let key = if i % 16 == 0 {
+            format!("a/{i:05}")
+        } else {
+            format!("z/{i:05}")
+        };
+        full.put(&ns, key.as_bytes(), b"v").expect("put");
+    }
+    let (_d1, part) = sparse(&full, &["a/"]);
+    let want = part.interest(&ns).expect("ns").expect("sparse");
+    const BUDGET: usize = 4096;
+    let mut runs = 0;
+    loop {
+        let start = held(&part, &full.author());
+        let run = match full
+            .read_sparse(&ns, &full.author(), start, &want, ANY, BUDGET)
+            .expect("read_sparse")
+        {
+            Served::Run(run) => run,
+            Served::Nothing => break,
+            Served::NotCovered => panic!("{start} not covered"),
+        };
+        let entry_bytes: usize = run.entries.iter().map(|(_, e)| e.len()).sum();
+        let proof_bytes = run.nodes.len() * 32;
+        assert!(
+            run.entries.len() == 1 || entry_bytes + proof_bytes <= BUDGET,
+            "{} entries of {entry_bytes} bytes with {proof_bytes} bytes of proof, over {BUDGET}",
+            run.entries.len()
+        );
+        assert!(matches!(
+            part.ingest_sparse(&run).expect("ingest"),
+            Ingested::Appended { .. }
+        ));
+        runs += 1;
+        assert!(runs < 200, "the runs do not advance");
+    }
+    assert!(
+        runs > 1,
+        "one run carried everything: the budget was not exercised"
+    );
+    for i in (0..2_000u32).step_by(16) {
+        let key = format!("a/{i:05}");
+        assert_eq!(
+            part.get(&ns, key.as_bytes()).expect("get").as_deref(),
+            Some(&b"v"[..]),
+            "{key}"
+        );
+    }
+    assert!(part.verify().expect("verify").is_clean());
+
+    for prefixes in [vec![Vec::new()], Vec::new()] {
+        let impossible = Interest::new(prefixes, Vec::new());
+        assert!(
+            matches!(
+                full.read_sparse(&ns, &full.author(), 0, &impossible, ANY, ANY)
+                    .expect("read_sparse"),
+                Served::NotCovered
+            ),
+            "{impossible:?} was served"
+        );
+    }
 }

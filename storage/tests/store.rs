@@ -421,6 +421,27 @@ fn bad_data_dirs_give_clear_errors() {
         0o700,
         "a data dir weft creates is private"
     );
+
+    // A dir opened to others by hand, or made empty beforehand, is made private: it holds
+    // the key and the node's socket.
+    let mode_of = |path: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(path).expect("stat").permissions(),
+        ) & 0o777
+    };
+    let open_to_all: std::fs::Permissions = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&data, open_to_all.clone()).expect("chmod");
+    drop(Store::open(&data, Options::default()).expect("reopen"));
+    assert_eq!(mode_of(&data), 0o700, "an opened data dir is private");
+    let premade = dir.path().join("premade");
+    std::fs::create_dir(&premade).expect("mkdir");
+    std::fs::set_permissions(&premade, open_to_all).expect("chmod");
+    drop(Store::init(&premade, Options::default(), Access::Open).expect("init"));
+    assert_eq!(
+        mode_of(&premade),
+        0o700,
+        "an existing empty dir is made private"
+    );
 }
 
 #[derive(Clone, Debug)]

@@ -145,15 +145,33 @@ fn a_closed_namespace_counts_only_granted_writes() {
         }
     ));
 
-    // The reader gets the member's feed before the owner's grant: stored, not counted.
-    pull_feed(&member, &reader, member.author());
+    // The reader is offered the member's feed before the owner's grant: nothing is stored,
+    // so a writer nobody granted cannot fill a replica of a closed namespace.
+    let run = member
+        .read_run(&ns, &member.author(), 0, usize::MAX, usize::MAX)
+        .expect("read")
+        .expect("a run");
+    assert_eq!(
+        reader.ingest(&run).expect("ingest"),
+        Ingested::NotMember { held: 0 }
+    );
     assert_eq!(get(&reader, b"b/1"), None);
-    assert_eq!(excluded(&reader), vec![(Exclusion::NoGrant, 1)]);
+    assert!(
+        reader
+            .feeds(&ns)
+            .expect("feeds")
+            .iter()
+            .all(|f| f.head.author != member.author()),
+        "a non-member's feed was stored"
+    );
+    assert_eq!(excluded(&reader), vec![]);
     assert_clean(&reader);
-    // The grant arrives: the entry joins the view in the same transaction, and the change
-    // feed says so.
+    // The grant arrives, then the member's entries are fetched and counted; the change feed
+    // says so.
     let before_grant = next_change(&reader);
     pull(&owner, &reader);
+    assert_eq!(get(&reader, b"b/1"), None);
+    pull_feed(&member, &reader, member.author());
     assert_eq!(get(&reader, b"b/1").as_deref(), Some(&b"from member"[..]));
     let keys: Vec<Vec<u8>> = replay::read_changes(&reader, &ns, b"", before_grant)
         .0
@@ -470,13 +488,21 @@ fn forks_are_proven_recorded_and_freeze_the_feed() {
     assert_eq!(get(&reader, b"l\x02").as_deref(), Some(&b"x"[..]));
     assert_clean(&reader);
 
-    // Another replica takes the proof alone and freezes too, before holding anything.
+    // A replica that holds nothing of the feed keeps no proof of it (or anyone could fill
+    // it with proofs about fresh keys), and a fork of a held feed freezes it there.
     let (_o, other) = join(&origin);
+    assert!(!other.record_fork(&proof).expect("record"));
+    assert!(other.forks(&ns).expect("forks").is_empty());
+    let first = left
+        .read_run(&ns, &author, 0, 1, usize::MAX)
+        .expect("read")
+        .expect("a run");
+    other.ingest(&first).expect("ingest");
     assert!(other.record_fork(&proof).expect("record"));
-    assert_eq!(other.forks(&ns).expect("forks")[0].frozen_at, 0);
+    assert_eq!(other.forks(&ns).expect("forks")[0].frozen_at, 1);
     assert!(matches!(
         other.ingest(&run).expect("ingest"),
-        Ingested::Frozen { held: 0 }
+        Ingested::Frozen { held: 1 }
     ));
 
     // Equal lengths, different roots.
@@ -506,4 +532,149 @@ fn forks_are_proven_recorded_and_freeze_the_feed() {
         Err(IngestError::Invalid(Invalid::Fork(_)))
     ));
     assert!(second.forks(&ns).expect("forks").is_empty());
+}
+
+/// A remote read passes the gates catch-up does: a version this replica would keep out of its
+/// view (written after a revocation, or stamped far ahead of the clock) does not win a remote
+/// read either, though its proof is sound; and a key's answer stays within its byte budget.
+#[test]
+fn remote_reads_pass_the_same_gates_as_catch_up() {
+    let (_a, owner) = init(Access::Closed);
+    let ns = owner.default_namespace();
+    let (_b, member) = join(&owner);
+    let (_c, ahead) = join(&owner);
+    let all = Grant {
+        prefixes: vec![],
+        expires: None,
+    };
+    owner
+        .grant(&ns, &member.author(), all.clone())
+        .expect("grant");
+    owner.grant(&ns, &ahead.author(), all).expect("grant");
+    pull(&owner, &member);
+    pull(&owner, &ahead);
+    owner.put(&ns, b"k", b"owner's").expect("put");
+    pull(&owner, &member);
+    pull(&owner, &ahead);
+    owner.revoke(&ns, &member.author()).expect("revoke");
+
+    // The member has not heard of its revocation; a year-fast clock stamps ahead's write.
+    member.put(&ns, b"k", b"after revocation").expect("put");
+    ahead.set_clock_ahead(Duration::from_secs(365 * 24 * 3600));
+    ahead.put(&ns, b"k", b"from the future").expect("put");
+
+    for (writer, value) in [(&member, "after revocation"), (&ahead, "from the future")] {
+        // What a peer holding the writer's feed sends: a proof that checks.
+        let runs = writer.read_key(&ns, b"k", usize::MAX).expect("read_key");
+        let proven = weft_storage::verify_remote_key(&ns, b"k", &runs).expect("verifies");
+        assert_eq!(
+            proven[0].value.as_deref(),
+            Some(value.as_bytes()),
+            "the proof alone makes it win"
+        );
+        let judged = owner.merge_remote_key(&ns, b"k", &runs).expect("merge");
+        assert!(
+            judged
+                .iter()
+                .all(|v| v.value.as_deref() != Some(value.as_bytes())),
+            "{value:?} passed the owner's gates: {judged:?}"
+        );
+    }
+    // The owner's own version, sent by anyone, is judged as itself.
+    let runs = owner.read_key(&ns, b"k", usize::MAX).expect("read_key");
+    let judged = member.merge_remote_key(&ns, b"k", &runs).expect("merge");
+    assert_eq!(judged[0].value.as_deref(), Some(&b"owner's"[..]));
+
+    // Concurrent versions of one key from several authors: the answer keeps the last
+    // writer's and stops at the budget.
+    let (_d, open) = init(Access::Open);
+    let ons = open.default_namespace();
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let (dir, writer) = join(&open);
+        writer.put(&ons, b"big", &vec![7u8; 10_000]).expect("put");
+        writers.push((dir, writer));
+    }
+    for (_, writer) in &writers {
+        pull(writer, &open);
+    }
+    assert_eq!(open.get_all(&ons, b"big").expect("get_all").len(), 4);
+    let all = open.read_key(&ons, b"big", usize::MAX).expect("read_key");
+    assert_eq!(all.len(), 4);
+    let some = open.read_key(&ons, b"big", 25_000).expect("read_key");
+    assert_eq!(
+        some.len(),
+        2,
+        "the budget of 25,000 bytes holds two 10,000-byte versions"
+    );
+    let winner = open.get_all(&ons, b"big").expect("get_all")[0].id;
+    assert_eq!(
+        weft_storage::verify_remote_key(&ons, b"big", &some).expect("verifies")[0].id,
+        winner,
+        "the winner is always sent"
+    );
+    let one = open.read_key(&ons, b"big", 1).expect("read_key");
+    assert_eq!(one.len(), 1, "at least the winner, whatever the budget");
+}
+
+/// A time bomb defused: an entry stamped far ahead is held but does not count; a local write
+/// made after it was held supersedes it, so when it comes due it does not win over that write,
+/// here or on a replica that gets both; and one whose author was revoked before it came due
+/// never counts.
+#[test]
+fn a_write_supersedes_what_it_saw_before_it_counts() {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let (_a, owner) = init(Access::Closed);
+    let ns = owner.default_namespace();
+    let (_b, member) = join(&owner);
+    let (_c, revoked) = join(&owner);
+    let all = Grant {
+        prefixes: vec![],
+        expires: None,
+    };
+    owner
+        .grant(&ns, &member.author(), all.clone())
+        .expect("grant");
+    owner.grant(&ns, &revoked.author(), all).expect("grant");
+    pull(&owner, &member);
+    pull(&owner, &revoked);
+    // Year-fast clocks: their writes are held but do not count yet.
+    member.set_clock_ahead(YEAR);
+    member.put(&ns, b"k", b"bomb").expect("put");
+    revoked.set_clock_ahead(YEAR);
+    revoked.put(&ns, b"j", b"bomb").expect("put");
+    pull(&member, &owner);
+    pull(&revoked, &owner);
+    assert_eq!(
+        excluded(&owner),
+        vec![(Exclusion::Future, 1), (Exclusion::Future, 1)],
+        "one entry of each feed"
+    );
+    assert_eq!(get(&owner, b"k"), None);
+    owner.revoke(&ns, &revoked.author()).expect("revoke");
+    owner.put(&ns, b"k", b"mine").expect("put");
+    assert_eq!(get(&owner, b"k").as_deref(), Some(&b"mine"[..]));
+
+    // A year and a day pass; the member's entry comes due and counts, but the owner's write,
+    // made after it was held, wins; the revoked author's never counts.
+    owner.set_clock_ahead(YEAR + Duration::from_secs(24 * 3600));
+    assert_eq!(owner.admit_due().expect("admit"), 1);
+    assert_eq!(get(&owner, b"k").as_deref(), Some(&b"mine"[..]));
+    assert_eq!(get(&owner, b"j"), None);
+    assert_eq!(excluded(&owner), vec![(Exclusion::Revoked, 1)]);
+    assert_clean(&owner);
+    owner.reindex().expect("reindex");
+    assert_eq!(get(&owner, b"k").as_deref(), Some(&b"mine"[..]));
+    assert_eq!(excluded(&owner), vec![(Exclusion::Revoked, 1)]);
+
+    // A replica whose clock is past the bombs already, getting everything afterwards.
+    let (_d, late) = join(&owner);
+    late.set_clock_ahead(YEAR + Duration::from_secs(24 * 3600));
+    pull(&owner, &late);
+    pull_feed(&member, &late, member.author());
+    pull_feed(&revoked, &late, revoked.author());
+    assert_eq!(get(&late, b"k").as_deref(), Some(&b"mine"[..]));
+    assert_eq!(get(&late, b"j"), None);
+    assert_eq!(excluded(&late), vec![(Exclusion::Revoked, 1)]);
+    assert_clean(&late);
 }

@@ -127,6 +127,8 @@ fn bind(path: &Path) -> std::io::Result<UnixListener> {
         // Left by a node that did not shut down cleanly.
         std::fs::remove_file(path)?;
     }
+    // The socket is reachable between bind and chmod only through its dir, which the store
+    // keeps private (700) whenever it opens it.
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)

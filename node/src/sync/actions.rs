@@ -18,6 +18,8 @@ pub enum Pending {
     Heads {
         /// The namespace.
         ns: NamespaceId,
+        /// The page starts after this author.
+        after: Option<AuthorId>,
     },
     /// A run (or a sparse run) of a feed from `start`.
     Run {
@@ -75,8 +77,9 @@ pub enum Action<P, G> {
     Answer {
         /// Its query number ([`super::Client::remote_get`]).
         query: u64,
-        /// The live versions every answering peer proved, last writer first.
-        versions: Vec<VersionInfo>,
+        /// The live versions every answering peer proved and this replica's gates admit,
+        /// last writer first; `None` when the store was too busy to judge them.
+        versions: Option<Vec<VersionInfo>>,
     },
 }
 
@@ -95,8 +98,12 @@ pub enum Verdict {
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum Fault {
-    /// A heads answer over [`crate::wire::HEADS_PER_RESPONSE`] heads or forks.
+    /// A heads answer over [`crate::wire::HEADS_PER_RESPONSE`] heads or
+    /// [`crate::wire::FORKS_PER_RESPONSE`] forks.
     TooManyHeads,
+    /// A page of heads out of author order, not after the author asked from, or empty yet
+    /// claiming more: paging it would not end.
+    BadPage,
     /// A head whose signature does not verify.
     BadHead {
         /// Whose head.
@@ -131,6 +138,7 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::TooManyHeads => f.write_str("more heads than a response may carry"),
+            Fault::BadPage => f.write_str("a page of heads that does not move on"),
             Fault::BadHead { author, error } => write!(f, "head of {author}: {error}"),
             Fault::Unasked {
                 asked,

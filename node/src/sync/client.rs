@@ -19,12 +19,13 @@ use weft_storage::{AuthorId, IngestError, Ingested, Interest, NamespaceId, Run, 
 
 use super::actions::{Action, Fault, Pending, Verdict};
 use super::jobs::{Done, DoneKind, Incoming, Job, JobKind, Source};
-use super::remote::RemoteReads;
+use super::remote::{self, RemoteReads};
 use super::scheduler::{FeedProgress, Scheduler};
 use super::{FeedId, Peer};
 use crate::access::Cap;
 use crate::wire::{
-    Gossip, HEADS_PER_RESPONSE, RUN_ENTRIES, Refusal, Request, Response, Topic, WireRun, WireSparse,
+    FORKS_PER_RESPONSE, Gossip, HEADS_PER_RESPONSE, RUN_ENTRIES, Refusal, Request, Response, Topic,
+    WireRun, WireSparse,
 };
 
 /// What a replica holds, as a client starts from it ([`Holdings::of`]).
@@ -144,7 +145,7 @@ impl<P: Peer, G> Client<P, G> {
                 after,
             },
             peer,
-            pending: Pending::Heads { ns },
+            pending: Pending::Heads { ns, after },
         }
     }
 
@@ -202,33 +203,34 @@ impl<P: Peer, G> Client<P, G> {
         response: Response,
     ) -> Vec<Action<P, G>> {
         match (pending, response) {
-            (Pending::Heads { ns }, Response::Heads { heads, more, forks }) => {
-                if heads.len() > HEADS_PER_RESPONSE || forks.len() > HEADS_PER_RESPONSE {
+            (Pending::Heads { ns, after }, Response::Heads { heads, more, forks }) => {
+                if heads.len() > HEADS_PER_RESPONSE || forks.len() > FORKS_PER_RESPONSE {
                     return vec![self.penalize(peer, Fault::TooManyHeads)];
                 }
-                let more = heads.last().map(|h| h.author).filter(|_| more);
-                let mut checked = Vec::with_capacity(heads.len());
-                for head in heads {
-                    let head = head.into_head(ns);
-                    if head.author == self.author {
-                        continue;
-                    }
-                    if let Err(error) = head.verify() {
-                        let author = head.author;
-                        return vec![self.penalize(peer, Fault::BadHead { author, error })];
-                    }
-                    let wanted = self
-                        .interests
-                        .get(&ns)
-                        .is_none_or(|interest| interest.covers_author(&head.author));
-                    if wanted {
-                        checked.push(head);
-                    }
+                let in_order = heads.windows(2).all(|pair| pair[0].author < pair[1].author);
+                let moves_on = heads
+                    .first()
+                    .is_none_or(|first| after.is_none_or(|after| first.author > after));
+                if !in_order || !moves_on || (more && heads.is_empty()) {
+                    return vec![self.penalize(peer, Fault::BadPage)];
                 }
+                let more = heads.last().map(|h| h.author).filter(|_| more);
+                // Signatures are checked with the store job, off the task that owns the
+                // connections.
+                let heads = heads
+                    .into_iter()
+                    .map(|head| head.into_head(ns))
+                    .filter(|head| head.author != self.author)
+                    .filter(|head| {
+                        self.interests
+                            .get(&ns)
+                            .is_none_or(|interest| interest.covers_author(&head.author))
+                    })
+                    .collect();
                 vec![Action::Store(Job(JobKind::CheckHeads {
                     peer,
                     ns,
-                    heads: checked,
+                    heads,
                     forks,
                     more,
                 }))]
@@ -355,8 +357,8 @@ impl<P: Peer, G> Client<P, G> {
                 bad,
                 more,
             } => {
-                if let Some(bad) = bad {
-                    return vec![self.penalize(peer, Fault::Invalid(bad))];
+                if let Some(fault) = bad {
+                    return vec![self.penalize(peer, fault)];
                 }
                 for proof in new_forks {
                     self.scheduler.freeze((ns, proof.longer.author));
@@ -380,7 +382,7 @@ impl<P: Peer, G> Client<P, G> {
                 feed,
                 result,
             } => match result {
-                Ok(_) => {
+                Ok(true) => {
                     self.scheduler.freeze(feed);
                     actions.push(Action::Validate {
                         peer,
@@ -388,6 +390,13 @@ impl<P: Peer, G> Client<P, G> {
                         verdict: Verdict::Accept,
                     });
                 }
+                // Known already, or of a feed not held and so not checked: not forwarded,
+                // since the next node would blame whoever forwarded a proof that fails.
+                Ok(false) => actions.push(Action::Validate {
+                    peer,
+                    message,
+                    verdict: Verdict::Ignore,
+                }),
                 Err(IngestError::Invalid(invalid)) => {
                     actions.push(Action::Validate {
                         peer: peer.clone(),
@@ -405,6 +414,10 @@ impl<P: Peer, G> Client<P, G> {
                     });
                 }
             },
+            DoneKind::RemoteMerged { query, versions } => actions.push(Action::Answer {
+                query,
+                versions: Some(versions),
+            }),
             DoneKind::Ingested {
                 feed,
                 source,
@@ -426,12 +439,18 @@ impl<P: Peer, G> Client<P, G> {
                     result,
                     Ok(Ingested::Appended { .. }
                         | Ingested::AlreadyHeld { .. }
-                        | Ingested::Frozen { .. })
+                        | Ingested::Frozen { .. }
+                        | Ingested::NotMember { .. })
                 );
                 if let Source::Sync(_) = source {
                     self.scheduler.ingested(feed, held, ok);
                 } else {
                     self.scheduler.set_held(feed, held);
+                }
+                let not_member = matches!(result, Ok(Ingested::NotMember { .. }));
+                if not_member {
+                    // Nothing of it is kept, so neither is any state about it.
+                    self.scheduler.forget(feed);
                 }
                 match (result, source) {
                     (Err(IngestError::Invalid(invalid)), source) => {
@@ -456,7 +475,7 @@ impl<P: Peer, G> Client<P, G> {
                         }
                     }
                     (
-                        Ok(_),
+                        Ok(outcome),
                         Source::Gossip {
                             peer,
                             message,
@@ -464,12 +483,22 @@ impl<P: Peer, G> Client<P, G> {
                         },
                     ) => {
                         // The head verified (by ingest, or before a gap was believed): the
-                        // peer holds that much, and a gap is fetched by catch-up.
-                        self.scheduler.advertised(peer.clone(), feed, head_length);
+                        // peer holds that much, and a gap is fetched by catch-up. Only a push
+                        // whose every entry was verified here is forwarded: one with a gap,
+                        // one already held (its entries were not checked against this copy)
+                        // or one of a frozen feed could carry bad entries, and the next node
+                        // would rightly blame whoever forwarded them.
+                        if !not_member {
+                            self.scheduler.advertised(peer.clone(), feed, head_length);
+                        }
+                        let verdict = match outcome {
+                            Ingested::Appended { .. } => Verdict::Accept,
+                            _ => Verdict::Ignore,
+                        };
                         actions.push(Action::Validate {
                             peer,
                             message,
-                            verdict: Verdict::Accept,
+                            verdict,
                         });
                     }
                     (Ok(Ingested::Appended { added, held }), Source::Sync(peer)) => {
@@ -508,6 +537,10 @@ impl<P: Peer, G> Client<P, G> {
                 debug!("store busy; dropping a peer's heads");
                 Vec::new()
             }
+            JobKind::MergeRemote { query, .. } => vec![Action::Answer {
+                query,
+                versions: None,
+            }],
         }
     }
 
@@ -615,22 +648,30 @@ impl<P: Peer, G> Client<P, G> {
     }
 
     fn remote_answered(&mut self, peer: P, query: u64, runs: Vec<WireSparse>) -> Vec<Action<P, G>> {
-        let (fault, versions) = self.remote.answered(query, runs);
+        let (fault, finished) = self.remote.answered(query, runs);
         let mut actions = Vec::new();
         if let Some(invalid) = fault {
             actions.push(self.penalize(peer, Fault::RemoteRead(invalid)));
         }
-        if let Some(versions) = versions {
-            actions.push(Action::Answer { query, versions });
-        }
+        actions.extend(finished.map(|finished| Self::merge_remote(query, finished)));
         actions
     }
 
     fn remote_done(&mut self, query: u64) -> Vec<Action<P, G>> {
-        match self.remote.done(query) {
-            Some(versions) => vec![Action::Answer { query, versions }],
-            None => Vec::new(),
-        }
+        self.remote
+            .done(query)
+            .map(|finished| Self::merge_remote(query, finished))
+            .into_iter()
+            .collect()
+    }
+
+    fn merge_remote(query: u64, finished: remote::Finished) -> Action<P, G> {
+        Action::Store(Job(JobKind::MergeRemote {
+            query,
+            ns: finished.ns,
+            key: finished.key,
+            runs: finished.runs,
+        }))
     }
 
     /// Every feed's held and best-known remote length.

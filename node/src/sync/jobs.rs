@@ -1,15 +1,16 @@
 //! The sync client's store work: ingesting runs, checking heads and fork proofs. A [`Job`] is
 //! run where the store lives ([`Job::run`]); its [`Done`] goes back to the client.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tracing::warn;
 use weft_storage::{
-    AuthorId, ForkProof, IngestError, Ingested, Invalid, NamespaceId, Run, SignedHead, SparseRun,
-    Store,
+    AuthorId, ForkProof, IngestError, Ingested, Invalid, Membership, NamespaceId, Run, SignedHead,
+    SparseRun, Store, VersionInfo,
 };
 
 use super::FeedId;
+use super::actions::Fault;
 use crate::wire::PUSH_BYTES;
 
 /// A run to ingest: contiguous (catch-up of a full replica, or any gossip push) or sparse.
@@ -57,6 +58,13 @@ pub(crate) enum JobKind<P, G> {
         forks: Vec<ForkProof>,
         more: Option<AuthorId>,
     },
+    /// Judge a finished remote read's verified runs by the store's gates and merge them.
+    MergeRemote {
+        query: u64,
+        ns: NamespaceId,
+        key: Vec<u8>,
+        runs: Vec<SparseRun>,
+    },
     /// Check and record a fork proof from gossip.
     RecordFork {
         peer: P,
@@ -87,8 +95,9 @@ pub(crate) enum DoneKind<P, G> {
         live: Vec<(AuthorId, u64)>,
         /// Forks found or learnt that were not known before.
         new_forks: Vec<ForkProof>,
-        /// A fork proof from the peer that proves nothing.
-        bad: Option<Invalid>,
+        /// What the peer sent that does not hold: a bad signature, a fork proof that proves
+        /// nothing.
+        bad: Option<Fault>,
         /// The last author of the page, when more pages follow.
         more: Option<AuthorId>,
     },
@@ -97,6 +106,10 @@ pub(crate) enum DoneKind<P, G> {
         message: G,
         feed: FeedId,
         result: Result<bool, IngestError>,
+    },
+    RemoteMerged {
+        query: u64,
+        versions: Vec<VersionInfo>,
     },
 }
 
@@ -154,6 +167,16 @@ impl<P, G> Job<P, G> {
                 feed,
                 result: store.record_fork(&proof),
             },
+            JobKind::MergeRemote {
+                query,
+                ns,
+                key,
+                runs,
+            } => DoneKind::RemoteMerged {
+                query,
+                // Every run verified when it arrived, so only the gates can drop a version.
+                versions: store.merge_remote_key(&ns, &key, &runs).unwrap_or_default(),
+            },
         })
     }
 }
@@ -174,18 +197,21 @@ fn check_heads<P, G>(
         bad: Some(bad),
         more: None,
     };
+    for head in &heads {
+        if let Err(error) = head.verify() {
+            let author = head.author;
+            return refused(peer, Fault::BadHead { author, error });
+        }
+    }
     let mut new_forks = Vec::new();
     for proof in forks {
         if proof.longer.namespace != ns {
-            return refused(
-                peer,
-                Invalid::Fork("a fork proof of another namespace".into()),
-            );
+            return refused(peer, Fault::ForeignFork);
         }
         match store.record_fork(&proof) {
             Ok(true) => new_forks.push(proof),
             Ok(false) => {}
-            Err(IngestError::Invalid(e)) => return refused(peer, e),
+            Err(IngestError::Invalid(e)) => return refused(peer, Fault::Invalid(e)),
             Err(e) => warn!(error = %e, "recording a fork"),
         }
     }
@@ -198,10 +224,39 @@ fn check_heads<P, G>(
         .into_iter()
         .map(|fork| fork.proof.longer.author)
         .collect();
+    // In a closed namespace only members' feeds are fetched, and a revoked member's only up
+    // to its revocation: what a peer advertises of anyone else costs nothing here.
+    let members: Option<HashMap<AuthorId, u64>> = match store
+        .charter(&ns)
+        .ok()
+        .flatten()
+        .and_then(|charter| charter.owner())
+    {
+        None => None,
+        Some(owner) => {
+            let mut members: HashMap<AuthorId, u64> = store
+                .members(&ns)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(author, membership)| match membership {
+                    Membership::Granted(_) => (author, u64::MAX),
+                    Membership::Revoked { until, .. } => (author, until),
+                })
+                .collect();
+            members.insert(owner, u64::MAX);
+            Some(members)
+        }
+    };
     let live = heads
         .iter()
         .filter(|head| !frozen.contains(&head.author))
-        .map(|head| (head.author, head.length))
+        .filter_map(|head| {
+            let cap = match &members {
+                None => u64::MAX,
+                Some(members) => *members.get(&head.author)?,
+            };
+            Some((head.author, head.length.min(cap)))
+        })
         .collect();
     DoneKind::HeadsChecked {
         peer,

@@ -1,9 +1,9 @@
 //! Remote reads (`get --remote`): a key asked of every connected peer, each answer checked
-//! on its own, the checked ones merged once every peer has answered or failed.
+//! on its own, the checked ones merged by the store once every peer has answered or failed.
 
 use std::collections::HashMap;
 
-use weft_storage::{Invalid, NamespaceId, SparseRun, VersionInfo, verify_remote_key};
+use weft_storage::{Invalid, NamespaceId, SparseRun, verify_remote_key};
 
 use crate::wire::WireSparse;
 
@@ -40,12 +40,12 @@ impl RemoteReads {
     }
 
     /// One peer's answer: its runs are kept when they verify. Returns what the peer did wrong,
-    /// if anything, and the merged versions once this was the last answer awaited.
+    /// if anything, and the verified runs once this was the last answer awaited.
     pub fn answered(
         &mut self,
         query: u64,
         runs: Vec<WireSparse>,
-    ) -> (Option<Invalid>, Option<Vec<VersionInfo>>) {
+    ) -> (Option<Invalid>, Option<Finished>) {
         let Some(read) = self.reads.get_mut(&query) else {
             return (None, None);
         };
@@ -60,16 +60,27 @@ impl RemoteReads {
         (fault, self.done(query))
     }
 
-    /// One peer will not answer (it refused, failed or went away). Returns the merged
-    /// versions once this was the last answer awaited.
-    pub fn done(&mut self, query: u64) -> Option<Vec<VersionInfo>> {
+    /// One peer will not answer (it refused, failed or went away). Returns the verified runs
+    /// once this was the last answer awaited.
+    pub fn done(&mut self, query: u64) -> Option<Finished> {
         let read = self.reads.get_mut(&query)?;
         read.waiting = read.waiting.saturating_sub(1);
         if read.waiting > 0 {
             return None;
         }
         let read = self.reads.remove(&query)?;
-        // Each peer's runs verified alone, so together they verify too.
-        Some(verify_remote_key(&read.ns, &read.key, &read.runs).unwrap_or_default())
+        Some(Finished {
+            ns: read.ns,
+            key: read.key,
+            runs: read.runs,
+        })
     }
+}
+
+/// A remote read every peer has answered: its verified runs, for the store to judge by its
+/// gates ([`weft_storage::Store::merge_remote_key`]) before anything is shown.
+pub(crate) struct Finished {
+    pub ns: NamespaceId,
+    pub key: Vec<u8>,
+    pub runs: Vec<SparseRun>,
 }

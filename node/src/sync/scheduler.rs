@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
+use std::ops::Bound;
 
 use super::FeedId;
 
@@ -19,6 +20,10 @@ pub const MAX_OUTSTANDING: usize = 16;
 
 /// Runs of one feed received but not yet ingested.
 pub const MAX_QUEUED_PER_FEED: usize = 2;
+
+/// Requests in flight to one peer, across feeds: a peer that advertises many feeds and then
+/// answers slowly, or not at all, holds no more than this many of [`MAX_OUTSTANDING`].
+pub const MAX_PER_PEER: usize = 8;
 
 /// A run to ask for.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -43,6 +48,9 @@ struct FeedState<P> {
     asked: Option<(P, u64)>,
     /// The length each peer last advertised.
     remote: HashMap<P, u64>,
+    /// Requests to each peer that failed since it last answered: the peer with fewest is
+    /// asked first, so one that never answers stops being chosen over one that does.
+    failures: HashMap<P, u32>,
     /// Frozen by a fork: nothing more is asked for or counted as missing.
     frozen: bool,
 }
@@ -55,6 +63,7 @@ impl<P> FeedState<P> {
             queued: 0,
             asked: None,
             remote: HashMap::new(),
+            failures: HashMap::new(),
             frozen: false,
         }
     }
@@ -69,6 +78,11 @@ impl<P> FeedState<P> {
 pub struct Scheduler<P> {
     feeds: BTreeMap<FeedId, FeedState<P>>,
     outstanding: usize,
+    /// Requests in flight to each peer.
+    per_peer: HashMap<P, usize>,
+    /// The feed asked for last: the next round starts after it, so feeds that sort first
+    /// cannot take every request.
+    cursor: Option<FeedId>,
 }
 
 impl<P> Default for Scheduler<P> {
@@ -76,6 +90,8 @@ impl<P> Default for Scheduler<P> {
         Scheduler {
             feeds: BTreeMap::new(),
             outstanding: 0,
+            per_peer: HashMap::new(),
+            cursor: None,
         }
     }
 }
@@ -133,10 +149,28 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
     pub fn peer_gone(&mut self, peer: &P) {
         for state in self.feeds.values_mut() {
             state.remote.remove(peer);
+            state.failures.remove(peer);
             if state.asked.as_ref().is_some_and(|(asked, _)| asked == peer) {
                 state.asked = None;
                 self.outstanding -= 1;
             }
+        }
+        self.per_peer.remove(peer);
+    }
+
+    /// Drops every state kept about `feed` (a request in flight for it is no longer
+    /// counted): a feed this replica will not hold costs nothing here.
+    pub fn forget(&mut self, feed: FeedId) {
+        if let Some(state) = self.feeds.remove(&feed) {
+            // Runs queued for ingest come back to no state, and count for nothing then.
+            self.outstanding -= state.queued;
+            if let Some((peer, _)) = state.asked {
+                self.outstanding -= 1;
+                self.settled(&peer);
+            }
+        }
+        if self.cursor == Some(feed) {
+            self.cursor = None;
         }
     }
 
@@ -144,34 +178,64 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
     /// [`Scheduler::failed`] is called for it.
     pub fn wants(&mut self) -> Vec<Want<P>> {
         let mut out = Vec::new();
-        for (feed, state) in &mut self.feeds {
+        // Round robin: from the feed after the one asked for last, around to it.
+        let order: Vec<FeedId> = match self.cursor {
+            Some(cursor) => self
+                .feeds
+                .range((Bound::Excluded(cursor), Bound::Unbounded))
+                .chain(self.feeds.range(..=cursor))
+                .map(|(feed, _)| *feed)
+                .collect(),
+            None => self.feeds.keys().copied().collect(),
+        };
+        for feed in order {
             if self.outstanding >= MAX_OUTSTANDING {
                 break;
             }
+            let Some(state) = self.feeds.get_mut(&feed) else {
+                continue;
+            };
             if state.asked.is_some() || state.queued >= MAX_QUEUED_PER_FEED {
                 continue;
             }
-            // Ask whoever has the most; ties go to any of them.
-            let Some((peer, length)) = state
+            // Ask the peer that failed least, and of those the one that has most.
+            let per_peer = &self.per_peer;
+            let Some(peer) = state
                 .remote
                 .iter()
-                .max_by_key(|(_, length)| **length)
-                .map(|(peer, length)| (peer.clone(), *length))
+                .filter(|(peer, length)| {
+                    **length > state.next
+                        && per_peer.get(*peer).copied().unwrap_or(0) < MAX_PER_PEER
+                })
+                .min_by_key(|(peer, length)| {
+                    let failures = state.failures.get(*peer).copied().unwrap_or(0);
+                    (failures, std::cmp::Reverse(**length))
+                })
+                .map(|(peer, _)| peer.clone())
             else {
                 continue;
             };
-            if length <= state.next {
-                continue;
-            }
             state.asked = Some((peer.clone(), state.next));
             self.outstanding += 1;
+            *self.per_peer.entry(peer.clone()).or_insert(0) += 1;
+            self.cursor = Some(feed);
             out.push(Want {
                 peer,
-                feed: *feed,
+                feed,
                 start: state.next,
             });
         }
         out
+    }
+
+    /// One fewer request in flight to `peer`.
+    fn settled(&mut self, peer: &P) {
+        if let Some(count) = self.per_peer.get_mut(peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_peer.remove(peer);
+            }
+        }
     }
 
     /// A run of `entries` entries from `start` arrived for the request to `peer`; it is queued
@@ -193,14 +257,17 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
             return false;
         }
         state.asked = None;
+        state.failures.remove(peer);
         if end <= start {
             // The peer holds less than it said: stop asking it until it advertises again.
             state.remote.remove(peer);
             self.outstanding -= 1;
+            self.settled(peer);
             return true;
         }
         state.next = state.next.max(end);
         state.queued += 1;
+        self.settled(peer);
         true
     }
 
@@ -210,7 +277,9 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
             && state.asked.as_ref().is_some_and(|(asked, _)| asked == peer)
         {
             state.asked = None;
+            *state.failures.entry(peer.clone()).or_insert(0) += 1;
             self.outstanding -= 1;
+            self.settled(peer);
         }
     }
 
@@ -362,15 +431,15 @@ mod tests {
     }
 
     #[test]
-    fn outstanding_runs_are_capped_across_feeds() {
+    fn outstanding_runs_are_capped_across_feeds_and_per_peer() {
         let mut scheduler = Scheduler::default();
         for n in 0..40 {
-            scheduler.advertised(1u32, feed(n), 1000);
+            scheduler.advertised(u32::from(n % 4), feed(n), 1000);
         }
         let first = scheduler.wants();
         assert_eq!(first.len(), MAX_OUTSTANDING);
         for want in &first {
-            assert!(scheduler.received(&1, want.feed, want.start, 10));
+            assert!(scheduler.received(&want.peer, want.feed, want.start, 10));
         }
         assert!(
             scheduler.wants().is_empty(),
@@ -378,5 +447,94 @@ mod tests {
         );
         scheduler.ingested(first[0].feed, 10, true);
         assert_eq!(scheduler.wants().len(), 1);
+
+        let mut alone = Scheduler::default();
+        for n in 0..40 {
+            alone.advertised(1u32, feed(n), 1000);
+        }
+        assert_eq!(
+            alone.wants().len(),
+            MAX_PER_PEER,
+            "one peer holds at most its share"
+        );
+    }
+
+    /// A peer that advertises many feeds that sort first and then never answers must not
+    /// starve the feeds other peers serve (issue 15, finding 3).
+    #[test]
+    fn a_silent_peer_with_many_feeds_does_not_starve_the_others() {
+        let mut scheduler = Scheduler::default();
+        // The silent peer's fresh authors sort before the honest feed.
+        for n in 0..20 {
+            scheduler.advertised(9u32, feed(n), 1000);
+        }
+        scheduler.advertised(1u32, feed(200), 50);
+        let wants = scheduler.wants();
+        assert!(
+            wants.iter().any(|w| w.feed == feed(200) && w.peer == 1),
+            "the honest feed was not asked: {wants:?}"
+        );
+        assert!(wants.iter().filter(|w| w.peer == 9).count() <= MAX_PER_PEER);
+
+        // The silent peer times out; asked again, a peer that failed loses to one that did not.
+        let mut scheduler = Scheduler::default();
+        scheduler.advertised(9u32, feed(1), 1000);
+        scheduler.advertised(1u32, feed(1), 500);
+        let first = scheduler.wants().remove(0);
+        assert_eq!(first.peer, 9, "the longest is asked first");
+        scheduler.failed(&9, feed(1));
+        assert_eq!(
+            scheduler.wants()[0].peer,
+            1,
+            "the peer that failed is passed over"
+        );
+
+        // Round robin: when not every feed can be asked at once, the next round goes on after
+        // the feed asked for last.
+        let mut scheduler = Scheduler::default();
+        for n in 0..20 {
+            scheduler.advertised(1u32, feed(n), 1000);
+        }
+        let first: Vec<FeedId> = scheduler.wants().into_iter().map(|w| w.feed).collect();
+        for feed in &first {
+            scheduler.failed(&1, *feed);
+        }
+        let second: Vec<FeedId> = scheduler.wants().into_iter().map(|w| w.feed).collect();
+        assert_eq!(first.len(), MAX_PER_PEER);
+        assert!(
+            second.iter().all(|feed| !first.contains(feed)),
+            "the same feeds asked again first: {first:?} then {second:?}"
+        );
+    }
+
+    /// A feed found not to be a member's is forgotten whole: its request and queued runs stop
+    /// counting, and nothing about it is listed (issue 15, finding 6).
+    #[test]
+    fn a_forgotten_feed_frees_its_share() {
+        let mut scheduler = Scheduler::default();
+        for n in 0..MAX_PER_PEER as u8 {
+            scheduler.advertised(9u32, feed(n), 1000);
+        }
+        scheduler.advertised(9u32, feed(100), 1000);
+        let wants = scheduler.wants();
+        assert_eq!(wants.len(), MAX_PER_PEER);
+        assert!(scheduler.received(&9, wants[0].feed, 0, 10));
+        scheduler.forget(wants[0].feed);
+        scheduler.forget(wants[1].feed);
+        assert_eq!(scheduler.progress().count(), MAX_PER_PEER - 1);
+        let next = scheduler.wants();
+        assert_eq!(
+            next.len(),
+            1,
+            "the share freed by a forgotten request is used"
+        );
+        assert_eq!(next[0].feed, feed(100));
+        for want in wants[2..].iter().chain(&next) {
+            scheduler.failed(&9, want.feed);
+        }
+        assert!(
+            !scheduler.busy(),
+            "a forgotten feed still counts as outstanding"
+        );
     }
 }

@@ -3,21 +3,44 @@
 //! store's thread).
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use tracing::warn;
 use weft_storage::{Interest, NamespaceId, Served, Store};
 
 use crate::wire::{
-    HEADS_PER_RESPONSE, RUN_BYTES, RUN_ENTRIES, Refusal, Request, Response, Topic, WireHead,
-    WireRun, WireSparse,
+    FORKS_PER_RESPONSE, HEADS_PER_RESPONSE, RUN_BYTES, RUN_ENTRIES, Refusal, Request, Response,
+    Topic, WireHead, WireRun, WireSparse,
 };
 
-/// Who this node is on the wire and which namespaces it serves.
+/// Requests of one peer being answered at once. An honest client keeps at most
+/// [`super::scheduler::MAX_PER_PEER`] runs, a page of heads and a few key reads in flight.
+pub const SERVING_PER_PEER: usize = 16;
+
+/// Requests one peer may make per second, sustained.
+pub const REQUESTS_PER_SECOND: u32 = 500;
+
+/// Requests one peer may make in a burst above [`REQUESTS_PER_SECOND`].
+pub const REQUEST_BURST: u32 = 1000;
+
+/// Who this node is on the wire, which namespaces it serves, and what each peer is costing
+/// it now.
 #[derive(Clone, Debug)]
 pub struct Server {
     /// This node's peer id bytes, which every capability presented to it binds.
     me: Vec<u8>,
     by_topic: HashMap<Topic, NamespaceId>,
+    load: HashMap<Vec<u8>, Load>,
+}
+
+/// One peer's share of this server: answers in progress, and a token bucket of requests.
+#[derive(Clone, Debug)]
+struct Load {
+    serving: usize,
+    /// Disconnected: forgotten when its last answer is done.
+    gone: bool,
+    tokens: f64,
+    refilled: Instant,
 }
 
 impl Server {
@@ -29,19 +52,69 @@ impl Server {
                 .into_iter()
                 .map(|ns| (Topic::of(&ns), ns))
                 .collect(),
+            load: HashMap::new(),
         }
     }
 
     /// The namespace `request` from `asker` (its peer id bytes) is about, when this node
-    /// holds it and the asker proved it knows its id. `None` is answered
-    /// [`Refusal::NotShared`], the same answer a namespace not held gets: the asker learns
-    /// nothing, not even that this node holds it.
-    pub fn admit(&self, asker: &[u8], request: &Request) -> Option<NamespaceId> {
+    /// holds it, the asker proved it knows its id, and the asker is within its share
+    /// ([`SERVING_PER_PEER`], [`REQUESTS_PER_SECOND`]). A namespace not held or not proven is
+    /// refused [`Refusal::NotShared`] (the asker learns nothing, not even that this node
+    /// holds it); a peer over its share is refused [`Refusal::Busy`], as an overloaded store
+    /// would be, which costs an honest client a retry and nothing more. Each admitted request
+    /// must be ended with [`Server::answered`].
+    pub fn admit(
+        &mut self,
+        asker: &[u8],
+        request: &Request,
+        now: Instant,
+    ) -> Result<NamespaceId, Refusal> {
         let (topic, cap) = request.credentials();
-        self.by_topic
+        let ns = self
+            .by_topic
             .get(&topic)
             .copied()
             .filter(|ns| cap.admits(ns, asker, &self.me))
+            .ok_or(Refusal::NotShared)?;
+        let load = self.load.entry(asker.to_vec()).or_insert(Load {
+            serving: 0,
+            gone: false,
+            tokens: f64::from(REQUEST_BURST),
+            refilled: now,
+        });
+        let elapsed = now.saturating_duration_since(load.refilled).as_secs_f64();
+        load.tokens =
+            (load.tokens + elapsed * f64::from(REQUESTS_PER_SECOND)).min(f64::from(REQUEST_BURST));
+        load.refilled = now;
+        if load.serving >= SERVING_PER_PEER || load.tokens < 1.0 {
+            return Err(Refusal::Busy);
+        }
+        load.tokens -= 1.0;
+        load.serving += 1;
+        load.gone = false;
+        Ok(ns)
+    }
+
+    /// An admitted request of `asker` has been answered, or dropped.
+    pub fn answered(&mut self, asker: &[u8]) {
+        if let Some(load) = self.load.get_mut(asker) {
+            load.serving = load.serving.saturating_sub(1);
+            if load.gone && load.serving == 0 {
+                self.load.remove(asker);
+            }
+        }
+    }
+
+    /// `asker` has disconnected: its share is forgotten once nothing of it is being answered,
+    /// so the map holds only peers with work in progress or a live connection.
+    pub fn peer_gone(&mut self, asker: &[u8]) {
+        match self.load.get_mut(asker) {
+            Some(load) if load.serving == 0 => {
+                self.load.remove(asker);
+            }
+            Some(load) => load.gone = true,
+            None => {}
+        }
     }
 }
 
@@ -66,7 +139,11 @@ pub fn answer(store: &Store, ns: &NamespaceId, request: Request) -> Response {
                     .collect();
                 let more = heads.len() > HEADS_PER_RESPONSE;
                 heads.truncate(HEADS_PER_RESPONSE);
-                let forks = forks.into_iter().map(|fork| fork.proof).collect();
+                let forks = forks
+                    .into_iter()
+                    .take(FORKS_PER_RESPONSE)
+                    .map(|fork| fork.proof)
+                    .collect();
                 Response::Heads { heads, more, forks }
             }
             Err(e) => {
@@ -112,7 +189,7 @@ pub fn answer(store: &Store, ns: &NamespaceId, request: Request) -> Response {
             if !store.covers(ns, &key).unwrap_or(false) {
                 return Response::Refused(Refusal::NotShared);
             }
-            match store.read_key(ns, &key) {
+            match store.read_key(ns, &key, RUN_BYTES) {
                 Ok(runs) => Response::Key(runs.into_iter().map(WireSparse::from_run).collect()),
                 Err(e) => {
                     warn!(error = %e, "reading a key to serve");
@@ -120,5 +197,73 @@ pub fn answer(store: &Store, ns: &NamespaceId, request: Request) -> Response {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::access::Cap;
+
+    fn heads(ns: &NamespaceId, asker: &[u8], server: &[u8]) -> Request {
+        Request::Heads {
+            topic: Topic::of(ns),
+            cap: Cap::new(ns, asker, server),
+            after: None,
+        }
+    }
+
+    #[test]
+    fn each_peer_gets_a_bounded_share_and_others_are_not_held_up() {
+        let ns = NamespaceId([3; 32]);
+        let (me, greedy, other) = (b"me".to_vec(), b"greedy".to_vec(), b"other".to_vec());
+        let mut server = Server::new(me.clone(), [ns]);
+        let t0 = Instant::now();
+        let ask = heads(&ns, &greedy, &me);
+        for _ in 0..SERVING_PER_PEER {
+            assert_eq!(server.admit(&greedy, &ask, t0), Ok(ns));
+        }
+        assert_eq!(
+            server.admit(&greedy, &ask, t0),
+            Err(Refusal::Busy),
+            "over its answers in progress"
+        );
+        assert_eq!(
+            server.admit(&other, &heads(&ns, &other, &me), t0),
+            Ok(ns),
+            "another peer is served meanwhile"
+        );
+        server.answered(&greedy);
+        assert_eq!(server.admit(&greedy, &ask, t0), Ok(ns));
+
+        // Answered at once, the peer still runs out of requests per second.
+        for _ in 0..SERVING_PER_PEER {
+            server.answered(&greedy);
+        }
+        let mut admitted = 0;
+        while server.admit(&greedy, &ask, t0).is_ok() {
+            server.answered(&greedy);
+            admitted += 1;
+            assert!(admitted <= REQUEST_BURST as usize, "no limit per second");
+        }
+        assert_eq!(admitted, REQUEST_BURST as usize - SERVING_PER_PEER - 1);
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(server.admit(&greedy, &ask, later), Ok(ns), "refilled");
+
+        // A wrong capability is no namespace at all, and costs no share.
+        let forged = heads(&ns, &other, &me);
+        assert_eq!(
+            server.admit(&greedy, &forged, later),
+            Err(Refusal::NotShared)
+        );
+
+        server.answered(&greedy);
+        server.peer_gone(&greedy);
+        assert!(
+            !server.load.contains_key(&greedy),
+            "a gone peer is forgotten"
+        );
     }
 }

@@ -88,6 +88,11 @@ impl Store {
         if head.author == self.author() {
             return Err(Invalid::OwnFeed.into());
         }
+        if !self.syncs_author(&head.namespace, &head.author)? {
+            return Ok(Ingested::NotMember {
+                held: self.head_held(&head.namespace, &head.author)?,
+            });
+        }
         let end = run.start.checked_add(run.entries.len() as u64);
         let Some(end) = end.filter(|end| *end <= head.length) else {
             return Err(Invalid::BadRange {

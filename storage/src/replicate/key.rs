@@ -11,6 +11,7 @@ use crate::entry::Entry;
 use crate::error::Result;
 use crate::ids::{AuthorId, NamespaceId};
 use crate::interest::Interest;
+use crate::members::records::{MEMBER_PREFIX, Membership, RESERVED_PREFIX};
 use crate::read::VersionInfo;
 use crate::rows::{SparseTree, held_extension, node_hash, read_register};
 use crate::store::Store;
@@ -19,26 +20,40 @@ use crate::tree::{self, Hash, ProofError, SparseShape};
 
 impl Store {
     /// The live versions of `key` in `ns`, each in a run proven against its author's head from
-    /// index 0: what a peer sends for a remote read.
+    /// index 0: what a peer sends for a remote read. Last writer first, and no more than fit
+    /// in `max_bytes` of entries and proof hashes (always at least the winner's), so that a
+    /// key with many concurrent versions never yields an answer its asker must refuse.
     ///
     /// # Errors
     /// As [`Store::read_sparse`].
-    pub fn read_key(&self, ns: &NamespaceId, key: &[u8]) -> Result<Vec<SparseRun>> {
+    pub fn read_key(
+        &self,
+        ns: &NamespaceId,
+        key: &[u8],
+        max_bytes: usize,
+    ) -> Result<Vec<SparseRun>> {
         let ns_number = self.namespace_number(ns)?;
         let live = {
             let txn = self.db().begin_read()?;
             read_register(&txn.open_table(VIEW)?, ns_number, key)?
         };
+        // Authors in the order of their best version, last writer first.
+        let mut authors: Vec<AuthorId> = Vec::new();
         let mut by_author: HashMap<AuthorId, Vec<u64>> = HashMap::new();
         for version in live.live() {
-            by_author
-                .entry(version.id.author)
-                .or_default()
-                .push(version.id.seq);
+            let seqs = by_author.entry(version.id.author).or_default();
+            if seqs.is_empty() {
+                authors.push(version.id.author);
+            }
+            seqs.push(version.id.seq);
         }
         let mut runs = Vec::new();
+        let mut bytes = 0usize;
         let want = Interest::new([key.to_vec()], Vec::new());
-        for (author, mut seqs) in by_author {
+        for author in authors {
+            let Some(mut seqs) = by_author.remove(&author) else {
+                continue;
+            };
             seqs.sort_unstable();
             // Read as a sparse run of this one key from 0, then keep only the live versions.
             if let Served::Run(mut run) =
@@ -48,6 +63,12 @@ impl Store {
                 run.entries
                     .retain(|(seq, _)| seqs.binary_search(seq).is_ok());
                 if let Some(run) = self.reprove(ns, &author, *run)? {
+                    let size = run.entries.iter().map(|(_, e)| e.len()).sum::<usize>()
+                        + run.nodes.len() * std::mem::size_of::<Hash>();
+                    if !runs.is_empty() && bytes + size > max_bytes {
+                        break;
+                    }
+                    bytes += size;
                     runs.push(run);
                 }
             }
@@ -55,6 +76,49 @@ impl Store {
         Ok(runs)
     }
 
+    /// The live versions of `key` among `runs` a peer sent for a remote read, once each has
+    /// passed [`verify_remote_key`], judged as this replica judges what it stores: in a
+    /// closed namespace only what the author's membership admits, and nothing stamped
+    /// further ahead of this machine's clock than the store allows. A version that would not
+    /// count in this replica's view does not win a remote read either.
+    ///
+    /// # Errors
+    /// [`Invalid`] when a run does not verify, or the namespace is not held. A membership
+    /// that cannot be read (a database failure, logged) admits nothing.
+    pub fn merge_remote_key(
+        &self,
+        ns: &NamespaceId,
+        key: &[u8],
+        runs: &[SparseRun],
+    ) -> std::result::Result<Vec<VersionInfo>, Invalid> {
+        let gate = match self.gate(ns) {
+            Ok(gate) => gate,
+            Err(_) => return Err(Invalid::UnknownNamespace(*ns)),
+        };
+        let owner = self.charter(ns).ok().flatten().and_then(|c| c.owner());
+        let mut members: HashMap<AuthorId, Option<Membership>> = HashMap::new();
+        merge(ns, key, runs, |id, entry| {
+            if entry.key.starts_with(RESERVED_PREFIX)
+                && !(owner == Some(id.author) && entry.key.starts_with(MEMBER_PREFIX))
+            {
+                return false;
+            }
+            if owner.is_some_and(|owner| owner != id.author) {
+                let membership = members.entry(id.author).or_insert_with(|| {
+                    self.membership(ns, &id.author).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "reading a membership for a remote read");
+                        None
+                    })
+                });
+                match membership {
+                    None => return false,
+                    Some(membership) if membership.admits(id.seq, entry).is_err() => return false,
+                    Some(_) => {}
+                }
+            }
+            entry.timestamp.0 <= gate.future_after || id.author == self.author()
+        })
+    }
     /// `run` with its proof remade for the entries it still carries.
     fn reprove(
         &self,
@@ -102,7 +166,8 @@ impl Store {
 }
 
 /// Checks the runs a peer sent for a remote read of `key` in `ns` ([`Store::read_key`]) and
-/// merges their versions: the live versions, last writer first. Nothing is stored.
+/// merges their versions: the live versions, last writer first, as proofs alone decide them
+/// ([`Store::merge_remote_key`] also applies this replica's gates). Nothing is stored.
 ///
 /// # Errors
 /// [`Invalid`] when a run does not verify or carries another key.
@@ -110,6 +175,16 @@ pub fn verify_remote_key(
     ns: &NamespaceId,
     key: &[u8],
     runs: &[SparseRun],
+) -> std::result::Result<Vec<VersionInfo>, Invalid> {
+    merge(ns, key, runs, |_, _| true)
+}
+
+/// Verifies `runs` and replays the entries `counts` admits into one register.
+fn merge(
+    ns: &NamespaceId,
+    key: &[u8],
+    runs: &[SparseRun],
+    mut counts: impl FnMut(VersionId, &Entry<'_>) -> bool,
 ) -> std::result::Result<Vec<VersionInfo>, Invalid> {
     let mut register: Register<Vec<u8>> = Register::default();
     let mut superseded = BTreeSet::new();
@@ -141,12 +216,16 @@ pub fn verify_remote_key(
             if entry.key != key {
                 return Err(Invalid::OutsideInterest { seq: Some(*seq) });
             }
+            let id = VersionId {
+                author: run.head.author,
+                seq: *seq,
+            };
+            if !counts(id, &entry) {
+                continue;
+            }
             let write = Write {
                 version: Version {
-                    id: VersionId {
-                        author: run.head.author,
-                        seq: *seq,
-                    },
+                    id,
                     timestamp: entry.timestamp,
                     op: entry.op.map(|value| value.to_vec()),
                 },

@@ -21,7 +21,7 @@ use weft_crdt::VersionId;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
-use crate::ids::NamespaceId;
+use crate::ids::{AuthorId, NamespaceId};
 use crate::rows::{FeedRecord, SparseRecord, namespace_feeds};
 use crate::store::Store;
 use crate::tables::{self, FEED_IDS, FEEDS, SPARSE_FEEDS, feed_key};
@@ -49,7 +49,8 @@ impl Ingested {
             Ingested::Appended { held, .. }
             | Ingested::AlreadyHeld { held }
             | Ingested::Gap { held }
-            | Ingested::Frozen { held } => held,
+            | Ingested::Frozen { held }
+            | Ingested::NotMember { held } => held,
         }
     }
 }
@@ -93,6 +94,13 @@ pub enum Ingested {
     },
     /// The feed is frozen by a proven fork ([`crate::ForkProof`]) and takes nothing more.
     Frozen {
+        /// How many entries are held.
+        held: u64,
+    },
+    /// The namespace is closed and its owner has granted the feed's author nothing: its
+    /// entries are not stored, so whoever lacks a grant cannot fill this replica. They are
+    /// fetched once a grant arrives.
+    NotMember {
         /// How many entries are held.
         held: u64,
     },
@@ -260,6 +268,29 @@ impl Store {
             frozen,
             gate: self.gate(&head.namespace)?,
         })
+    }
+
+    /// Whether this replica syncs `author`'s feed in `ns`: in an open namespace every author's,
+    /// in a closed one the owner's and those of authors it has granted (a revoked author's
+    /// too: its entries before the revocation count).
+    ///
+    /// # Errors
+    /// [`Error::UnknownNamespace`]; database failures.
+    pub fn syncs_author(&self, ns: &NamespaceId, author: &AuthorId) -> Result<bool> {
+        match self.charter(ns)?.and_then(|charter| charter.owner()) {
+            None => Ok(true),
+            Some(owner) if owner == *author => Ok(true),
+            Some(_) => Ok(self.membership(ns, author)?.is_some()),
+        }
+    }
+
+    /// How much of `author`'s feed in `ns` is held, as [`Store::feeds`] counts it.
+    pub(crate) fn head_held(&self, ns: &NamespaceId, author: &AuthorId) -> Result<u64> {
+        Ok(self
+            .feeds(ns)?
+            .into_iter()
+            .find(|feed| feed.head.author == *author)
+            .map_or(0, |feed| feed.held))
     }
 
     /// The namespaces this replica holds, in no particular order.

@@ -177,6 +177,11 @@ impl Store {
         if own.as_ref().is_some_and(|own| !own.serves(want, author)) {
             return Ok(Served::NotCovered);
         }
+        // An interest no replica could hold (an empty prefix covers the whole view, and the
+        // scan below would walk all of it for every request) is refused, not served.
+        if want.check(self.options().max_key_len).is_err() {
+            return Ok(Served::NotCovered);
+        }
         if !want.covers_author(author) || max_entries == 0 {
             return Ok(Served::Nothing);
         }
@@ -244,7 +249,26 @@ impl Store {
             entries.push((seq, parts.entry.to_vec()));
         }
 
-        let leaves: Vec<u64> = entries.iter().map(|(seq, _)| *seq).collect();
+        // Scattered leaves need their own proof paths, up to a tree height of hashes each:
+        // those count toward the budget too, so that an honest answer never outgrows what
+        // the asker accepts. Dropping entries from the end shortens the run until it fits.
+        let mut leaves: Vec<u64> = entries.iter().map(|(seq, _)| *seq).collect();
+        let proof_bytes = |leaves: &[u64], end: u64| {
+            let shape = SparseShape {
+                length: record.head.length,
+                start,
+                end,
+                leaves,
+            };
+            shape.proof_nodes().len() * std::mem::size_of::<Hash>()
+        };
+        while leaves.len() > 1 && bytes + proof_bytes(&leaves, end) > max_bytes {
+            let keep = leaves.len() * 3 / 4;
+            end = leaves[keep];
+            leaves.truncate(keep);
+            entries.truncate(keep);
+            bytes = entries.iter().map(|(_, entry)| entry.len()).sum();
+        }
         let shape = SparseShape {
             length: record.head.length,
             start,
@@ -307,6 +331,11 @@ impl Store {
         }
         if !interest.covers_author(&head.author) {
             return Err(Invalid::OutsideInterest { seq: None }.into());
+        }
+        if !self.syncs_author(&head.namespace, &head.author)? {
+            return Ok(Ingested::NotMember {
+                held: self.head_held(&head.namespace, &head.author)?,
+            });
         }
         let leaves = run.leaves();
         let shape = SparseShape {
