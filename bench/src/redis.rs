@@ -116,7 +116,7 @@ fn weft_rates(requests: u64, runs: u32) -> Result<Rates, BenchError> {
         let server = RedisServer::bind(RedisConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))))
             .await
             .map_err(|e| BenchError::Node(e.to_string()))?;
-        let port = server.local_addr()?.port();
+        let port = server.local_addr()?.tcp().map_or(0, |addr| addr.port());
         let (stop, shutdown) = weft_node::shutdown::channel();
         let serving = tokio::spawn(server.serve(node.handle(), ns, shutdown));
         Ok::<_, BenchError>((node, port, (stop, serving)))

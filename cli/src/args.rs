@@ -93,10 +93,12 @@ pub enum Command {
         /// it where others can reach it; it needs no replica and sees only sealed traffic
         #[arg(long, conflicts_with_all = ["redis", "peer", "bootstrap"])]
         relay: bool,
-        /// Also serve the Redis protocol (RESP2/3) on this address, e.g. 127.0.0.1:6379:
-        /// `redis-cli` and Redis clients read and write the default namespace
+        /// Also serve the Redis protocol (RESP2/3) on this address: `redis-cli` and Redis
+        /// clients read and write the default namespace. IP:PORT (127.0.0.1:6379; loopback
+        /// needs no password, as with Redis, so any local user could write as this node), or
+        /// unix:PATH, a socket only this user can open (`redis-cli -s PATH`)
         #[arg(long, value_name = "ADDR")]
-        redis: Option<std::net::SocketAddr>,
+        redis: Option<weft_node::redis::RedisAddr>,
         /// The password Redis clients must give (AUTH); required when --redis is not a
         /// loopback address
         #[arg(
@@ -106,6 +108,10 @@ pub enum Command {
             requires = "redis"
         )]
         redis_password: Option<String>,
+        /// Disconnect a Redis client idle for this many seconds (Redis's `timeout`); by
+        /// default idle clients stay
+        #[arg(long, value_name = "SECONDS", requires = "redis", value_parser = clap::value_parser!(u64).range(1..))]
+        redis_timeout: Option<u64>,
     },
     /// Print a ticket: the default namespace and this node's addresses, for `init --join`.
     /// A read ticket by default

@@ -100,10 +100,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bootstrap,
             redis,
             redis_password,
+            redis_timeout,
             relay: false,
         } => {
             let redis = redis.map(|addr| weft_node::redis::RedisConfig {
                 password: redis_password,
+                idle_timeout: redis_timeout.map(std::time::Duration::from_secs),
                 ..weft_node::redis::RedisConfig::new(addr)
             });
             let network = weft_node::config::Network {

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
 use weft_node::config::{NodeConfig, load_identity};
-use weft_node::redis::{RedisConfig, RedisError, RedisServer};
+use weft_node::redis::{RedisAddr, RedisConfig, RedisError, RedisServer};
 use weft_node::{Node, NodeHandle};
 use weft_storage::{Access, Options, Store};
 
@@ -32,13 +32,19 @@ fn ok() -> R {
     R::Status("OK".into())
 }
 
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io for S {}
+
 struct Client {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Box<dyn Io>>,
 }
 
 impl Client {
-    async fn connect(addr: std::net::SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).await.expect("connect");
+    async fn connect(addr: &RedisAddr) -> Client {
+        let stream: Box<dyn Io> = match addr {
+            RedisAddr::Tcp(addr) => Box::new(TcpStream::connect(addr).await.expect("connect")),
+            RedisAddr::Unix(path) => Box::new(UnixStream::connect(path).await.expect("connect")),
+        };
         Client {
             stream: BufReader::new(stream),
         }
@@ -129,7 +135,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     node: Node,
     handle: NodeHandle,
-    addr: std::net::SocketAddr,
+    addr: RedisAddr,
     stop_redis: weft_node::shutdown::Trigger,
     redis: tokio::task::JoinHandle<()>,
 }
@@ -153,7 +159,7 @@ impl Fixture {
             nat_probe_private: false,
         };
         let node = Node::start(store, key, config).await.expect("node starts");
-        let mut redis = RedisConfig::new("127.0.0.1:0".parse().expect("addr"));
+        let mut redis = RedisConfig::new("127.0.0.1:0".parse::<RedisAddr>().expect("addr"));
         configure(&mut redis);
         let server = RedisServer::bind(redis).await.expect("bind");
         let addr = server.local_addr().expect("address");
@@ -184,7 +190,7 @@ impl Fixture {
     }
 
     async fn client(&self) -> Client {
-        Client::connect(self.addr).await
+        Client::connect(&self.addr).await
     }
 
     async fn feed_length(&self) -> u64 {
@@ -354,7 +360,7 @@ async fn resp3_after_hello_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_is_required_before_anything_else() {
-    let public = RedisConfig::new("0.0.0.0:0".parse().expect("addr"));
+    let public = RedisConfig::new("0.0.0.0:0".parse::<RedisAddr>().expect("addr"));
     assert!(matches!(
         RedisServer::bind(public).await,
         Err(RedisError::NeedsPassword(_))
@@ -476,9 +482,9 @@ async fn concurrent_pipelines_all_land_and_each_sees_its_own_writes() {
     let fixture = Fixture::start(|_| {}).await;
     let clients: Vec<_> = (0..20)
         .map(|client| {
-            let addr = fixture.addr;
+            let addr = fixture.addr.clone();
             tokio::spawn(async move {
-                let mut c = Client::connect(addr).await;
+                let mut c = Client::connect(&addr).await;
                 let mut pipeline = Vec::new();
                 for i in 0..50 {
                     let key = format!("c{client}/{i}");
@@ -503,4 +509,96 @@ async fn concurrent_pipelines_all_land_and_each_sees_its_own_writes() {
     assert_eq!(fixture.feed_length().await, 1000);
     assert_eq!(fixture.client().await.call(&["DBSIZE"]).await, R::Int(1000));
     fixture.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_make_the_node_buffer_much_before_auth() {
+    let fixture = Fixture::start(|c| c.password = Some("sesame".into())).await;
+    // A bulk string announced over the pre-AUTH limit is refused at its header.
+    let mut big = fixture.client().await;
+    big.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$100000\r\n")
+        .await;
+    assert_eq!(
+        big.reply().await,
+        Some(R::Error("ERR Protocol error: invalid bulk length".into()))
+    );
+    assert!(big.closed().await, "the connection stays open");
+    // Many small pieces of a command that never ends fill no more than the limit.
+    let mut endless = fixture.client().await;
+    let mut piece = b"*100000\r\n".to_vec();
+    for _ in 0..4_000 {
+        piece.extend_from_slice(b"$1\r\na\r\n");
+    }
+    endless.send_raw(&piece).await;
+    assert_eq!(
+        endless.reply().await,
+        Some(R::Error(
+            "ERR Protocol error: query buffer over the limit".into()
+        ))
+    );
+    assert!(endless.closed().await);
+    // After AUTH, in the same write, a large value is fine.
+    let mut member = fixture.client().await;
+    let value = vec![b'v'; 100_000];
+    let mut both = Client::encode(&[b"AUTH", b"sesame"]);
+    both.extend(Client::encode(&[b"SET", b"big", &value]));
+    member.send_raw(&both).await;
+    assert_eq!(member.reply().await, Some(ok()));
+    assert_eq!(member.reply().await, Some(ok()));
+    assert_eq!(member.call(&["GET", "big"]).await, R::Bulk(value));
+    fixture.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_is_disconnected_after_the_timeout() {
+    let fixture = Fixture::start(|c| c.idle_timeout = Some(Duration::from_secs(1))).await;
+    let mut idle = fixture.client().await;
+    let mut busy = fixture.client().await;
+    let start = std::time::Instant::now();
+    // Ten times a second, the busy client is never idle for long.
+    while start.elapsed() < Duration::from_secs(3) {
+        assert_eq!(busy.call(&["PING"]).await, R::Status("PONG".into()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(idle.closed().await, "the idle client was kept");
+    assert_eq!(busy.call(&["PING"]).await, R::Status("PONG".into()));
+    fixture.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_is_private_to_its_user() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("redis.sock");
+    // Not over a file that is not a socket.
+    std::fs::write(&path, b"mine").expect("write");
+    let taken = RedisConfig::new(RedisAddr::Unix(path.clone()));
+    assert!(matches!(
+        RedisServer::bind(taken).await,
+        Err(RedisError::Bind { .. })
+    ));
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        b"mine",
+        "the file was touched"
+    );
+    std::fs::remove_file(&path).expect("rm");
+
+    assert_eq!(
+        "unix:/run/weft.sock".parse::<RedisAddr>().expect("parses"),
+        RedisAddr::Unix("/run/weft.sock".into())
+    );
+    assert!("unix:".parse::<RedisAddr>().is_err());
+    assert!("localhost".parse::<RedisAddr>().is_err());
+
+    let unix = path.clone();
+    let fixture = Fixture::start(move |c| c.addr = RedisAddr::Unix(unix)).await;
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&path).expect("socket").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "other local users could connect");
+    let mut c = fixture.client().await;
+    assert_eq!(c.call(&["SET", "a", "1"]).await, ok());
+    assert_eq!(c.call(&["GET", "a"]).await, bulk("1"));
+    fixture.stop().await;
+    assert!(!path.exists(), "the socket is left behind");
 }

@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use weft_storage::NamespaceId;
 
@@ -18,6 +17,11 @@ use crate::shutdown::Shutdown;
 
 /// The most bytes one connection buffers for commands it has not yet completed.
 const MAX_QUERY: usize = 64 << 20;
+
+/// The most bytes a connection that has not given the password yet may buffer, and the
+/// longest bulk string it may send: enough for `AUTH` or `HELLO`, so that a thousand
+/// strangers cannot make the node hold 64 MiB each.
+const MAX_UNAUTHENTICATED_QUERY: usize = 16 * 1024;
 
 /// `SCAN` cursors a connection remembers; an older one starts over.
 const CURSORS: usize = 64;
@@ -38,58 +42,84 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    /// Reads, answers and writes until the client hangs up or sends `QUIT`, or shutdown
-    /// begins between two reads.
+    /// Reads, answers and writes until the client hangs up, sends `QUIT` or stays idle past
+    /// the configured timeout, or shutdown begins between two reads.
     pub(super) async fn run(
         mut self,
-        mut stream: TcpStream,
+        mut stream: impl AsyncRead + AsyncWrite + Unpin,
         mut shutdown: Shutdown,
     ) -> std::io::Result<()> {
-        let _ = stream.set_nodelay(true);
         let mut buf = Vec::with_capacity(16 * 1024);
         let mut chunk = vec![0u8; 64 * 1024];
         let mut out = Vec::new();
+        let mut reader = resp::Reader::default();
         loop {
+            let idle = async {
+                match self.config.idle_timeout {
+                    Some(timeout) => tokio::time::sleep(timeout).await,
+                    None => std::future::pending().await,
+                }
+            };
             let read = tokio::select! {
                 () = shutdown.wait() => return Ok(()),
+                () = idle => return Ok(()),
                 read = stream.read(&mut chunk) => read?,
             };
             if read == 0 {
                 return Ok(());
             }
             buf.extend_from_slice(&chunk[..read]);
-            let mut commands = Vec::new();
-            let mut used = 0;
-            let mut broken = None;
+            // Until the password is given, one command at a time: what follows `AUTH` is read
+            // under the limits it lifts.
             loop {
-                match resp::parse_command(&buf[used..], self.config.max_bulk) {
-                    Ok(Some((args, len))) => {
-                        used += len;
-                        if !args.is_empty() {
-                            commands.push(args);
+                let (max_query, max_bulk) = if self.authenticated {
+                    (MAX_QUERY, self.config.max_bulk)
+                } else {
+                    (MAX_UNAUTHENTICATED_QUERY, MAX_UNAUTHENTICATED_QUERY)
+                };
+                let mut commands = Vec::new();
+                let mut used = 0;
+                let mut broken = None;
+                let mut stopped_early = false;
+                loop {
+                    match reader.next(&buf[used..], max_bulk) {
+                        Ok(Some((args, len))) => {
+                            used += len;
+                            if !args.is_empty() {
+                                commands.push(args);
+                                if !self.authenticated {
+                                    stopped_early = true;
+                                    break;
+                                }
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            broken = Some(e);
+                            break;
                         }
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        broken = Some(e);
-                        break;
-                    }
                 }
-            }
-            buf.drain(..used);
-            if broken.is_none() && buf.len() > MAX_QUERY {
-                broken = Some(resp::ProtocolError::QueryTooLarge);
-            }
-            let quit = self.answer(commands, &mut out).await;
-            if let Some(e) = &broken {
-                // What came before the bad bytes is answered; then, as Redis does, the error
-                // and the connection closes.
-                Reply::err(e).write(self.proto, &mut out);
-            }
-            stream.write_all(&out).await?;
-            out.clear();
-            if quit || broken.is_some() {
-                return Ok(());
+                buf.drain(..used);
+                // Left after one command of a stranger, the rest is judged once that command
+                // has run (it may be the `AUTH` that lifts the limit).
+                if broken.is_none() && !stopped_early && buf.len() > max_query {
+                    broken = Some(resp::ProtocolError::QueryTooLarge);
+                }
+                let quit = self.answer(commands, &mut out).await;
+                if let Some(e) = &broken {
+                    // What came before the bad bytes is answered; then, as Redis does, the
+                    // error and the connection closes.
+                    Reply::err(e).write(self.proto, &mut out);
+                }
+                stream.write_all(&out).await?;
+                out.clear();
+                if quit || broken.is_some() {
+                    return Ok(());
+                }
+                if !stopped_early {
+                    break;
+                }
             }
         }
     }

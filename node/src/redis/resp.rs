@@ -1,6 +1,8 @@
 //! The Redis serialization protocol: reading commands out of a buffer and writing replies, in
 //! RESP2 or, after `HELLO 3`, RESP3.
 
+use std::ops::Range;
+
 /// Why bytes are not a command. The text is what Redis answers before closing the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -33,20 +35,6 @@ const MAX_INLINE: usize = 64 * 1024;
 /// The most arguments one command may have.
 const MAX_ARGS: usize = 1024 * 1024;
 
-/// Takes one command from the front of `buf`: its arguments and how many bytes it used, or
-/// `None` when more bytes are needed. A bulk string longer than `max_bulk` is an error, so
-/// a connection never buffers more than one command of bounded size.
-///
-/// # Errors
-/// [`ProtocolError`] when the bytes are not a command.
-pub fn parse_command(buf: &[u8], max_bulk: usize) -> Result<Option<Parsed>, ProtocolError> {
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => parse_array(buf, max_bulk),
-        Some(_) => parse_inline(buf),
-    }
-}
-
 /// Reads the number after a type byte up to CRLF: the number and where the line ends.
 fn line_number(buf: &[u8], from: usize) -> Option<(Option<i64>, usize)> {
     let end = buf[from..].windows(2).position(|w| w == b"\r\n")? + from;
@@ -56,68 +44,124 @@ fn line_number(buf: &[u8], from: usize) -> Option<(Option<i64>, usize)> {
     Some((number, end + 2))
 }
 
-fn parse_array(buf: &[u8], max_bulk: usize) -> Result<Option<Parsed>, ProtocolError> {
-    let Some((count, mut at)) = line_number(buf, 0) else {
-        return if buf.len() > MAX_INLINE {
-            Err(ProtocolError::MultibulkLength)
-        } else {
-            Ok(None)
+/// Reads commands off the front of a connection's buffer (each one's arguments and how many
+/// bytes it used, or `None` when more bytes are needed), resuming a command cut off by the
+/// end of the buffer where it stopped: a large command that arrives over many reads costs its
+/// length once, not once per read (which a client could make quadratic).
+///
+/// Between calls that return `Ok(None)`, the buffer may only grow at its end.
+#[derive(Default, Debug)]
+pub struct Reader {
+    /// The argument count of the array in progress, once read.
+    count: Option<usize>,
+    /// Where its next argument starts.
+    at: usize,
+    /// Its arguments so far, as ranges of the buffer.
+    args: Vec<Range<usize>>,
+    /// How much of an inline line has been searched for its newline.
+    scanned: usize,
+}
+
+impl Reader {
+    /// Takes one command from the front of `buf`, continuing from the last call when that one
+    /// needed more bytes. A bulk string longer than `max_bulk` is an error, so a connection
+    /// never buffers more than one command of bounded size.
+    ///
+    /// # Errors
+    /// [`ProtocolError`] when the bytes are not a command.
+    pub fn next(&mut self, buf: &[u8], max_bulk: usize) -> Result<Option<Parsed>, ProtocolError> {
+        let parsed = match buf.first() {
+            None => Ok(None),
+            Some(b'*') => self.array(buf, max_bulk),
+            Some(_) => self.inline(buf),
         };
-    };
-    let count = match count {
-        Some(n) if n <= 0 => return Ok(Some((Vec::new(), at))),
-        Some(n) if n as usize <= MAX_ARGS => n as usize,
-        _ => return Err(ProtocolError::MultibulkLength),
-    };
-    let mut args = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
-        match buf.get(at) {
-            None => return Ok(None),
-            Some(b'$') => {}
-            Some(&other) => return Err(ProtocolError::ExpectedBulk(char::from(other))),
+        if !matches!(parsed, Ok(None)) {
+            *self = Reader::default();
         }
-        let Some((len, body)) = line_number(buf, at) else {
-            return if buf.len() - at > 64 {
-                Err(ProtocolError::BulkLength)
+        parsed
+    }
+
+    fn array(&mut self, buf: &[u8], max_bulk: usize) -> Result<Option<Parsed>, ProtocolError> {
+        let count = match self.count {
+            Some(count) => count,
+            None => {
+                let Some((count, at)) = line_number(buf, 0) else {
+                    return if buf.len() > MAX_INLINE {
+                        Err(ProtocolError::MultibulkLength)
+                    } else {
+                        Ok(None)
+                    };
+                };
+                let count = match count {
+                    Some(n) if n <= 0 => return Ok(Some((Vec::new(), at))),
+                    Some(n) if n as usize <= MAX_ARGS => n as usize,
+                    _ => return Err(ProtocolError::MultibulkLength),
+                };
+                self.count = Some(count);
+                self.at = at;
+                count
+            }
+        };
+        while self.args.len() < count {
+            let at = self.at;
+            match buf.get(at) {
+                None => return Ok(None),
+                Some(b'$') => {}
+                Some(&other) => return Err(ProtocolError::ExpectedBulk(char::from(other))),
+            }
+            let Some((len, body)) = line_number(buf, at) else {
+                return if buf.len() - at > 64 {
+                    Err(ProtocolError::BulkLength)
+                } else {
+                    Ok(None)
+                };
+            };
+            let len = match len {
+                Some(n) if n >= 0 && n as usize <= max_bulk => n as usize,
+                _ => return Err(ProtocolError::BulkLength),
+            };
+            let end = body + len;
+            if buf.len() < end + 2 {
+                return Ok(None);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ProtocolError::Unterminated);
+            }
+            self.args.push(body..end);
+            self.at = end + 2;
+        }
+        let args = self
+            .args
+            .iter()
+            .map(|range| buf[range.clone()].to_vec())
+            .collect();
+        Ok(Some((args, self.at)))
+    }
+
+    /// A line of space-separated words, as typed into telnet.
+    fn inline(&mut self, buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
+        let Some(newline) = buf[self.scanned..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|at| at + self.scanned)
+        else {
+            self.scanned = buf.len();
+            return if buf.len() > MAX_INLINE {
+                Err(ProtocolError::InlineTooLong)
             } else {
                 Ok(None)
             };
         };
-        let len = match len {
-            Some(n) if n >= 0 && n as usize <= max_bulk => n as usize,
-            _ => return Err(ProtocolError::BulkLength),
-        };
-        let end = body + len;
-        if buf.len() < end + 2 {
-            return Ok(None);
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return Err(ProtocolError::Unterminated);
-        }
-        args.push(buf[body..end].to_vec());
-        at = end + 2;
+        let line = buf[..newline]
+            .strip_suffix(b"\r")
+            .unwrap_or(&buf[..newline]);
+        let args = line
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|word| !word.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        Ok(Some((args, newline + 1)))
     }
-    Ok(Some((args, at)))
-}
-
-/// A line of space-separated words, as typed into telnet.
-fn parse_inline(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
-    let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
-        return if buf.len() > MAX_INLINE {
-            Err(ProtocolError::InlineTooLong)
-        } else {
-            Ok(None)
-        };
-    };
-    let line = buf[..newline]
-        .strip_suffix(b"\r")
-        .unwrap_or(&buf[..newline]);
-    let args = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|word| !word.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
-    Ok(Some((args, newline + 1)))
 }
 
 /// A reply to one command.
@@ -264,6 +308,10 @@ fn class(pattern: &[u8], open: usize, c: u8) -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn parse_command(buf: &[u8], max_bulk: usize) -> Result<Option<Parsed>, ProtocolError> {
+        Reader::default().next(buf, max_bulk)
+    }
+
     fn args(list: &[&str]) -> Vec<Vec<u8>> {
         list.iter().map(|a| a.as_bytes().to_vec()).collect()
     }
@@ -285,6 +333,46 @@ mod tests {
             parse_command(b"get  a\r\n", 100),
             Ok(Some((args(&["get", "a"]), 8)))
         );
+    }
+
+    #[test]
+    fn a_command_arriving_in_pieces_is_resumed_not_reparsed() {
+        let mut bytes = b"*20000\r\n".to_vec();
+        for i in 0..20_000 {
+            let arg = i.to_string();
+            bytes.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+        }
+        bytes.extend_from_slice(b"PING\r\n");
+        let mut reader = Reader::default();
+        let mut fed = 0;
+        let mut seen_args = 0;
+        let whole = loop {
+            fed = (fed + 997).min(bytes.len());
+            match reader.next(&bytes[..fed], 100).expect("valid") {
+                Some(parsed) => break parsed,
+                None => {
+                    // Each piece adds to what the last one read, from where it stopped.
+                    assert!(reader.args.len() >= seen_args, "started over");
+                    seen_args = reader.args.len();
+                    assert!(reader.at <= fed);
+                }
+            }
+        };
+        assert!(
+            seen_args > 19_000,
+            "the arguments were not kept between pieces"
+        );
+        assert_eq!(whole.0.len(), 20_000);
+        assert_eq!(whole.0[12_345], b"12345");
+        assert_eq!(
+            whole,
+            parse_command(&bytes, 100).expect("valid").expect("whole")
+        );
+        let rest = &bytes[whole.1..];
+        let mut reader = Reader::default();
+        assert_eq!(reader.next(&rest[..2], 100), Ok(None));
+        assert_eq!(reader.scanned, 2);
+        assert_eq!(reader.next(rest, 100), Ok(Some((args(&["PING"]), 6))));
     }
 
     #[test]

@@ -2,19 +2,20 @@
 //! every connection finish the batch it is on.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, warn};
 use weft_storage::NamespaceId;
 
 use super::batch::commit_loop;
 use super::connection::Connection;
-use super::{RedisConfig, RedisError};
+use super::{RedisAddr, RedisConfig, RedisError};
 use crate::NodeHandle;
 use crate::shutdown::Shutdown;
 
@@ -23,38 +24,75 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// A bound listener, not yet serving.
 pub struct RedisServer {
-    listener: TcpListener,
+    listener: Listener,
     config: Arc<RedisConfig>,
 }
 
+enum Listener {
+    Tcp(TcpListener),
+    /// The socket's path, removed when serving ends.
+    Unix(UnixListener, PathBuf),
+}
+
+/// A client's stream, whichever listener it came from.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<(Box<dyn Stream>, String)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok((Box::new(stream), peer.to_string()))
+            }
+            Listener::Unix(listener, path) => {
+                let (stream, _) = listener.accept().await?;
+                Ok((Box::new(stream), path.display().to_string()))
+            }
+        }
+    }
+}
+
 impl RedisServer {
-    /// Binds the listener.
+    /// Binds the listener. A Unix socket is made readable and writable by this user only; a
+    /// stale socket at its path (left by a node that did not stop cleanly) is replaced, but
+    /// no other kind of file.
     ///
     /// # Errors
-    /// [`RedisError::NeedsPassword`] for a non-loopback address without a password;
-    /// [`RedisError::Bind`].
+    /// [`RedisError::NeedsPassword`] for a TCP address other than loopback without a
+    /// password; [`RedisError::Bind`].
     pub async fn bind(config: RedisConfig) -> Result<RedisServer, RedisError> {
-        if !config.addr.ip().is_loopback() && config.password.is_none() {
-            return Err(RedisError::NeedsPassword(config.addr));
-        }
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| RedisError::Bind {
-                addr: config.addr,
-                source,
-            })?;
+        let bind_error = |source| RedisError::Bind {
+            addr: config.addr.clone(),
+            source,
+        };
+        let listener = match &config.addr {
+            RedisAddr::Tcp(addr) => {
+                if !addr.ip().is_loopback() && config.password.is_none() {
+                    return Err(RedisError::NeedsPassword(*addr));
+                }
+                Listener::Tcp(TcpListener::bind(addr).await.map_err(bind_error)?)
+            }
+            RedisAddr::Unix(path) => {
+                Listener::Unix(bind_unix(path).map_err(bind_error)?, path.clone())
+            }
+        };
         Ok(RedisServer {
             listener,
             config: Arc::new(config),
         })
     }
 
-    /// The address it listens on (the port, when 0 was asked for).
+    /// The address it listens on (with the port, when 0 was asked for).
     ///
     /// # Errors
     /// When the socket cannot say.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+    pub fn local_addr(&self) -> std::io::Result<RedisAddr> {
+        match &self.listener {
+            Listener::Tcp(listener) => listener.local_addr().map(RedisAddr::Tcp),
+            Listener::Unix(_, path) => Ok(RedisAddr::Unix(path.clone())),
+        }
     }
 
     /// Serves `ns` through `node` until `shutdown` fires; then each connection finishes the
@@ -120,5 +158,36 @@ impl RedisServer {
         }
         drop(committer);
         let _ = committing.await;
+        if let Listener::Unix(_, path) = &self.listener {
+            let _ = std::fs::remove_file(path);
+        }
     }
+}
+
+/// Binds a Unix socket at `path`, private to this user. Another user can connect to a Unix
+/// socket only with write permission on it, which the default umask already withholds; the
+/// mode is set right after binding all the same.
+fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "something is already listening there",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
