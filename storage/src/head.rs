@@ -114,6 +114,24 @@ mod tests {
         (entries, frontier)
     }
 
+    /// A head signed with an absurd length (its author's own signature, so it is not forged)
+    /// is refused before any tree arithmetic could overflow (issue 15, finding 14).
+    #[test]
+    fn an_absurd_length_is_refused_not_overflowed() {
+        let namespace = NamespaceId([7; 32]);
+        for length in [tree::MAX_LENGTH + 1, 1 << 63, u64::MAX] {
+            let head = SignedHead::sign(&key(1), namespace, length, [3; 32]);
+            assert_eq!(head.verify(), Err(ProofError::TooLong(length)));
+            assert!(
+                head.verify_range(length - 1, &[b"x".to_vec()], &[])
+                    .is_err()
+            );
+            assert!(tree::Frontier::new(length, Vec::new()).is_err());
+        }
+        let at_most = SignedHead::sign(&key(1), namespace, tree::MAX_LENGTH, [3; 32]);
+        assert_eq!(at_most.verify(), Ok(()), "the bound itself is a length");
+    }
+
     #[test]
     fn a_signed_head_verifies_a_range_and_any_tampering_fails() {
         let namespace = NamespaceId([7; 32]);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use weft_crdt::{
     Applied, AuthorId, Op, Register, SupersededSet, Timestamp, Version, VersionId, Write,
 };
@@ -142,11 +142,21 @@ impl<'txn> ViewTables<'txn> {
         Ok(())
     }
 
+    /// Whether any excluded version is held at all: most stores hold none, and then a write
+    /// need not look for them key by key.
+    pub fn holds_excluded(&self) -> Result<bool> {
+        Ok(!self.excluded_versions.is_empty()?)
+    }
+
     /// What a local write of `key` in namespace number `ns` supersedes: the live versions,
-    /// and the excluded versions held (at most [`MAX_EXCLUDED_SUPERSEDED`] of them, the
-    /// latest of each author first), which would otherwise win over it once they count.
-    pub fn seen_versions(&self, ns: u32, key: &[u8]) -> Result<Vec<VersionId>> {
+    /// and, when `excluded` (see [`ViewTables::holds_excluded`]), the excluded versions held
+    /// (at most [`MAX_EXCLUDED_SUPERSEDED`] of them, the latest of each author first), which
+    /// would otherwise win over it once they count.
+    pub fn seen_versions(&self, ns: u32, key: &[u8], excluded: bool) -> Result<Vec<VersionId>> {
         let mut seen = self.register(ns, key)?.heads();
+        if !excluded {
+            return Ok(seen);
+        }
         let prefix = superseded_prefix(ns, key);
         let mut excluded = Vec::new();
         let rows = match prefix_end(&prefix) {

@@ -83,8 +83,11 @@ impl Store {
             };
             let mut frontier = load_frontier(&entries, feed, length)?;
             let (mut bytes, mut row) = (Vec::new(), Vec::new());
+            // A local write is never excluded itself (it is refused instead), so this holds
+            // for the whole batch.
+            let excluded = view.holds_excluded()?;
             for (key, op) in &ops {
-                let seen = view.seen_versions(ns_number, key)?;
+                let seen = view.seen_versions(ns_number, key, excluded)?;
                 let id = VersionId {
                     author: self.author(),
                     seq: frontier.length(),

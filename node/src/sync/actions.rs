@@ -20,6 +20,8 @@ pub enum Pending {
         ns: NamespaceId,
         /// The page starts after this author.
         after: Option<AuthorId>,
+        /// Which page of the exchange it is, from 0.
+        page: u32,
     },
     /// A run (or a sparse run) of a feed from `start`.
     Run {

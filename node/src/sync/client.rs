@@ -28,6 +28,11 @@ use crate::wire::{
     WireRun, WireSparse,
 };
 
+/// Pages of heads one exchange reads from a peer: 262,144 authors at 4,096 a page. Past it
+/// the exchange ends (a peer can make up authors without end), and the next round starts
+/// again from the first page.
+pub const MAX_HEAD_PAGES: u32 = 64;
+
 /// What a replica holds, as a client starts from it ([`Holdings::of`]).
 #[derive(Clone, Debug)]
 pub struct Holdings {
@@ -117,7 +122,7 @@ impl<P: Peer, G> Client<P, G> {
         self.namespaces
             .clone()
             .into_iter()
-            .map(|ns| self.ask_heads(peer.clone(), ns, None))
+            .map(|ns| self.ask_heads(peer.clone(), ns, None, 0))
             .collect()
     }
 
@@ -137,7 +142,13 @@ impl<P: Peer, G> Client<P, G> {
         self.scheduler.peer_gone(peer);
     }
 
-    fn ask_heads(&self, peer: P, ns: NamespaceId, after: Option<AuthorId>) -> Action<P, G> {
+    fn ask_heads(
+        &self,
+        peer: P,
+        ns: NamespaceId,
+        after: Option<AuthorId>,
+        page: u32,
+    ) -> Action<P, G> {
         Action::Send {
             request: Request::Heads {
                 topic: Topic::of(&ns),
@@ -145,7 +156,7 @@ impl<P: Peer, G> Client<P, G> {
                 after,
             },
             peer,
-            pending: Pending::Heads { ns, after },
+            pending: Pending::Heads { ns, after, page },
         }
     }
 
@@ -203,7 +214,7 @@ impl<P: Peer, G> Client<P, G> {
         response: Response,
     ) -> Vec<Action<P, G>> {
         match (pending, response) {
-            (Pending::Heads { ns, after }, Response::Heads { heads, more, forks }) => {
+            (Pending::Heads { ns, after, page }, Response::Heads { heads, more, forks }) => {
                 if heads.len() > HEADS_PER_RESPONSE || forks.len() > FORKS_PER_RESPONSE {
                     return vec![self.penalize(peer, Fault::TooManyHeads)];
                 }
@@ -214,7 +225,11 @@ impl<P: Peer, G> Client<P, G> {
                 if !in_order || !moves_on || (more && heads.is_empty()) {
                     return vec![self.penalize(peer, Fault::BadPage)];
                 }
-                let more = heads.last().map(|h| h.author).filter(|_| more);
+                // Past MAX_HEAD_PAGES the exchange ends; the next round starts over.
+                let next = heads
+                    .last()
+                    .map(|h| (h.author, page + 1))
+                    .filter(|(_, next)| more && *next < MAX_HEAD_PAGES);
                 // Signatures are checked with the store job, off the task that owns the
                 // connections.
                 let heads = heads
@@ -232,7 +247,7 @@ impl<P: Peer, G> Client<P, G> {
                     ns,
                     heads,
                     forks,
-                    more,
+                    next,
                 }))]
             }
             (Pending::Run { feed, start }, Response::Run(run)) => {
@@ -355,7 +370,7 @@ impl<P: Peer, G> Client<P, G> {
                 live,
                 new_forks,
                 bad,
-                more,
+                next,
             } => {
                 if let Some(fault) = bad {
                     return vec![self.penalize(peer, fault)];
@@ -371,8 +386,8 @@ impl<P: Peer, G> Client<P, G> {
                     self.scheduler
                         .advertised(peer.clone(), (ns, author), length);
                 }
-                match more {
-                    Some(last) => actions.push(self.ask_heads(peer, ns, Some(last))),
+                match next {
+                    Some((last, page)) => actions.push(self.ask_heads(peer, ns, Some(last), page)),
                     None => self.head_exchanges += 1,
                 }
             }
@@ -692,4 +707,66 @@ impl<P: Peer, G> Client<P, G> {
 
 fn ingest<P, G>(feed: FeedId, run: Incoming, source: Source<P, G>) -> Action<P, G> {
     Action::Store(Job(JobKind::Ingest { feed, run, source }))
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use weft_storage::{Access, Options, SignedHead};
+
+    use super::*;
+    use crate::wire::WireHead;
+
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+    struct TestPeer(u8);
+
+    impl Peer for TestPeer {
+        fn id_bytes(&self) -> Vec<u8> {
+            vec![self.0]
+        }
+    }
+
+    /// A peer that claims more heads on every page, each page moving on as it must, is read
+    /// for [`MAX_HEAD_PAGES`] pages and no more (issue 15, finding 8).
+    #[test]
+    fn a_peer_that_pages_without_end_is_read_for_a_bounded_number_of_pages() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = Options {
+            durable: false,
+            ..Options::default()
+        };
+        let store = Store::init(dir.path(), options, Access::Open).expect("init");
+        let ns = store.default_namespace();
+        let mut client: Client<TestPeer, u64> =
+            Client::new(b"me".to_vec(), Holdings::of(&store).expect("holdings"));
+        let mut heads: Vec<SignedHead> = (0..MAX_HEAD_PAGES + 8)
+            .map(|n| {
+                let mut seed = [9u8; 32];
+                seed[..4].copy_from_slice(&n.to_le_bytes());
+                SignedHead::sign(&SigningKey::from_bytes(&seed), ns, 1, [1; 32])
+            })
+            .collect();
+        heads.sort_by_key(|head| head.author);
+
+        let mut actions = client.connected(&TestPeer(7));
+        let mut pages = 0;
+        while let Some(action) = actions.pop() {
+            match action {
+                Action::Send { pending, .. } => {
+                    let page = Response::Heads {
+                        heads: vec![WireHead::from_head(&heads[pages])],
+                        more: true,
+                        forks: Vec::new(),
+                    };
+                    pages += 1;
+                    actions.extend(client.on_response(TestPeer(7), pending, page));
+                }
+                Action::Store(job) => actions.extend(client.on_done(job.run(&store))),
+                Action::Penalize { fault, .. } => panic!("an honest-looking peer cut off: {fault}"),
+                _ => {}
+            }
+        }
+        assert_eq!(pages, MAX_HEAD_PAGES as usize);
+        assert_eq!(client.head_exchanges(), 1, "the exchange ends");
+    }
 }

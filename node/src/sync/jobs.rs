@@ -56,7 +56,8 @@ pub(crate) enum JobKind<P, G> {
         ns: NamespaceId,
         heads: Vec<SignedHead>,
         forks: Vec<ForkProof>,
-        more: Option<AuthorId>,
+        /// The next page to ask, when more follow: after which author, and its number.
+        next: Option<(AuthorId, u32)>,
     },
     /// Judge a finished remote read's verified runs by the store's gates and merge them.
     MergeRemote {
@@ -98,8 +99,8 @@ pub(crate) enum DoneKind<P, G> {
         /// What the peer sent that does not hold: a bad signature, a fork proof that proves
         /// nothing.
         bad: Option<Fault>,
-        /// The last author of the page, when more pages follow.
-        more: Option<AuthorId>,
+        /// The next page to ask, when more follow.
+        next: Option<(AuthorId, u32)>,
     },
     ForkRecorded {
         peer: P,
@@ -154,8 +155,8 @@ impl<P, G> Job<P, G> {
                 ns,
                 heads,
                 forks,
-                more,
-            } => check_heads(store, peer, ns, heads, forks, more),
+                next,
+            } => check_heads(store, peer, ns, heads, forks, next),
             JobKind::RecordFork {
                 peer,
                 message,
@@ -187,7 +188,7 @@ fn check_heads<P, G>(
     ns: NamespaceId,
     heads: Vec<SignedHead>,
     forks: Vec<ForkProof>,
-    more: Option<AuthorId>,
+    next: Option<(AuthorId, u32)>,
 ) -> DoneKind<P, G> {
     let refused = |peer, bad| DoneKind::HeadsChecked {
         peer,
@@ -195,8 +196,40 @@ fn check_heads<P, G>(
         live: Vec::new(),
         new_forks: Vec::new(),
         bad: Some(bad),
-        more: None,
+        next: None,
     };
+    // In a closed namespace only members' feeds are fetched, and a revoked member's only up
+    // to its revocation: what a peer advertises of anyone else costs nothing here.
+    let members: Option<HashMap<AuthorId, u64>> = match store
+        .charter(&ns)
+        .ok()
+        .flatten()
+        .and_then(|charter| charter.owner())
+    {
+        None => None,
+        Some(owner) => {
+            let mut members: HashMap<AuthorId, u64> = store
+                .members(&ns)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(author, membership)| match membership {
+                    Membership::Granted(_) => (author, u64::MAX),
+                    Membership::Revoked { until, .. } => (author, until),
+                })
+                .collect();
+            members.insert(owner, u64::MAX);
+            Some(members)
+        }
+    };
+    // A non-member's head is dropped before its signature costs anything.
+    let heads: Vec<SignedHead> = heads
+        .into_iter()
+        .filter(|head| {
+            members
+                .as_ref()
+                .is_none_or(|members| members.contains_key(&head.author))
+        })
+        .collect();
     for head in &heads {
         if let Err(error) = head.verify() {
             let author = head.author;
@@ -224,29 +257,6 @@ fn check_heads<P, G>(
         .into_iter()
         .map(|fork| fork.proof.longer.author)
         .collect();
-    // In a closed namespace only members' feeds are fetched, and a revoked member's only up
-    // to its revocation: what a peer advertises of anyone else costs nothing here.
-    let members: Option<HashMap<AuthorId, u64>> = match store
-        .charter(&ns)
-        .ok()
-        .flatten()
-        .and_then(|charter| charter.owner())
-    {
-        None => None,
-        Some(owner) => {
-            let mut members: HashMap<AuthorId, u64> = store
-                .members(&ns)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(author, membership)| match membership {
-                    Membership::Granted(_) => (author, u64::MAX),
-                    Membership::Revoked { until, .. } => (author, until),
-                })
-                .collect();
-            members.insert(owner, u64::MAX);
-            Some(members)
-        }
-    };
     let live = heads
         .iter()
         .filter(|head| !frozen.contains(&head.author))
@@ -264,7 +274,7 @@ fn check_heads<P, G>(
         live,
         new_forks,
         bad: None,
-        more,
+        next,
     }
 }
 

@@ -35,7 +35,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 pub use actions::{Action, Fault, Pending, Verdict};
-pub use client::{Client, Holdings};
+pub use client::{Client, Holdings, MAX_HEAD_PAGES};
 pub use codec::{
     MAX_REQUEST, MAX_RESPONSE, read_request, read_response, write_request, write_response,
 };
