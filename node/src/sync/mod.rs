@@ -40,8 +40,10 @@ pub use codec::{
     MAX_REQUEST, MAX_RESPONSE, read_request, read_response, write_request, write_response,
 };
 pub use jobs::{Done, Job, local_length, read_push};
-pub use scheduler::{FeedProgress, MAX_OUTSTANDING, MAX_QUEUED_PER_FEED, Scheduler, Want};
-pub use server::{Server, answer};
+pub use scheduler::{
+    FeedProgress, MAX_OUTSTANDING, MAX_PER_PEER, MAX_QUEUED_PER_FEED, Scheduler, Want,
+};
+pub use server::{REQUEST_BURST, REQUESTS_PER_SECOND, SERVING_PER_PEER, Server, answer};
 use weft_storage::{AuthorId, NamespaceId};
 
 /// A feed: an author's log in a namespace.

@@ -14,7 +14,7 @@ use crate::wire::{
 };
 
 /// Requests of one peer being answered at once. An honest client keeps at most
-/// [`super::scheduler::MAX_PER_PEER`] runs, a page of heads and a few key reads in flight.
+/// [`super::MAX_PER_PEER`] runs, a page of heads and a few key reads in flight.
 pub const SERVING_PER_PEER: usize = 16;
 
 /// Requests one peer may make per second, sustained.
