@@ -110,7 +110,7 @@ impl<'txn> ViewTables<'txn> {
         id: VersionId,
         entry: &Entry<'_>,
     ) -> Result<Option<Exclusion>> {
-        match gate.judge(self, entries, id, entry)? {
+        match gate.judge(&self.view, entries, id, entry)? {
             None => {
                 self.apply(gate.ns, entry.key, write_of(entry, id, feed))?;
                 if let Some(member) = member_of_key(entry.key) {
@@ -302,7 +302,7 @@ impl Gate {
     /// Why entry `id` does not count, or `None` when it does.
     pub fn judge(
         &mut self,
-        view: &ViewTables<'_>,
+        view: &impl ReadableTable<&'static [u8], &'static [u8]>,
         entries: &impl ReadableTable<u128, &'static [u8]>,
         id: VersionId,
         entry: &Entry<'_>,
@@ -339,12 +339,12 @@ impl Gate {
 
     fn membership(
         &mut self,
-        view: &ViewTables<'_>,
+        view: &impl ReadableTable<&'static [u8], &'static [u8]>,
         entries: &impl ReadableTable<u128, &'static [u8]>,
         author: &AuthorId,
     ) -> Result<Option<&(Membership, Timestamp)>> {
         if !self.members.contains_key(author) {
-            let found = read_membership_at(&view.view, entries, self.ns, author)?;
+            let found = read_membership_at(view, entries, self.ns, author)?;
             self.members.insert(*author, found);
         }
         Ok(self.members.get(author).and_then(Option::as_ref))

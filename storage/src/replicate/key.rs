@@ -11,7 +11,6 @@ use crate::entry::Entry;
 use crate::error::Result;
 use crate::ids::{AuthorId, NamespaceId};
 use crate::interest::Interest;
-use crate::members::records::{MEMBER_PREFIX, Membership, RESERVED_PREFIX};
 use crate::read::VersionInfo;
 use crate::rows::{SparseTree, held_extension, node_hash, read_register};
 use crate::store::Store;
@@ -77,48 +76,40 @@ impl Store {
     }
 
     /// The live versions of `key` among `runs` a peer sent for a remote read, once each has
-    /// passed [`verify_remote_key`], judged as this replica judges what it stores: in a
-    /// closed namespace only what the author's membership admits, and nothing stamped
-    /// further ahead of this machine's clock than the store allows. A version that would not
-    /// count in this replica's view does not win a remote read either.
+    /// passed [`verify_remote_key`], judged by the gate this replica judges what it stores
+    /// with: a version that would not count in its view (no grant covering it, past a
+    /// revocation, stamped too far ahead of the clock) does not win a remote read either.
     ///
     /// # Errors
-    /// [`Invalid`] when a run does not verify, or the namespace is not held. A membership
-    /// that cannot be read (a database failure, logged) admits nothing.
+    /// [`Invalid`] when a run does not verify, or the namespace is not held. A gate that
+    /// cannot read the database (logged) admits nothing.
     pub fn merge_remote_key(
         &self,
         ns: &NamespaceId,
         key: &[u8],
         runs: &[SparseRun],
     ) -> std::result::Result<Vec<VersionInfo>, Invalid> {
-        let gate = match self.gate(ns) {
-            Ok(gate) => gate,
-            Err(_) => return Err(Invalid::UnknownNamespace(*ns)),
-        };
-        let owner = self.charter(ns).ok().flatten().and_then(|c| c.owner());
-        let mut members: HashMap<AuthorId, Option<Membership>> = HashMap::new();
+        let mut gate = self.gate(ns).map_err(|_| Invalid::UnknownNamespace(*ns))?;
+        let tables = self
+            .db()
+            .begin_read()
+            .ok()
+            .and_then(|txn| Some((txn.open_table(VIEW).ok()?, txn.open_table(ENTRIES).ok()?)));
         merge(ns, key, runs, |id, entry| {
-            if entry.key.starts_with(RESERVED_PREFIX)
-                && !(owner == Some(id.author) && entry.key.starts_with(MEMBER_PREFIX))
-            {
+            let Some((view, entries)) = &tables else {
+                tracing::warn!("cannot read the view to judge a remote read");
                 return false;
-            }
-            if owner.is_some_and(|owner| owner != id.author) {
-                let membership = members.entry(id.author).or_insert_with(|| {
-                    self.membership(ns, &id.author).unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "reading a membership for a remote read");
-                        None
-                    })
-                });
-                match membership {
-                    None => return false,
-                    Some(membership) if membership.admits(id.seq, entry).is_err() => return false,
-                    Some(_) => {}
+            };
+            match gate.judge(view, entries, id, entry) {
+                Ok(exclusion) => exclusion.is_none(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "judging a version of a remote read");
+                    false
                 }
             }
-            entry.timestamp.0 <= gate.future_after || id.author == self.author()
         })
     }
+
     /// `run` with its proof remade for the entries it still carries.
     fn reprove(
         &self,
