@@ -61,6 +61,7 @@ fn advice(err: &anyhow::Error) -> Option<String> {
         ErrorKind::ChangesDropped => "; `weft ls --values` re-reads them".into(),
         ErrorKind::Pruned => " (weft prune keeps only live values)".into(),
         ErrorKind::NeedsNode => ": start `weft node` first".into(),
+        ErrorKind::OwnFeedBehind => "; write again once `weft sync` returns".into(),
         _ => return None,
     })
 }

@@ -116,6 +116,20 @@ pub enum Error {
         /// The seq the next change will take.
         next: u64,
     },
+    /// A peer holds more of this replica's own feed than this replica does, as when it was
+    /// restored from an older backup: a write now would fork the feed, so writes wait until
+    /// sync has fetched the rest back.
+    #[error(
+        "this replica holds {held} entries of its own feed in namespace {namespace}, but a peer holds {elsewhere} (was it restored from an older backup?); writes wait until sync has fetched them back"
+    )]
+    OwnFeedBehind {
+        /// The namespace.
+        namespace: NamespaceId,
+        /// Entries of the own feed held here.
+        held: u64,
+        /// Entries a peer holds.
+        elsewhere: u64,
+    },
     /// A namespace this replica does not hold.
     #[error("unknown namespace {0}")]
     UnknownNamespace(NamespaceId),

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ed25519_dalek::SigningKey;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
@@ -151,6 +151,10 @@ pub struct Store {
     charters: HashMap<NamespaceId, Charter>,
     /// Write transactions committed since open, for [`Store::commits`].
     commits: AtomicU64,
+    /// Per namespace, the longest length of this replica's own feed a peer was seen to hold,
+    /// when longer than what is held here (a replica restored from an older backup): writes
+    /// wait until sync has fetched the rest back, or the next one would fork the feed.
+    own_elsewhere: Mutex<HashMap<NamespaceId, u64>>,
 }
 
 /// Who may write a namespace [`Store::init`] creates.
@@ -413,6 +417,7 @@ impl Store {
             interests: RwLock::new(interests),
             charters,
             commits: AtomicU64::new(0),
+            own_elsewhere: Mutex::new(HashMap::new()),
         })
     }
 
@@ -520,6 +525,12 @@ impl Store {
             rebuild_namespace(&txn, &mut ViewTables::open(&txn)?, self.gate(ns)?)?;
         }
         self.commit(txn)
+    }
+
+    pub(crate) fn own_elsewhere(&self) -> MutexGuard<'_, HashMap<NamespaceId, u64>> {
+        self.own_elsewhere
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A new timestamp from this replica's clock, for a local write.

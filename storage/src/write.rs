@@ -8,6 +8,7 @@ use weft_crdt::{Op, VersionId};
 
 use crate::entry::Entry;
 use crate::error::{Error, Result};
+use crate::head::SignedHead;
 use crate::ids::NamespaceId;
 use crate::rows::{FeedRecord, append_row, decode_row, feed_slot, load_frontier};
 use crate::store::Store;
@@ -81,6 +82,7 @@ impl Store {
                     0
                 }
             };
+            self.check_own_feed_current(ns, length)?;
             let mut frontier = load_frontier(&entries, feed, length)?;
             let (mut bytes, mut row) = (Vec::new(), Vec::new());
             // A local write is never excluded itself (it is refused instead), so this holds
@@ -126,6 +128,51 @@ impl Store {
         }
         self.commit_view(txn, &gate, ns)?;
         Ok(ids)
+    }
+
+    /// Notes `head`, a validly signed head of this replica's own feed that a peer holds.
+    /// Returns whether it is longer than what is held here: then writes to `ns` fail with
+    /// [`Error::OwnFeedBehind`] until sync has fetched the rest of the feed back.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub fn note_own_head(&self, head: &SignedHead) -> Result<bool> {
+        if head.author != self.author() {
+            return Ok(false);
+        }
+        let held = self.head_held(&head.namespace, &head.author)?;
+        if head.length <= held {
+            return Ok(false);
+        }
+        let mut elsewhere = self.own_elsewhere();
+        let longest = elsewhere.entry(head.namespace).or_insert(0);
+        if head.length > *longest {
+            tracing::warn!(
+                namespace = %head.namespace,
+                held,
+                elsewhere = head.length,
+                "a peer holds more of this replica's own feed (restored from a backup?); writes wait until it is fetched back"
+            );
+            *longest = head.length;
+        }
+        Ok(true)
+    }
+
+    /// Refuses a write while a peer is known to hold more of the own feed than `held`.
+    fn check_own_feed_current(&self, ns: &NamespaceId, held: u64) -> Result<()> {
+        let mut elsewhere = self.own_elsewhere();
+        match elsewhere.get(ns).copied() {
+            Some(longest) if longest > held => Err(Error::OwnFeedBehind {
+                namespace: *ns,
+                held,
+                elsewhere: longest,
+            }),
+            Some(_) => {
+                elsewhere.remove(ns);
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     /// Lets the entries kept out for a timestamp too far ahead count, once this machine's

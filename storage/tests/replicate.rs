@@ -240,8 +240,11 @@ fn bad_runs_are_refused_and_change_nothing() {
         Invalid::UnknownNamespace(_)
     ));
 
-    // a's own feed can only come from a.
-    assert_eq!(refused(&a, &good), Invalid::OwnFeed);
+    // a's own feed comes back to it only when a holds less of it: this run it holds.
+    assert_eq!(
+        a.ingest(&good).expect("own"),
+        Ingested::AlreadyHeld { held: 20 }
+    );
 
     // Expected states: a run past the end of what is held, and one already held.
     let later = a
@@ -290,4 +293,79 @@ fn runs_respect_the_byte_budget_but_always_carry_one_entry() {
             .expect("read")
             .is_none()
     );
+}
+
+/// A replica restored from an older backup must not write on top of the shorter feed it
+/// holds: its next entry would fork its own feed, and every peer would freeze it. Once a peer
+/// shows it the longer head, writes wait until the rest is fetched back; then they go on from
+/// the end, and the peer takes them as a plain extension.
+#[test]
+fn a_replica_restored_from_backup_fetches_its_own_feed_back_before_writing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (live_dir, backup_dir) = (dir.path().join("data"), dir.path().join("backup"));
+    let ns;
+    {
+        let store = Store::init(&live_dir, options(), Access::Open).expect("init");
+        ns = store.default_namespace();
+        write_batches(&store, &[5]);
+    }
+    copy_dir(&live_dir, &backup_dir);
+    let live = Store::open(&live_dir, options()).expect("reopen");
+    write_batches(&live, &[4, 3]);
+    let (_peer_dir, peer) = joined(&live);
+    pull(&live, &peer, &live.author(), 16);
+    drop(live);
+
+    let restored = Store::open(&backup_dir, options()).expect("open the backup");
+    let author = restored.author();
+    assert_eq!(held(&restored, &author), 5);
+    let peer_head = peer
+        .read_run(&ns, &author, 0, 1, ANY)
+        .expect("read")
+        .expect("held")
+        .head;
+    assert!(restored.note_own_head(&peer_head).expect("note"));
+    match restored.put(&ns, b"k", b"too early") {
+        Err(weft_storage::Error::OwnFeedBehind {
+            held: 5,
+            elsewhere: 12,
+            ..
+        }) => {}
+        other => panic!("a write over a shorter own feed was not refused: {other:?}"),
+    }
+    assert_eq!(
+        held(&restored, &author),
+        5,
+        "the refused write left nothing"
+    );
+
+    assert_eq!(pull(&peer, &restored, &author, 4), 2);
+    assert_eq!(held(&restored, &author), 12);
+    restored
+        .put(&ns, b"k", b"after")
+        .expect("a caught-up replica writes");
+    pull(&restored, &peer, &author, 16);
+    assert_eq!(held(&peer, &author), 13);
+    assert!(
+        peer.forks(&ns).expect("forks").is_empty(),
+        "the author forked itself"
+    );
+    assert_eq!(
+        peer.get(&ns, b"k").expect("get").as_deref(),
+        Some(&b"after"[..])
+    );
+    assert!(restored.verify().expect("verify").is_clean());
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir(to).expect("create dir");
+    for item in std::fs::read_dir(from).expect("read dir") {
+        let item = item.expect("dir entry");
+        let target = to.join(item.file_name());
+        if item.file_type().expect("file type").is_dir() {
+            copy_dir(&item.path(), &target);
+        } else {
+            std::fs::copy(item.path(), target).expect("copy");
+        }
+    }
 }

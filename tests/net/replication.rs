@@ -125,6 +125,78 @@ async fn a_node_offline_during_writes_catches_up_after_restart() {
     b.stop().await;
 }
 
+/// A node started on a copy of its data dir from before its last writes learns from a peer
+/// that its own feed is longer, fetches it back, and only then writes: its next entry extends
+/// the feed instead of forking it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restored_from_a_backup_fetches_its_own_feed_back() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dirs = dirs(root.path(), 2);
+    let backup = root.path().join("backup");
+    {
+        let a = TestNode::start(&dirs[0], vec![]).await;
+        for i in 0..3 {
+            a.put(&format!("old/{i}"), "x").await;
+        }
+        a.stop().await;
+    }
+    copy_dir(&dirs[0], &backup);
+    let a = TestNode::start(&dirs[0], vec![]).await;
+    let b = TestNode::start(&dirs[1], vec![a.addr()]).await;
+    for i in 0..200 {
+        a.put(&format!("lost/{i}"), "x").await;
+    }
+    wait_for(LIMIT, "the peer to hold every write", || async {
+        let d = (a.digest().await, b.digest().await);
+        (d.0 == d.1, b.rows().await)
+    })
+    .await;
+    a.stop().await;
+
+    let restored = TestNode::start(&backup, vec![b.addr()]).await;
+    wait_for(
+        LIMIT,
+        "the restored node to fetch its own feed back",
+        || async {
+            let rows = restored.rows().await;
+            (rows == 203, rows)
+        },
+    )
+    .await;
+    restored.put("after", "restore").await;
+    wait_for(LIMIT, "the peer to take the write", || async {
+        let rows = b.rows().await;
+        (rows == 204, rows)
+    })
+    .await;
+    let ns = b.ns;
+    let forks = b
+        .handle
+        .worker()
+        .run(move |store| store.forks(&ns))
+        .await
+        .expect("store running")
+        .expect("forks");
+    assert!(forks.is_empty(), "the restored node forked its own feed");
+    assert_eq!(restored.digest().await, b.digest().await);
+    restored.assert_verifies("restored").await;
+    restored.stop().await;
+    b.stop().await;
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for item in std::fs::read_dir(from).expect("read dir") {
+        let item = item.expect("dir entry");
+        let target = to.join(item.file_name());
+        if item.file_type().expect("file type").is_dir() {
+            copy_dir(&item.path(), &target);
+        } else {
+            std::fs::copy(item.path(), target).expect("copy");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_writes_become_siblings_with_one_winner() {
     let root = tempfile::tempdir().expect("temp dir");

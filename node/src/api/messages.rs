@@ -200,6 +200,9 @@ pub enum ErrorKind {
     ChangesDropped,
     /// The value a past read needs was pruned.
     Pruned,
+    /// A peer holds more of this replica's own feed (it was restored from an older backup):
+    /// writes wait until sync has fetched the rest back.
+    OwnFeedBehind,
     /// The request needs a running node: peers, status, or waiting for changes.
     NeedsNode,
     /// No peer is connected to ask.
@@ -261,6 +264,7 @@ impl ErrorKind {
             E::Interest(InterestError::NoPrefix) => ErrorKind::AlreadySparse,
             E::ChangesDropped { .. } => ErrorKind::ChangesDropped,
             E::Pruned { .. } => ErrorKind::Pruned,
+            E::OwnFeedBehind { .. } => ErrorKind::OwnFeedBehind,
             E::Io { .. } | E::Db(_) => ErrorKind::Internal,
             _ => ErrorKind::Invalid,
         }

@@ -177,7 +177,9 @@ impl<P: Peer, G> Client<P, G> {
         for want in self.scheduler.wants() {
             let (ns, author) = want.feed;
             let cap = self.cap(&ns, &want.peer);
-            let request = match self.interests.get(&ns) {
+            // A replica holds all of its own feed, so it fetches it back whole.
+            let interest = self.interests.get(&ns).filter(|_| author != self.author);
+            let request = match interest {
                 Some(interest) => Request::Sparse {
                     topic: Topic::of(&ns),
                     cap,
@@ -232,14 +234,17 @@ impl<P: Peer, G> Client<P, G> {
                     .filter(|(_, next)| more && *next < MAX_HEAD_PAGES);
                 // Signatures are checked with the store job, off the task that owns the
                 // connections.
+                // This replica's own head is kept: a peer holding more of the own feed
+                // means this replica was restored from an older backup and must fetch it back.
                 let heads = heads
                     .into_iter()
                     .map(|head| head.into_head(ns))
-                    .filter(|head| head.author != self.author)
                     .filter(|head| {
-                        self.interests
-                            .get(&ns)
-                            .is_none_or(|interest| interest.covers_author(&head.author))
+                        head.author == self.author
+                            || self
+                                .interests
+                                .get(&ns)
+                                .is_none_or(|interest| interest.covers_author(&head.author))
                     })
                     .collect();
                 vec![Action::Store(Job(JobKind::CheckHeads {

@@ -250,6 +250,9 @@ fn check_heads<P, G>(
     }
     for head in &heads {
         new_forks.extend(record_new_fork(store, head));
+        if let Err(e) = store.note_own_head(head) {
+            warn!(error = %e, "checking a peer's head of the own feed");
+        }
     }
     let frozen: HashSet<AuthorId> = store
         .forks(&ns)

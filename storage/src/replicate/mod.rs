@@ -113,8 +113,9 @@ pub enum Invalid {
     /// The head names a namespace this replica does not hold.
     #[error("unknown namespace {0}")]
     UnknownNamespace(NamespaceId),
-    /// The run claims entries of this replica's own author, which only this replica writes.
-    #[error("a run of this replica's own feed")]
+    /// A sparse run of this replica's own feed: a replica holds all of its own feed, so a
+    /// peer sends the rest of it (after a restore from backup) as a whole run.
+    #[error("a sparse run of this replica's own feed")]
     OwnFeed,
     /// The run does not fit its head.
     #[error("run {start}..{end} does not fit a head of length {length}")]
