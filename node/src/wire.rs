@@ -14,7 +14,7 @@ use weft_storage::{AuthorId, ForkProof, NamespaceId, Run, SignedHead, SparseRun}
 pub use crate::access::Cap;
 
 /// The catch-up protocol's name and version.
-pub const SYNC_PROTOCOL: &str = "/weft/sync/2";
+pub const SYNC_PROTOCOL: &str = "/weft/sync/3";
 
 /// The largest sync message read: a run's byte budget plus room for its framing and proof.
 pub const MAX_MESSAGE: usize = RUN_BYTES + (1 << 20) + 64 * 1024;
@@ -223,6 +223,16 @@ pub enum Request {
         /// The key.
         key: Vec<u8>,
     },
+    /// Whether the server's copy of a feed forks from `head`, the asker's: a run it sent did
+    /// not fit what the asker holds, and the two may hold two branches of one author's feed.
+    Fork {
+        /// The namespace.
+        topic: Topic,
+        /// Proof that the asker knows the namespace ([`Cap`]).
+        cap: Cap,
+        /// The asker's head of the feed.
+        head: WireHead,
+    },
 }
 
 impl Request {
@@ -237,7 +247,8 @@ impl Request {
             Request::Heads { topic, cap, .. }
             | Request::Run { topic, cap, .. }
             | Request::Sparse { topic, cap, .. }
-            | Request::Key { topic, cap, .. } => (*topic, *cap),
+            | Request::Key { topic, cap, .. }
+            | Request::Fork { topic, cap, .. } => (*topic, *cap),
         }
     }
 }
@@ -263,6 +274,9 @@ pub enum Response {
     Sparse(Option<WireSparse>),
     /// The live versions of the key asked for, one run per author.
     Key(Vec<WireSparse>),
+    /// The proof that the server's copy of the feed forks from the head asked about, or
+    /// `None` when it does not (or the server holds less of it).
+    Fork(Option<ForkProof>),
 }
 
 /// Why a request was not served: what a peer learns, rather than our error text.

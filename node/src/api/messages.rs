@@ -200,9 +200,6 @@ pub enum ErrorKind {
     ChangesDropped,
     /// The value a past read needs was pruned.
     Pruned,
-    /// A peer holds more of this replica's own feed (it was restored from an older backup):
-    /// writes wait until sync has fetched the rest back.
-    OwnFeedBehind,
     /// The request needs a running node: peers, status, or waiting for changes.
     NeedsNode,
     /// No peer is connected to ask.
@@ -214,6 +211,9 @@ pub enum ErrorKind {
     Closed,
     /// Anything else: a disk or database failure.
     Internal,
+    /// A peer holds more of this replica's own feed (it was restored from an older backup):
+    /// writes wait until sync has fetched the rest back.
+    OwnFeedBehind,
 }
 
 impl ApiError {

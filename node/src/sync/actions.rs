@@ -35,6 +35,13 @@ pub enum Pending {
         /// Its query number.
         query: u64,
     },
+    /// Whether the peer's copy of `feed` forks from what is held here.
+    Fork {
+        /// The feed.
+        feed: FeedId,
+        /// The peer's fault if it proves no fork: what it sent did not verify.
+        fault: Fault,
+    },
 }
 
 /// What the runner must do.

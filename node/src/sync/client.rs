@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use tracing::{debug, warn};
-use weft_storage::{AuthorId, IngestError, Ingested, Interest, NamespaceId, Run, Store};
+use weft_storage::{
+    AuthorId, IngestError, Ingested, Interest, NamespaceId, Run, SignedHead, Store,
+};
 
 use super::actions::{Action, Fault, Pending, Verdict};
 use super::jobs::{Done, DoneKind, Incoming, Job, JobKind, Source};
@@ -25,7 +27,7 @@ use super::{FeedId, Peer};
 use crate::access::Cap;
 use crate::wire::{
     FORKS_PER_RESPONSE, Gossip, HEADS_PER_RESPONSE, RUN_ENTRIES, Refusal, Request, Response, Topic,
-    WireRun, WireSparse,
+    WireHead, WireRun, WireSparse,
 };
 
 /// Pages of heads one exchange reads from a peer: 262,144 authors at 4,096 a page. Past it
@@ -36,7 +38,7 @@ pub const MAX_HEAD_PAGES: u32 = 64;
 /// What a replica holds, as a client starts from it ([`Holdings::of`]).
 #[derive(Clone, Debug)]
 pub struct Holdings {
-    /// This replica's author: its own feed is never asked for.
+    /// This replica's author: its own feed is asked for only when a peer holds more of it.
     pub author: AuthorId,
     /// The namespaces held.
     pub namespaces: Vec<NamespaceId>,
@@ -157,6 +159,20 @@ impl<P: Peer, G> Client<P, G> {
             },
             peer,
             pending: Pending::Heads { ns, after, page },
+        }
+    }
+
+    /// Asks `peer` whether its copy of `feed` forks from `held`, the head held here, before
+    /// charging it `fault`: a run that does not fit may be another branch, honestly sent.
+    fn ask_fork(&self, peer: P, feed: FeedId, held: &SignedHead, fault: Fault) -> Action<P, G> {
+        Action::Send {
+            request: Request::Fork {
+                topic: Topic::of(&feed.0),
+                cap: self.cap(&feed.0, &peer),
+                head: WireHead::from_head(held),
+            },
+            peer,
+            pending: Pending::Fork { feed, fault },
         }
     }
 
@@ -328,6 +344,27 @@ impl<P: Peer, G> Client<P, G> {
                 debug!(?peer, ?reason, "heads refused");
                 Vec::new()
             }
+            (Pending::Fork { feed, fault }, Response::Fork(Some(proof)))
+                if (proof.longer.namespace, proof.longer.author) == feed =>
+            {
+                vec![Action::Store(Job(JobKind::CheckFork {
+                    peer,
+                    feed,
+                    proof,
+                    fault,
+                }))]
+            }
+            (Pending::Fork { fault, .. }, Response::Fork(_)) => vec![self.penalize(peer, fault)],
+            (Pending::Fork { fault, .. }, Response::Refused(reason)) => {
+                // A busy peer is asked again when its next run does not fit; one that holds
+                // nothing of the feed it just sent has no excuse.
+                if reason == Refusal::Busy {
+                    debug!(?peer, "fork check refused: busy");
+                    Vec::new()
+                } else {
+                    vec![self.penalize(peer, fault)]
+                }
+            }
             (pending, _) => {
                 let mut actions = match pending {
                     Pending::Run { feed, .. } => {
@@ -335,7 +372,7 @@ impl<P: Peer, G> Client<P, G> {
                         Vec::new()
                     }
                     Pending::Key { query } => self.remote_done(query),
-                    Pending::Heads { .. } => Vec::new(),
+                    Pending::Heads { .. } | Pending::Fork { .. } => Vec::new(),
                 };
                 actions.push(self.penalize(peer, Fault::WrongAnswer));
                 actions
@@ -357,7 +394,7 @@ impl<P: Peer, G> Client<P, G> {
                 Vec::new()
             }
             Pending::Key { query } => self.remote_done(query),
-            Pending::Heads { .. } => Vec::new(),
+            Pending::Heads { .. } | Pending::Fork { .. } => Vec::new(),
         };
         if let Some(fault) = fault {
             actions.push(self.penalize(peer, fault));
@@ -438,12 +475,33 @@ impl<P: Peer, G> Client<P, G> {
                 query,
                 versions: Some(versions),
             }),
+            DoneKind::ForkChecked {
+                peer,
+                feed,
+                proof,
+                fault,
+                result,
+            } => match result {
+                Ok(new) => {
+                    // The peer holds another branch: it sent what it holds, honestly.
+                    self.scheduler.freeze(feed);
+                    if new {
+                        actions.push(Action::Publish {
+                            ns: feed.0,
+                            message: Gossip::Fork(proof),
+                        });
+                    }
+                }
+                Err(IngestError::Invalid(_)) => actions.push(self.penalize(peer, fault)),
+                Err(e) => warn!(error = %e, "recording a fork"),
+            },
             DoneKind::Ingested {
                 feed,
                 source,
                 result,
                 held,
                 fork,
+                branch,
             } => {
                 if let Some(proof) = fork {
                     self.scheduler.freeze(feed);
@@ -476,13 +534,22 @@ impl<P: Peer, G> Client<P, G> {
                     (Err(IngestError::Invalid(invalid)), source) => {
                         let peer = source.peer().clone();
                         if let Source::Gossip { message, .. } = source {
+                            // Not forwarded either way; blamed only once proven bad.
+                            let verdict = match branch {
+                                Some(_) => Verdict::Ignore,
+                                None => Verdict::Reject,
+                            };
                             actions.push(Action::Validate {
                                 peer: peer.clone(),
                                 message,
-                                verdict: Verdict::Reject,
+                                verdict,
                             });
                         }
-                        actions.push(self.penalize(peer, Fault::Invalid(invalid)));
+                        let fault = Fault::Invalid(invalid);
+                        actions.push(match branch {
+                            Some(held) => self.ask_fork(peer, feed, &held, fault),
+                            None => self.penalize(peer, fault),
+                        });
                     }
                     (Err(e), source) => {
                         warn!(error = %e, "ingest failed");
@@ -555,6 +622,10 @@ impl<P: Peer, G> Client<P, G> {
             }],
             JobKind::CheckHeads { .. } => {
                 debug!("store busy; dropping a peer's heads");
+                Vec::new()
+            }
+            JobKind::CheckFork { .. } => {
+                debug!("store busy; dropping a peer's fork proof, to be asked for again");
                 Vec::new()
             }
             JobKind::MergeRemote { query, .. } => vec![Action::Answer {

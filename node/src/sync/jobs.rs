@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use tracing::warn;
 use weft_storage::{
     AuthorId, ForkProof, IngestError, Ingested, Invalid, Membership, NamespaceId, Run, SignedHead,
-    SparseRun, Store, VersionInfo,
+    SparseRun, Store, VersionInfo, tree::ProofError,
 };
 
 use super::FeedId;
@@ -66,6 +66,14 @@ pub(crate) enum JobKind<P, G> {
         key: Vec<u8>,
         runs: Vec<SparseRun>,
     },
+    /// Check and record the fork proof a peer sent to explain a run that did not fit what is
+    /// held here; `fault` is charged to it if the proof proves nothing.
+    CheckFork {
+        peer: P,
+        feed: FeedId,
+        proof: ForkProof,
+        fault: Fault,
+    },
     /// Check and record a fork proof from gossip.
     RecordFork {
         peer: P,
@@ -88,6 +96,17 @@ pub(crate) enum DoneKind<P, G> {
         held: u64,
         /// A fork the run's head proved against what is held, just recorded.
         fork: Option<Box<ForkProof>>,
+        /// When the entries did not rebuild the root of a validly signed head over what is
+        /// held: the head held. The sender may hold another branch of a forked feed rather
+        /// than have sent bad entries, so it is asked for the proof before it is blamed.
+        branch: Option<Box<SignedHead>>,
+    },
+    ForkChecked {
+        peer: P,
+        feed: FeedId,
+        proof: ForkProof,
+        fault: Fault,
+        result: Result<bool, IngestError>,
     },
     HeadsChecked {
         peer: P,
@@ -139,6 +158,14 @@ impl<P, G> Job<P, G> {
                     }
                     other => other,
                 };
+                let branch = match &result {
+                    Err(IngestError::Invalid(Invalid::Proof(ProofError::RootMismatch)))
+                        if head.verify().is_ok() =>
+                    {
+                        held_head(store, head)
+                    }
+                    _ => None,
+                };
                 // A failed ingest changed nothing; the scheduler keeps the larger of what it
                 // knew.
                 let held = result.as_ref().map_or(0, Ingested::held);
@@ -148,8 +175,21 @@ impl<P, G> Job<P, G> {
                     result,
                     held,
                     fork,
+                    branch,
                 }
             }
+            JobKind::CheckFork {
+                peer,
+                feed,
+                proof,
+                fault,
+            } => DoneKind::ForkChecked {
+                result: store.record_fork(&proof),
+                peer,
+                feed,
+                proof,
+                fault,
+            },
             JobKind::CheckHeads {
                 peer,
                 ns,
@@ -278,6 +318,18 @@ fn check_heads<P, G>(
         new_forks,
         bad: None,
         next,
+    }
+}
+
+/// The head held of `head`'s feed, when something of it is held: a run that does not fit
+/// nothing cannot come from another branch.
+fn held_head(store: &Store, head: &SignedHead) -> Option<Box<SignedHead>> {
+    match store.head(&head.namespace, &head.author) {
+        Ok(held) => held.filter(|held| held.length > 0).map(Box::new),
+        Err(e) => {
+            warn!(error = %e, "reading a held head");
+            None
+        }
     }
 }
 

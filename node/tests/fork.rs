@@ -1,0 +1,290 @@
+//! An equivocating author: two replicas hold two branches of its feed, and each serves its own
+//! honestly. The replica on the shorter branch is sent entries that do not fit what it holds;
+//! it must ask the sender for the fork proof and freeze the feed, never cut the honest sender
+//! off, whether the entries came in a catch-up run or in gossip. A sender whose entries do not
+//! fit and who proves no fork is still cut off.
+//!
+//! The replicas run the node's own sync client and server (`weft_node::sync`) with the wire
+//! encoding between them and every message delivered in order.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Instant;
+
+use weft_node::sync::{self, Action, Client, Fault, Holdings, Peer, Server, Verdict};
+use weft_node::wire::{self, Gossip, MAX_MESSAGE, Request, Response, WireRun};
+use weft_storage::{Access, Charter, Ingested, NamespaceId, Options, Run, Store};
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct Id(usize);
+
+impl Peer for Id {
+    fn id_bytes(&self) -> Vec<u8> {
+        format!("replica {}", self.0).into_bytes()
+    }
+}
+
+fn options() -> Options {
+    Options {
+        durable: false,
+        ..Options::default()
+    }
+}
+
+struct Replica {
+    store: Store,
+    client: Client<Id, u64>,
+    server: Server,
+}
+
+/// What the two replicas did, for the assertions.
+#[derive(Default)]
+struct Log {
+    penalized: Vec<(usize, usize, Fault)>,
+    verdicts: Vec<(usize, Verdict)>,
+    fork_checks: usize,
+}
+
+/// Replicas 0 and 1 of one open namespace; replica 0 holds `short` (a branch of the writer's
+/// feed) and replica 1 holds `long`, another branch.
+fn replicas(root: &Path, writer: &Writer, short: &Run, long: &Run) -> (NamespaceId, Vec<Replica>) {
+    let ns = short.head.namespace;
+    let charter = &writer.charter;
+    let mut out = Vec::new();
+    for (i, run) in [short, long].into_iter().enumerate() {
+        let store = Store::init_joined(&root.join(format!("r{i}")), options(), charter, None)
+            .expect("join");
+        assert!(matches!(
+            store.ingest(run).expect("a branch ingests"),
+            Ingested::Appended { .. }
+        ));
+        let holdings = Holdings::of(&store).expect("holdings");
+        let server = Server::new(Id(i).id_bytes(), holdings.namespaces.clone());
+        out.push(Replica {
+            client: Client::new(Id(i).id_bytes(), holdings),
+            server,
+            store,
+        });
+    }
+    (ns, out)
+}
+
+/// The writer's feed: 3 common entries, then 1 on the short branch and 2 on the long one, as
+/// when one key is used on two devices (or a backup restored and written to offline).
+struct Writer {
+    charter: Charter,
+    common: Run,
+    short: Run,
+    long: Run,
+}
+
+fn branches(root: &Path) -> Writer {
+    let (live, copy) = (root.join("writer"), root.join("copy"));
+    let put = |store: &Store, key: &str| {
+        store
+            .put(&store.default_namespace(), key.as_bytes(), b"v")
+            .expect("put");
+    };
+    let read = |store: &Store| {
+        store
+            .read_run(
+                &store.default_namespace(),
+                &store.author(),
+                0,
+                100,
+                usize::MAX,
+            )
+            .expect("read")
+            .expect("held")
+    };
+    let (charter, common) = {
+        let store = Store::init(&live, options(), Access::Open).expect("init");
+        for key in ["a", "b", "c"] {
+            put(&store, key);
+        }
+        let charter = store
+            .charter(&store.default_namespace())
+            .expect("charter")
+            .expect("charter");
+        (charter, read(&store))
+    };
+    copy_dir(&live, &copy);
+    let short = Store::open(&copy, options()).expect("open copy");
+    put(&short, "d on the short branch");
+    let long = Store::open(&live, options()).expect("reopen");
+    put(&long, "d on the long branch");
+    put(&long, "e");
+    Writer {
+        charter,
+        common,
+        short: read(&short),
+        long: read(&long),
+    }
+}
+
+/// Carries out `actions` of replica `me` and everything they lead to, in order.
+fn drive(replicas: &mut [Replica], log: &mut Log, me: usize, actions: Vec<Action<Id, u64>>) {
+    let mut todo: VecDeque<(usize, Action<Id, u64>)> =
+        actions.into_iter().map(|action| (me, action)).collect();
+    while let Some((me, action)) = todo.pop_front() {
+        let (who, more) = match action {
+            Action::Send {
+                peer,
+                request,
+                pending,
+            } => {
+                if matches!(request, Request::Fork { .. }) {
+                    log.fork_checks += 1;
+                }
+                let request: Request =
+                    wire::decode(&wire::encode(&request), sync::MAX_REQUEST).expect("decodes");
+                let server = &mut replicas[peer.0];
+                let asker = Id(me).id_bytes();
+                let ns = server
+                    .server
+                    .admit(&asker, &request, Instant::now())
+                    .expect("admitted");
+                let response = sync::answer(&server.store, &ns, request);
+                server.server.answered(&asker);
+                let response: Response =
+                    wire::decode(&wire::encode(&response), MAX_MESSAGE).expect("decodes");
+                (me, replicas[me].client.on_response(peer, pending, response))
+            }
+            Action::Store(job) => {
+                let done = job.run(&replicas[me].store);
+                (me, replicas[me].client.on_done(done))
+            }
+            Action::Penalize { peer, fault } => {
+                log.penalized.push((me, peer.0, fault));
+                (me, Vec::new())
+            }
+            Action::Publish { ns, message } => {
+                let other = 1 - me;
+                let message = wire::decode(&wire::encode(&message), MAX_MESSAGE).expect("decodes");
+                (
+                    other,
+                    replicas[other].client.on_gossip(Id(me), 0, ns, message),
+                )
+            }
+            Action::Validate { verdict, .. } => {
+                log.verdicts.push((me, verdict));
+                (me, Vec::new())
+            }
+            Action::Answer { .. } => panic!("no remote reads are made here"),
+        };
+        todo.extend(more.into_iter().map(|action| (who, action)));
+        for (i, replica) in replicas.iter_mut().enumerate() {
+            todo.extend(replica.client.wants().into_iter().map(|action| (i, action)));
+        }
+    }
+}
+
+fn forks(replica: &Replica, ns: &NamespaceId) -> usize {
+    replica.store.forks(ns).expect("forks").len()
+}
+
+#[test]
+fn a_run_from_another_branch_freezes_the_feed_and_blames_nobody() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let writer = branches(root.path());
+    let (short, long) = (&writer.short, &writer.long);
+    let (ns, mut replicas) = replicas(root.path(), &writer, short, long);
+    let mut log = Log::default();
+
+    // Only the replica on the short branch asks: the longer head is all it learns, so the
+    // branch shows only when the entries after its own do not fit.
+    let actions = replicas[0].client.connected(&Id(1));
+    drive(&mut replicas, &mut log, 0, actions);
+
+    assert!(
+        log.penalized.is_empty(),
+        "an honest sender was cut off: {:?}",
+        log.penalized
+    );
+    assert_eq!(log.fork_checks, 1, "the sender was asked for the fork once");
+    assert_eq!(forks(&replicas[0], &ns), 1, "the asker froze the feed");
+    assert_eq!(
+        forks(&replicas[1], &ns),
+        1,
+        "the fork was gossiped to the sender"
+    );
+    let held = replicas[0]
+        .store
+        .head(&ns, &short.head.author)
+        .expect("head");
+    assert_eq!(
+        held.map(|head| head.length),
+        Some(4),
+        "nothing of the other branch kept"
+    );
+}
+
+#[test]
+fn gossip_from_another_branch_is_dropped_unforwarded_and_freezes_the_feed() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let writer = branches(root.path());
+    let (short, long) = (&writer.short, &writer.long);
+    let (ns, mut replicas) = replicas(root.path(), &writer, short, long);
+    let mut log = Log::default();
+
+    // Replica 1 relays a push of the long branch's last two entries.
+    let push = replicas[1]
+        .store
+        .read_run(&ns, &long.head.author, 3, 2, usize::MAX)
+        .expect("read")
+        .expect("held");
+    let actions = replicas[0]
+        .client
+        .on_gossip(Id(1), 7, ns, Gossip::Push(WireRun::from_run(push)));
+    drive(&mut replicas, &mut log, 0, actions);
+
+    assert!(log.penalized.is_empty(), "{:?}", log.penalized);
+    assert_eq!(
+        log.verdicts.first(),
+        Some(&(0, Verdict::Ignore)),
+        "a push that does not fit is neither forwarded nor blamed on its relay"
+    );
+    assert_eq!(log.fork_checks, 1);
+    assert_eq!(forks(&replicas[0], &ns), 1);
+}
+
+#[test]
+fn entries_that_do_not_fit_and_prove_no_fork_are_still_blamed() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let writer = branches(root.path());
+    // Replica 0 holds the common entries, replica 1 the short branch: no fork between them.
+    let (ns, mut replicas) = replicas(root.path(), &writer, &writer.common, &writer.short);
+    let mut log = Log::default();
+
+    // The short branch's next entry, tampered with in transit by replica 1.
+    let mut forged = writer.short.clone();
+    forged.start = 3;
+    forged.entries = vec![forged.entries[3].clone()];
+    forged.entries[0][5] ^= 1;
+    forged.extension.clear();
+    let actions =
+        replicas[0]
+            .client
+            .on_gossip(Id(1), 8, ns, Gossip::Push(WireRun::from_run(forged)));
+    drive(&mut replicas, &mut log, 0, actions);
+    assert_eq!(log.fork_checks, 1, "the relay was asked for a fork first");
+    assert_eq!(forks(&replicas[0], &ns), 0);
+    assert!(
+        matches!(log.penalized.as_slice(), [(0, 1, Fault::Invalid(_))]),
+        "{:?}",
+        log.penalized
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for item in std::fs::read_dir(from).expect("read dir") {
+        let item = item.expect("dir entry");
+        let target = to.join(item.file_name());
+        if item.file_type().expect("file type").is_dir() {
+            copy_dir(&item.path(), &target);
+        } else {
+            std::fs::copy(item.path(), target).expect("copy");
+        }
+    }
+}
