@@ -48,3 +48,19 @@ pub struct VersionId {
     /// The entry's index in that feed.
     pub seq: u64,
 }
+
+/// What a version's bytes hash to (storage's blake3 leaf hash of its entry). A link names it
+/// beside the id, so that it supersedes only a version its writer actually held: an entry not
+/// written yet has no hash anyone can know.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct VersionHash(pub [u8; 32]);
+
+impl fmt::Debug for VersionHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VersionHash(")?;
+        for byte in &self.0[..4] {
+            write!(f, "{byte:02x}")?;
+        }
+        write!(f, ")")
+    }
+}

@@ -9,15 +9,17 @@
 //! - [`replica`]: an in-memory replica of many keys, the reference model that storage's view and
 //!   the property tests are checked against.
 //!
-//! Merging is a set union: a key's live versions are all known versions minus every id that some
-//! known version lists in its `supersedes`. That makes merge commutative, associative and
-//! idempotent, whatever order versions arrive in and however often.
+//! Merging is a set union: a key's live versions are all known versions minus every version
+//! that some known version links to in its `supersedes`. That makes merge commutative,
+//! associative and idempotent, whatever order versions arrive in and however often. A link names
+//! a version by id and hash, so it can only supersede a version its writer held, never one
+//! written later under the same id.
 #![deny(missing_docs)]
 
 pub mod ids;
 pub mod register;
 pub mod replica;
 
-pub use ids::{AuthorId, Timestamp, VersionId};
-pub use register::{Applied, Op, Register, SupersededSet, Version, Write};
+pub use ids::{AuthorId, Timestamp, VersionHash, VersionId};
+pub use register::{Applied, Link, Op, Register, Superseded, SupersededSet, Version, Write};
 pub use replica::Replica;

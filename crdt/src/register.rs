@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{Timestamp, VersionId};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ids::{Timestamp, VersionHash, VersionId};
 
 /// What a version does to its key. `V` is the value, or where to find it (the storage view keeps
 /// a pointer into the log).
@@ -34,6 +36,8 @@ pub struct Version<V> {
     pub timestamp: Timestamp,
     /// What it does.
     pub op: Op<V>,
+    /// What its entry hashes to, which a link to it must name.
+    pub hash: VersionHash,
 }
 
 impl<V> Version<V> {
@@ -42,41 +46,110 @@ impl<V> Version<V> {
     fn lww_order(&self) -> (Timestamp, &crate::AuthorId, u64) {
         (self.timestamp, &self.id.author, self.id.seq)
     }
+
+    /// A link that supersedes this version.
+    pub fn link(&self) -> Link {
+        Link {
+            id: self.id,
+            hash: Some(self.hash),
+        }
+    }
 }
 
-/// A version as its writer wrote it: with the ids of the versions of the same key that the writer
-/// saw live at the time, which it thereby replaces.
+/// A version's link to a version of the same key that its writer saw, and so replaces.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct Link {
+    /// The version replaced.
+    pub id: VersionId,
+    /// Its hash. `None` only in links of entries written before links carried hashes: such
+    /// a link replaces only a version stamped earlier than the version that makes it, so it
+    /// can do no more than that version's timestamp does anyway.
+    pub hash: Option<VersionHash>,
+}
+
+impl Link {
+    /// Whether this link, made by a version stamped `by`, replaces `version`.
+    pub fn replaces<V>(&self, version: &Version<V>, by: Timestamp) -> bool {
+        self.id == version.id
+            && match self.hash {
+                Some(hash) => hash == version.hash,
+                None => version.timestamp < by,
+            }
+    }
+}
+
+/// A version as its writer wrote it: with links to the versions of the same key that the
+/// writer saw at the time, which it thereby replaces.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Write<V> {
     /// The new version.
     pub version: Version<V>,
     /// The versions it replaces.
-    pub supersedes: Vec<VersionId>,
+    pub supersedes: Vec<Link>,
 }
 
-/// The ids of one key's versions that some known version supersedes.
+/// The links some known version of one key made.
 ///
 /// It must outlive the versions themselves: a superseded version may arrive after the version
 /// that superseded it, and must then stay dead. Storage keeps it in a table; the in-memory
-/// model in a `BTreeSet`.
+/// model in a [`Superseded`].
 pub trait SupersededSet {
     /// Failure of the backing store.
     type Error;
-    /// Whether some known version supersedes `id`.
-    fn contains(&self, id: &VersionId) -> Result<bool, Self::Error>;
-    /// Records that `id` is superseded.
-    fn insert(&mut self, id: VersionId) -> Result<(), Self::Error>;
+    /// Whether some known link replaces the version `id` with `hash`, stamped `timestamp`.
+    fn replaces(
+        &self,
+        id: &VersionId,
+        hash: &VersionHash,
+        timestamp: Timestamp,
+    ) -> Result<bool, Self::Error>;
+    /// Records `link`, made by a version stamped `by`.
+    fn insert(&mut self, link: Link, by: Timestamp) -> Result<(), Self::Error>;
 }
 
-impl SupersededSet for std::collections::BTreeSet<VersionId> {
+/// The links known of one key, in memory.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Superseded {
+    links: BTreeMap<VersionId, Linked>,
+}
+
+/// The links to one version id: the hashes named, and the latest timestamp of a version that
+/// made a link without one.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+struct Linked {
+    hashes: BTreeSet<VersionHash>,
+    unhashed_by: Option<Timestamp>,
+}
+
+impl Superseded {
+    /// Every version id some link names.
+    pub fn ids(&self) -> impl Iterator<Item = &VersionId> {
+        self.links.keys()
+    }
+}
+
+impl SupersededSet for Superseded {
     type Error = std::convert::Infallible;
 
-    fn contains(&self, id: &VersionId) -> Result<bool, Self::Error> {
-        Ok(std::collections::BTreeSet::contains(self, id))
+    fn replaces(
+        &self,
+        id: &VersionId,
+        hash: &VersionHash,
+        timestamp: Timestamp,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.links.get(id).is_some_and(|linked| {
+            linked.hashes.contains(hash) || linked.unhashed_by.is_some_and(|by| timestamp < by)
+        }))
     }
 
-    fn insert(&mut self, id: VersionId) -> Result<(), Self::Error> {
-        std::collections::BTreeSet::insert(self, id);
+    fn insert(&mut self, link: Link, by: Timestamp) -> Result<(), Self::Error> {
+        let linked = self.links.entry(link.id).or_default();
+        match link.hash {
+            Some(hash) => {
+                linked.hashes.insert(hash);
+            }
+            None => linked.unhashed_by = linked.unhashed_by.max(Some(by)),
+        }
         Ok(())
     }
 }
@@ -123,18 +196,20 @@ impl<V> Register<V> {
         superseded: &mut S,
     ) -> Result<Applied, S::Error> {
         let mut removed = 0;
-        for id in &write.supersedes {
+        let by = write.version.timestamp;
+        for link in &write.supersedes {
             // A version cannot replace itself; a forged link to itself must not hide it.
-            if *id == write.version.id {
+            if link.id == write.version.id {
                 continue;
             }
-            superseded.insert(*id)?;
+            superseded.insert(*link, by)?;
             let before = self.live.len();
-            self.live.retain(|live| live.id != *id);
+            self.live.retain(|live| !link.replaces(live, by));
             removed += before - self.live.len();
         }
-        let id = write.version.id;
-        let added = !self.live.iter().any(|live| live.id == id) && !superseded.contains(&id)?;
+        let version = &write.version;
+        let added = !self.live.iter().any(|live| live.id == version.id)
+            && !superseded.replaces(&version.id, &version.hash, version.timestamp)?;
         if added {
             let at = self
                 .live
@@ -163,9 +238,9 @@ impl<V> Register<V> {
         }
     }
 
-    /// The ids a new write of this key must supersede: everything live now.
-    pub fn heads(&self) -> Vec<VersionId> {
-        self.live.iter().map(|live| live.id).collect()
+    /// The links a new write of this key makes: to everything live now.
+    pub fn heads(&self) -> Vec<Link> {
+        self.live.iter().map(Version::link).collect()
     }
 
     /// Whether no version is live.

@@ -1,9 +1,9 @@
 //! An in-memory replica: the reference model of the key-value view.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use crate::ids::{Timestamp, VersionId};
-use crate::register::{Applied, Op, Register, Write};
+use crate::ids::{Timestamp, VersionHash, VersionId};
+use crate::register::{Applied, Op, Register, Superseded, Write};
 
 /// One live version as [`Replica::snapshot`] lists it.
 pub type LiveVersion<V> = (VersionId, Timestamp, Op<V>);
@@ -17,14 +17,14 @@ pub struct Replica<V> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct KeyState<V> {
     register: Register<V>,
-    superseded: BTreeSet<VersionId>,
+    superseded: Superseded,
 }
 
 impl<V> Default for KeyState<V> {
     fn default() -> Self {
         KeyState {
             register: Register::default(),
-            superseded: BTreeSet::new(),
+            superseded: Superseded::default(),
         }
     }
 }
@@ -54,16 +54,22 @@ impl<V: Clone> Replica<V> {
     }
 
     /// Makes a local write: it supersedes every version of `key` live here now.
-    /// The caller assigns `id` and a `timestamp` from its clock.
+    /// The caller assigns `id`, a `timestamp` from its clock and the `hash` of what it wrote.
     pub fn write(
         &mut self,
         key: &[u8],
         id: VersionId,
         timestamp: Timestamp,
         op: Op<V>,
+        hash: VersionHash,
     ) -> Write<V> {
         let write = Write {
-            version: crate::Version { id, timestamp, op },
+            version: crate::Version {
+                id,
+                timestamp,
+                op,
+                hash,
+            },
             supersedes: self.register(key).map(Register::heads).unwrap_or_default(),
         };
         self.apply(key, write.clone());
@@ -88,12 +94,12 @@ impl<V: Clone> Replica<V> {
             .map(|(key, state)| (key.as_slice(), &state.register))
     }
 
-    /// The ids superseded for `key`.
+    /// The ids some link of `key` names.
     pub fn superseded(&self, key: &[u8]) -> impl Iterator<Item = &VersionId> {
         self.keys
             .get(key)
             .into_iter()
-            .flat_map(|state| state.superseded.iter())
+            .flat_map(|state| state.superseded.ids())
     }
 
     /// Every live value, author and timestamp of every key: two replicas that agree here

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use weft_crdt::{AuthorId, Op, Replica, Timestamp, VersionId, Write};
+use weft_crdt::{AuthorId, Link, Op, Replica, Timestamp, VersionHash, VersionId, Write};
 
 const AUTHORS: usize = 3;
 const KEYS: &[&[u8]] = &[b"a", b"b", b"c"];
@@ -58,8 +58,13 @@ fn history(steps: &[Step]) -> Log {
                 seqs[author] += 1;
                 let op = if delete { Op::Delete } else { Op::Put(value) };
                 // Small clock values make equal timestamps common, so tie-breaks get exercised.
-                let write =
-                    replicas[author].write(KEYS[key], id, Timestamp(u64::from(clock % 8)), op);
+                let write = replicas[author].write(
+                    KEYS[key],
+                    id,
+                    Timestamp(u64::from(clock % 8)),
+                    op,
+                    hash_of(id),
+                );
                 known[author].insert(log.len());
                 log.push((KEYS[key], write));
             }
@@ -80,6 +85,14 @@ fn history(steps: &[Step]) -> Log {
     log
 }
 
+/// A hash unique to each version, as an entry's hash is.
+fn hash_of(id: VersionId) -> VersionHash {
+    let mut hash = [0x5a; 32];
+    hash[0] = id.author.0[0];
+    hash[1..9].copy_from_slice(&id.seq.to_be_bytes());
+    VersionHash(hash)
+}
+
 /// Delivers the log in the order given by `keys` (a random sort key per delivery), with the
 /// deliveries that `dups` names repeated at the end.
 fn deliver(log: &Log, order: &[u32], dups: &[usize]) -> Replica<u8> {
@@ -97,15 +110,22 @@ fn deliver(log: &Log, order: &[u32], dups: &[usize]) -> Replica<u8> {
 }
 
 /// The definition, computed directly: a key's live versions are its known versions that no
-/// known version supersedes.
+/// known version's link replaces.
 fn expected_live(log: &Log) -> BTreeMap<Vec<u8>, BTreeSet<VersionId>> {
-    let superseded: BTreeSet<(&[u8], VersionId)> = log
+    let links: Vec<(&[u8], Link, Timestamp, VersionId)> = log
         .iter()
-        .flat_map(|(key, w)| w.supersedes.iter().map(move |id| (*key, *id)))
+        .flat_map(|(key, w)| {
+            w.supersedes
+                .iter()
+                .map(move |link| (*key, *link, w.version.timestamp, w.version.id))
+        })
         .collect();
     let mut live: BTreeMap<Vec<u8>, BTreeSet<VersionId>> = BTreeMap::new();
     for (key, write) in log {
-        if !superseded.contains(&(*key, write.version.id)) {
+        let replaced = links.iter().any(|(k, link, by, from)| {
+            k == key && *from != write.version.id && link.replaces(&write.version, *by)
+        });
+        if !replaced {
             live.entry(key.to_vec())
                 .or_default()
                 .insert(write.version.id);
@@ -149,8 +169,12 @@ proptest! {
                 .register(key)
                 .map(|reg| reg.live().iter().map(|v| v.id).collect())
                 .unwrap_or_default();
-            for id in &write.supersedes {
-                prop_assert!(!live.contains(id), "{id:?} is still live after being superseded");
+            for link in &write.supersedes {
+                prop_assert!(
+                    !live.contains(&link.id),
+                    "{:?} is still live after being superseded",
+                    link.id
+                );
             }
         }
     }
@@ -206,6 +230,7 @@ fn a_late_superseded_version_stays_dead() {
             id: v1,
             timestamp: Timestamp(9),
             op: Op::Put(1u8),
+            hash: hash_of(v1),
         },
         supersedes: vec![],
     };
@@ -214,8 +239,12 @@ fn a_late_superseded_version_stays_dead() {
             id: v2,
             timestamp: Timestamp(1),
             op: Op::Put(2u8),
+            hash: hash_of(v2),
         },
-        supersedes: vec![v1],
+        supersedes: vec![Link {
+            id: v1,
+            hash: Some(hash_of(v1)),
+        }],
     };
     let mut replica = Replica::new();
     replica.apply(b"k", new);
@@ -246,6 +275,7 @@ fn a_tombstone_winner_reads_as_absent_but_keeps_concurrent_siblings() {
                 id: put,
                 timestamp: Timestamp(1),
                 op: Op::Put(7u8),
+                hash: hash_of(put),
             },
             supersedes: vec![],
         },
@@ -257,10 +287,68 @@ fn a_tombstone_winner_reads_as_absent_but_keeps_concurrent_siblings() {
                 id: del,
                 timestamp: Timestamp(2),
                 op: Op::Delete,
+                hash: hash_of(del),
             },
             supersedes: vec![],
         },
     );
     assert_eq!(replica.get(b"k"), None);
     assert_eq!(replica.register(b"k").map(|r| r.live().len()), Some(2));
+}
+
+/// Finding 5 of the hostile-members review: a member must not be able to kill another
+/// author's future write of a key by linking to its id before it exists.
+#[test]
+fn a_link_cannot_supersede_a_version_its_writer_never_held() {
+    let owner_next = VersionId {
+        author: AuthorId([1; 32]),
+        seq: 5,
+    };
+    let member = VersionId {
+        author: AuthorId([2; 32]),
+        seq: 0,
+    };
+    let guess = Link {
+        id: owner_next,
+        hash: Some(VersionHash([0; 32])),
+    };
+    let write = |id, timestamp, value, supersedes| Write {
+        version: weft_crdt::Version {
+            id,
+            timestamp: Timestamp(timestamp),
+            op: Op::Put(value),
+            hash: hash_of(id),
+        },
+        supersedes,
+    };
+    let attack = write(member, 10, 1u8, vec![guess]);
+    let later = write(owner_next, 20, 2u8, vec![]);
+    for order in [[&attack, &later], [&later, &attack]] {
+        let mut replica = Replica::new();
+        for w in order {
+            replica.apply(b"k", w.clone());
+        }
+        assert_eq!(
+            replica.get(b"k"),
+            Some(&2),
+            "the owner's later write was killed"
+        );
+        assert_eq!(replica.register(b"k").map(|r| r.live().len()), Some(2));
+    }
+
+    // A link without a hash (an entry of the format before hashes) replaces only what is
+    // stamped before its writer, in either order.
+    let unhashed = |id| Link { id, hash: None };
+    let old = write(owner_next, 5, 3u8, vec![]);
+    let legacy = write(member, 10, 1u8, vec![unhashed(owner_next)]);
+    for (target, survives) in [(&old, false), (&later, true)] {
+        for order in [[&legacy, target], [target, &legacy]] {
+            let mut replica = Replica::new();
+            for w in order {
+                replica.apply(b"k", w.clone());
+            }
+            let live = replica.register(b"k").map_or(0, |r| r.live().len());
+            assert_eq!(live, if survives { 2 } else { 1 }, "{:?}", target.version);
+        }
+    }
 }

@@ -13,8 +13,8 @@ use weft_node::wire::{self, Gossip, Refusal, Request, Response, Topic, WireHead,
 use weft_node::{Multiaddr, PeerId};
 use weft_storage::tree::{self, Frontier, Hash, Node};
 use weft_storage::{
-    AuthorId, Charter, Entry, ForkProof, Grant, Membership, Mode, NamespaceId, Op, SignedHead,
-    Timestamp, VersionId,
+    AuthorId, Charter, Entry, ForkProof, Grant, Link, Membership, Mode, NamespaceId, Op,
+    SignedHead, Timestamp, VersionHash, VersionId,
 };
 
 fn main() -> std::io::Result<()> {
@@ -36,9 +36,13 @@ fn main() -> std::io::Result<()> {
                 } else {
                     Op::Put(b"value")
                 },
-                supersedes: vec![VersionId {
-                    author: AuthorId(author.verifying_key().to_bytes()),
-                    seq: i,
+                // The last entry is of the format before links carried hashes.
+                supersedes: vec![Link {
+                    id: VersionId {
+                        author: AuthorId(author.verifying_key().to_bytes()),
+                        seq: i,
+                    },
+                    hash: (i < 4).then_some(VersionHash([i as u8; 32])),
                 }],
             }
             .encode()

@@ -66,7 +66,7 @@ pub use replicate::{
 };
 pub use store::{Access, DB_FILE, KEYS_DIR, MAX_CLOCK_AHEAD, Options, Store};
 pub use verify::{Problem, VerifyReport};
-pub use weft_crdt::{Op, Timestamp, VersionId};
+pub use weft_crdt::{Link, Op, Timestamp, VersionHash, VersionId};
 
 /// The timestamp `after` from now by this machine's clock, as grants' expiries are given.
 pub fn timestamp_after(after: std::time::Duration) -> Timestamp {

@@ -2,16 +2,14 @@
 //! reached is kept under `"schema"` in [`META`].
 //!
 //! A store made before this list existed has no number: it is at schema 0, the tables of
-//! format 2 ([`tables::STORE_FORMAT`]). Every migration only creates tables (and fills an
-//! index from rows already there), so running one again on a store that already has them is
-//! harmless, which is how such a store is brought up to date whatever it already holds.
+//! format 2 ([`tables::STORE_FORMAT`]). Every migration only creates tables, or drops tables
+//! the view is rebuilt into from the feeds, so running one again on a store that already has
+//! them is harmless, which is how such a store is brought up to date whatever it already holds.
 
 use redb::{ReadableTable, WriteTransaction};
 
 use crate::error::{Error, Result};
-use crate::rows::{FeedRecord, decode_row};
 use crate::tables::{self, META};
-use crate::view::excluded_version_key;
 
 /// A migration: what it adds, and the change itself, inside the caller's transaction.
 struct Migration {
@@ -49,33 +47,40 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         adds: "excluded versions by key, which local writes supersede",
-        run: index_excluded_versions,
+        // Filled by the rebuild of the next migration.
+        run: |txn| {
+            txn.open_table(replaced::EXCLUDED_VERSIONS_1)?;
+            Ok(())
+        },
+    },
+    Migration {
+        adds: "links that name the superseded entry's hash: the view is rebuilt",
+        run: rebuild_view_for_hashed_links,
     },
 ];
 
-/// Fills [`tables::EXCLUDED_VERSIONS`] from the excluded entries already held.
-fn index_excluded_versions(txn: &WriteTransaction) -> Result<()> {
-    let excluded = txn.open_table(tables::EXCLUDED)?;
-    let feeds = txn.open_table(tables::FEEDS)?;
-    let entries = txn.open_table(tables::ENTRIES)?;
-    let mut index = txn.open_table(tables::EXCLUDED_VERSIONS)?;
-    for row in excluded.iter()? {
-        let at = row?.0.value();
-        let (feed, seq) = ((at >> 64) as u64, at as u64);
-        let Some(record) = feeds.get(feed)? else {
-            continue;
-        };
-        let record = FeedRecord::decode(record.value())?;
-        let Some(stored) = entries.get(at)? else {
-            continue;
-        };
-        let entry = decode_row(feed, seq, stored.value())?;
-        let id = weft_crdt::VersionId {
-            author: record.head.author,
-            seq,
-        };
-        index.insert(&excluded_version_key(record.ns, entry.key, id)[..], ())?;
-    }
+/// Tables of earlier schemas that a later migration replaces.
+mod replaced {
+    use redb::TableDefinition;
+
+    pub const VIEW_1: TableDefinition<&[u8], &[u8]> = TableDefinition::new("view-1");
+    pub const SUPERSEDED_1: TableDefinition<&[u8], ()> = TableDefinition::new("superseded-1");
+    pub const EXCLUDED_VERSIONS_1: TableDefinition<&[u8], ()> =
+        TableDefinition::new("excluded-versions-1");
+}
+
+/// The [`META`] key set while the view must be rebuilt from the feeds before the store is
+/// used: the next open does it ([`crate::Store::reindex`] clears it), so a crash midway only
+/// means it is done again.
+pub(crate) const REINDEX: &str = "reindex";
+
+/// Drops the view's tables whose layout changed, and asks for the view to be rebuilt into
+/// the new ones.
+fn rebuild_view_for_hashed_links(txn: &WriteTransaction) -> Result<()> {
+    txn.delete_table(replaced::VIEW_1)?;
+    txn.delete_table(replaced::SUPERSEDED_1)?;
+    txn.delete_table(replaced::EXCLUDED_VERSIONS_1)?;
+    txn.open_table(META)?.insert(REINDEX, &[1][..])?;
     Ok(())
 }
 

@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use weft_crdt::Op;
 
 use crate::error::{Error, Result};
-use crate::rows::{Stub, decode_row, feed_of, key_versions};
+use crate::rows::{Stub, decode_row, feed_of, key_versions, row_hash};
 use crate::store::Store;
 use crate::tables::{self, ENTRIES, FEED_IDS, PRUNED_FORMAT, SUPERSEDED, VIEW, feed_key};
+use crate::view::replaced_in;
 
 /// What [`Store::prune`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +72,18 @@ impl Store {
                     }
                     let entry = decode_row(feed, id.seq, &bytes)?;
                     if !matches!(entry.op, Op::Put(_)) {
+                        continue;
+                    }
+                    // Not live may also mean kept out of the view (an excluded entry) and
+                    // named by a link that does not match it: only a replaced one goes.
+                    let prefix = tables::superseded_prefix(ns, key);
+                    if !replaced_in(
+                        &superseded,
+                        &prefix,
+                        &id,
+                        &row_hash(&bytes),
+                        entry.timestamp,
+                    )? {
                         continue;
                     }
                     let stub = Stub {

@@ -1,12 +1,13 @@
 //! Reading the replica: a key's value, its live versions, its value as of a past time, its
 //! history, scans in key order, snapshots, and a summary of what is held.
 
-use std::collections::BTreeSet;
 use std::fs;
 
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
-use weft_crdt::{Op, Register, Timestamp, Version, VersionId, Write};
+use weft_crdt::{
+    Link, Op, Register, Superseded, Timestamp, Version, VersionHash, VersionId, Write,
+};
 
 use crate::error::{Error, Result};
 use crate::ids::{AuthorId, NamespaceId};
@@ -14,7 +15,7 @@ use crate::interest::Interest;
 use crate::members::RESERVED_PREFIX;
 use crate::rows::{
     EntriesTable, FeedRecord, SparseRecord, ViewTable, decode_register, decode_row, entry_bytes,
-    feed_of, key_versions, prefix_end, prefix_range, read_node, read_register, value_at,
+    feed_of, key_versions, prefix_end, prefix_range, read_node, read_register, row_hash, value_at,
 };
 use crate::store::Store;
 use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, SPARSE_FEEDS, VIEW, feed_key, view_key};
@@ -129,7 +130,7 @@ impl Store {
             .filter(|version| version.timestamp <= at)
             .collect();
         let mut register: Register<usize> = Register::default();
-        let mut superseded = BTreeSet::new();
+        let mut superseded = Superseded::default();
         for (index, version) in then.iter().enumerate() {
             let write = Write {
                 version: Version {
@@ -139,6 +140,7 @@ impl Store {
                         Some(_) => Op::Put(index),
                         None => Op::Delete,
                     },
+                    hash: version.hash,
                 },
                 supersedes: version.supersedes.clone(),
             };
@@ -204,6 +206,7 @@ impl Store {
             let entry = decode_row(feed, id.seq, row.value())?;
             held.push(HeldVersion {
                 id,
+                hash: row_hash(row.value()),
                 live,
                 pruned,
                 timestamp: entry.timestamp,
@@ -367,13 +370,14 @@ impl Store {
 /// A version of a key as [`Store::held_versions`] reads it from its entry row.
 struct HeldVersion {
     id: VersionId,
+    hash: VersionHash,
     /// Live in the view now.
     live: bool,
     /// `weft prune` dropped its value: `value` is meaningless.
     pruned: bool,
     timestamp: Timestamp,
     value: Option<Vec<u8>>,
-    supersedes: Vec<VersionId>,
+    supersedes: Vec<Link>,
 }
 
 /// A consistent read-only view of a [`Store`], from [`Store::snapshot`].

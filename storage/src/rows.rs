@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use redb::{ReadOnlyTable, ReadableTable};
 use serde::{Deserialize, Serialize};
-use weft_crdt::{Op, Register, Timestamp, VersionId};
+use weft_crdt::{Op, Register, Timestamp, VersionHash, VersionId};
 
 use crate::entry::Entry;
 use crate::error::{Error, Result};
@@ -62,13 +62,14 @@ impl SparseRecord {
     }
 }
 
-/// The part of a pruned entry that is kept ([`tables::PRUNED_FORMAT`]).
+/// The part of a pruned entry that is kept ([`tables::PRUNED_FORMAT`]); `L` is a
+/// [`weft_crdt::Link`], or a [`VersionId`] in a stub of [`tables::PRUNED_FORMAT_UNHASHED`].
 #[derive(Serialize, Deserialize)]
-pub(crate) struct Stub<'a> {
+pub(crate) struct Stub<'a, L = weft_crdt::Link> {
     pub timestamp: Timestamp,
     #[serde(borrow)]
     pub key: &'a [u8],
-    pub supersedes: Vec<VersionId>,
+    pub supersedes: Vec<L>,
 }
 
 impl<'a> Stub<'a> {
@@ -118,13 +119,37 @@ pub(crate) fn sparse_row(
     Ok(row)
 }
 
+/// The leaf hash an [`tables::ENTRIES`] row starts with, which links to its entry name. Call
+/// it on a row [`decode_row`] read, so it is known to be long enough.
+pub(crate) fn row_hash(row: &[u8]) -> VersionHash {
+    let mut hash = [0; 32];
+    let len = row.len().min(32);
+    hash[..len].copy_from_slice(&row[..len]);
+    VersionHash(hash)
+}
+
 /// The entry in the [`tables::ENTRIES`] row of `seq` in `feed`; a pruned row gives its stub.
 pub(crate) fn decode_row(feed: u64, seq: u64, row: &[u8]) -> Result<Entry<'_>> {
     let damaged = |what: String| Error::Damaged(format!("entry {seq} of local feed {feed} {what}"));
     let parts = tables::split_row(seq, row).ok_or_else(|| damaged("is truncated".into()))?;
     if tables::is_pruned(parts.entry) {
-        let stub: Stub<'_> = postcard::from_bytes(&parts.entry[1..])
-            .map_err(|e| damaged(format!("is a pruned stub that does not decode ({e})")))?;
+        let undecodable =
+            |e: postcard::Error| damaged(format!("is a pruned stub that does not decode ({e})"));
+        let stub: Stub<'_> = if parts.entry[0] == tables::PRUNED_FORMAT_UNHASHED {
+            let old: Stub<'_, VersionId> =
+                postcard::from_bytes(&parts.entry[1..]).map_err(undecodable)?;
+            Stub {
+                timestamp: old.timestamp,
+                key: old.key,
+                supersedes: old
+                    .supersedes
+                    .into_iter()
+                    .map(|id| weft_crdt::Link { id, hash: None })
+                    .collect(),
+            }
+        } else {
+            postcard::from_bytes(&parts.entry[1..]).map_err(undecodable)?
+        };
         return Ok(stub.into_entry());
     }
     Entry::decode(parts.entry).map_err(|e| damaged(format!("does not decode ({e})")))
@@ -404,29 +429,36 @@ pub(crate) fn read_register(
 /// those some known version superseded, which may or may not be held.
 pub(crate) fn key_versions(
     view: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    superseded: &impl ReadableTable<&'static [u8], ()>,
+    superseded: &impl ReadableTable<&'static [u8], u64>,
     ns: u32,
     key: &[u8],
 ) -> Result<Vec<(VersionId, bool)>> {
     let register = read_register(view, ns, key)?;
     let mut versions: Vec<(VersionId, bool)> =
         register.live().iter().map(|v| (v.id, true)).collect();
+    let live = versions.len();
     let prefix = tables::superseded_prefix(ns, key);
     let (mut low, mut high) = (prefix.clone(), prefix);
-    low.extend_from_slice(&[0; 40]);
-    high.extend_from_slice(&[0xff; 40]);
+    low.extend_from_slice(&[0; 73]);
+    high.extend_from_slice(&[0xff; 73]);
     for row in superseded.range(&low[..]..=&high[..])? {
         let (row, _) = row?;
         let tail = row
             .value()
             .len()
-            .checked_sub(40)
-            .map(|at| &row.value()[at..])
+            .checked_sub(73)
+            .map(|at| &row.value()[at..at + 40])
             .ok_or_else(|| Error::Damaged("a superseded row is truncated".into()))?;
         let (author, seq) = tail.split_at(32);
         let author = AuthorId(author.try_into().expect("32 of 40 bytes"));
         let seq = u64::from_be_bytes(seq.try_into().expect("8 of 40 bytes"));
-        versions.push((VersionId { author, seq }, false));
+        let id = VersionId { author, seq };
+        // Several links may name one id (their rows are adjacent), and a link whose hash does
+        // not match may name a live version.
+        let named = versions.len() > live && versions.last().is_some_and(|(last, _)| *last == id);
+        if !named && !versions[..live].iter().any(|(known, _)| *known == id) {
+            versions.push((id, false));
+        }
     }
     Ok(versions)
 }

@@ -364,6 +364,7 @@ impl Store {
             txn.commit()?;
         }
         let txn = db.begin_read()?;
+        let reindex = txn.open_table(META)?.get(migrations::REINDEX)?.is_some();
 
         let key_path = dir.join(KEYS_DIR).join(AUTHOR_KEY_FILE);
         let author_key = read_secret(&key_path)?;
@@ -405,7 +406,7 @@ impl Store {
                 .map_err(|e| corrupt(format!("an interest does not decode ({e})")))?;
             interests.insert(NamespaceId(*ns.value()), interest);
         }
-        Ok(Store {
+        let store = Store {
             dir: dir.to_owned(),
             db,
             author_key,
@@ -418,7 +419,12 @@ impl Store {
             charters,
             commits: AtomicU64::new(0),
             own_elsewhere: Mutex::new(HashMap::new()),
-        })
+        };
+        if reindex {
+            let replayed = store.reindex()?;
+            tracing::info!(replayed, "rebuilt the view after a migration");
+        }
+        Ok(store)
     }
 
     /// The data dir.

@@ -47,14 +47,17 @@ pub fn feed_ids_key(ns: u32, author: &crate::ids::AuthorId) -> [u8; 36] {
 pub const ENTRIES: TableDefinition<u128, &[u8]> = TableDefinition::new("entries-1");
 
 /// `namespace number (u32 BE) ‖ key → Register<u64>`: the live versions of every key, last
-/// writer first. A put's value is not copied here: the register holds the local feed id whose
-/// entry row (with the version's seq) holds it.
-pub const VIEW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("view-1");
+/// writer first, each with its entry's leaf hash. A put's value is not copied here: the
+/// register holds the local feed id whose entry row (with the version's seq) holds it.
+pub const VIEW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("view-2");
 
-/// `namespace number (u32 BE) ‖ key length (u32 BE) ‖ key ‖ author (32) ‖ seq (u64 BE) → ()`:
-/// every version id some known version supersedes, per key. The length makes one key's rows a
-/// contiguous range that no longer key with the same prefix interleaves with.
-pub const SUPERSEDED: TableDefinition<&[u8], ()> = TableDefinition::new("superseded-1");
+/// `namespace number (u32 BE) ‖ key length (u32 BE) ‖ key ‖ author (32) ‖ seq (u64 BE) ‖ link
+/// (33) → timestamp (u64)`: every link some known version of a key makes. The link is `1 ‖
+/// hash` for a link naming the superseded entry's leaf hash (value 0), or `0 ‖ 32 zero bytes`
+/// for links without one (entries of format 1), whose value is the greatest timestamp of a
+/// version making such a link: they replace only versions stamped before it. The length makes
+/// one key's rows a contiguous range that no longer key with the same prefix interleaves with.
+pub const SUPERSEDED: TableDefinition<&[u8], u64> = TableDefinition::new("superseded-2");
 
 /// `namespace id (32 bytes) → Interest`: the areas of interest of a sparse replica of the
 /// namespace (postcard: the key prefixes, then the authors, empty meaning all). No row: the
@@ -80,13 +83,14 @@ pub const CHARTERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("ch
 /// the view, and why ([`crate::members::Exclusion::to_byte`]). Rebuilt with the view.
 pub const EXCLUDED: TableDefinition<u128, u8> = TableDefinition::new("excluded-1");
 
-/// `namespace number (u32 BE) ‖ key length (u32 BE) ‖ key ‖ author (32) ‖ seq (u64 BE) → ()`,
-/// laid out as [`SUPERSEDED`]: the versions of each key held in [`EXCLUDED`] entries. A local
+/// `namespace number (u32 BE) ‖ key length (u32 BE) ‖ key ‖ author (32) ‖ seq (u64 BE) → leaf
+/// hash (32)`, keyed as [`SUPERSEDED`] without the link: the versions of each key held in
+/// [`EXCLUDED`] entries. A local
 /// write supersedes them as well as the live versions, since this replica saw them: one that
 /// counts later (its time comes, a grant arrives) cannot then win over what was written
 /// meanwhile. Rebuilt with the view.
-pub const EXCLUDED_VERSIONS: TableDefinition<&[u8], ()> =
-    TableDefinition::new("excluded-versions-1");
+pub const EXCLUDED_VERSIONS: TableDefinition<&[u8], &[u8; 32]> =
+    TableDefinition::new("excluded-versions-2");
 
 /// `timestamp (u64 BE) ‖ feed id (u64 BE) ‖ seq (u64 BE) → ()`: the excluded entries whose
 /// only fault is a timestamp too far ahead of the local clock, in time order, so the ones
@@ -135,13 +139,22 @@ pub fn superseded_prefix(ns: u32, key: &[u8]) -> Vec<u8> {
 
 /// The first byte of the entry part of a pruned [`ENTRIES`] row, in place of the entry's
 /// format byte: `weft prune` replaced the entry with this byte and the postcard encoding of
-/// `(timestamp, key, supersedes)`. The leaf hash and tree nodes stay, so the rest of the feed
-/// is still provable, and the view keeps what the version superseded.
-pub const PRUNED_FORMAT: u8 = 0;
+/// `(timestamp, key, supersedes)`, each link `(author, seq, option of hash)`. The leaf hash and
+/// tree nodes stay, so the rest of the feed is still provable, and the view keeps what the
+/// version superseded.
+pub const PRUNED_FORMAT: u8 = 3;
 
-/// Whether the entry part of a row is a pruned stub ([`PRUNED_FORMAT`]).
+/// The pruned-stub byte of builds before links carried hashes: the stub's `supersedes` is a
+/// seq of `(author, seq)`, links without hashes.
+pub const PRUNED_FORMAT_UNHASHED: u8 = 0;
+
+/// Whether the entry part of a row is a pruned stub ([`PRUNED_FORMAT`] or
+/// [`PRUNED_FORMAT_UNHASHED`]).
 pub fn is_pruned(entry: &[u8]) -> bool {
-    entry.first() == Some(&PRUNED_FORMAT)
+    matches!(
+        entry.first(),
+        Some(&(PRUNED_FORMAT | PRUNED_FORMAT_UNHASHED))
+    )
 }
 
 /// How many parent hashes the [`ENTRIES`] row of entry `seq` carries.

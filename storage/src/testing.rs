@@ -86,3 +86,29 @@ impl Store {
             .expect("feed exists")
     }
 }
+
+impl Store {
+    /// Puts the store back to how an earlier build left it at `schema` 4: the view lived in
+    /// tables of the old layout (here one junk row of `view-1`) and today's view tables do not
+    /// exist. The next open must migrate and rebuild the view from the feeds.
+    pub fn rewind_to_schema_4(&self) -> Result<()> {
+        let txn = self.db().begin_write()?;
+        txn.delete_table(crate::tables::VIEW)?;
+        txn.delete_table(crate::tables::SUPERSEDED)?;
+        txn.delete_table(crate::tables::EXCLUDED_VERSIONS)?;
+        let old: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("view-1");
+        txn.open_table(old)?
+            .insert(&b"junk"[..], &b"of the old layout"[..])?;
+        txn.open_table(crate::tables::META)?
+            .insert("schema", &[4][..])?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The names of every table in the database.
+    pub fn table_names(&self) -> Result<Vec<String>> {
+        use redb::{ReadableDatabase, TableHandle};
+        let txn = self.db().begin_read()?;
+        Ok(txn.list_tables()?.map(|t| t.name().to_owned()).collect())
+    }
+}

@@ -180,6 +180,8 @@ impl Store {
         txn.delete_table(VIEW_TABLES.excluded)?;
         txn.delete_table(VIEW_TABLES.excluded_versions)?;
         txn.delete_table(VIEW_TABLES.future)?;
+        txn.open_table(tables::META)?
+            .remove(crate::migrations::REINDEX)?;
         let gates = self.gates();
         let known: Vec<[u8; 4]> = gates.iter().map(|gate| gate.ns.to_be_bytes()).collect();
         let mut tables = ViewTables::open(&txn)?;

@@ -6,46 +6,101 @@ use std::time::Duration;
 
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use weft_crdt::{
-    Applied, AuthorId, Op, Register, SupersededSet, Timestamp, Version, VersionId, Write,
+    Applied, AuthorId, Link, Op, Register, SupersededSet, Timestamp, Version, VersionHash,
+    VersionId, Write,
 };
 
 use crate::changelog::{self, ChangeLog};
-use crate::entry::Entry;
+use crate::entry::{Entry, MAX_SUPERSEDES};
 use crate::error::Result;
 use crate::members::records::{
     Charter, Exclusion, MEMBER_PREFIX, Membership, RESERVED_PREFIX, member_key, member_of_key,
 };
-use crate::rows::{decode_row, namespace_feeds, prefix_end, read_register, with_entry};
+use crate::rows::{decode_row, namespace_feeds, prefix_end, read_register, row_hash, with_entry};
 use crate::tables::{
     self, ENTRIES, EXCLUDED, FEED_IDS, FUTURE, feed_key, future_key, superseded_prefix, view_key,
 };
 
 /// One key's superseded set, as rows of [`tables::SUPERSEDED`].
 struct StoredSuperseded<'t, 'txn> {
-    table: &'t mut Table<'txn, &'static [u8], ()>,
+    table: &'t mut Table<'txn, &'static [u8], u64>,
     prefix: Vec<u8>,
 }
 
+/// The [`tables::SUPERSEDED`] link bytes of a link without a hash.
+const UNHASHED_LINK: [u8; 33] = [0; 33];
+
 impl StoredSuperseded<'_, '_> {
-    fn row(&self, id: &VersionId) -> Vec<u8> {
-        let mut row = Vec::with_capacity(self.prefix.len() + 40);
+    /// The row of link bytes `link` to `id`: [`hashed_link`], or [`UNHASHED_LINK`].
+    fn row(&self, id: &VersionId, link: [u8; 33]) -> Vec<u8> {
+        let mut row = Vec::with_capacity(self.prefix.len() + 73);
         row.extend_from_slice(&self.prefix);
         row.extend_from_slice(id.author.as_bytes());
         row.extend_from_slice(&id.seq.to_be_bytes());
+        row.extend_from_slice(&link);
         row
     }
+}
+
+/// Whether a link among the [`tables::SUPERSEDED`] rows of the key with `prefix` replaces the
+/// version `id` with `hash`, stamped `timestamp`.
+pub(crate) fn replaced_in(
+    table: &impl ReadableTable<&'static [u8], u64>,
+    prefix: &[u8],
+    id: &VersionId,
+    hash: &VersionHash,
+    timestamp: Timestamp,
+) -> Result<bool, redb::StorageError> {
+    let row = |link: &[u8; 33]| {
+        let mut row = Vec::with_capacity(prefix.len() + 73);
+        row.extend_from_slice(prefix);
+        row.extend_from_slice(id.author.as_bytes());
+        row.extend_from_slice(&id.seq.to_be_bytes());
+        row.extend_from_slice(link);
+        row
+    };
+    let (low, high) = (row(&UNHASHED_LINK), row(&[0xff; 33]));
+    let wanted = hashed_link(hash);
+    for row in table.range(&low[..]..=&high[..])? {
+        let (link, by) = row?;
+        let link = &link.value()[low.len() - 33..];
+        if link == wanted || (link == UNHASHED_LINK && timestamp.0 < by.value()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn hashed_link(hash: &VersionHash) -> [u8; 33] {
+    let mut link = [1; 33];
+    link[1..].copy_from_slice(&hash.0);
+    link
 }
 
 impl SupersededSet for StoredSuperseded<'_, '_> {
     type Error = redb::StorageError;
 
-    fn contains(&self, id: &VersionId) -> Result<bool, Self::Error> {
-        Ok(self.table.get(&self.row(id)[..])?.is_some())
+    fn replaces(
+        &self,
+        id: &VersionId,
+        hash: &VersionHash,
+        timestamp: Timestamp,
+    ) -> Result<bool, Self::Error> {
+        replaced_in(&*self.table, &self.prefix, id, hash, timestamp)
     }
 
-    fn insert(&mut self, id: VersionId) -> Result<(), Self::Error> {
-        let row = self.row(&id);
-        self.table.insert(&row[..], ())?;
+    fn insert(&mut self, link: Link, by: Timestamp) -> Result<(), Self::Error> {
+        match link.hash {
+            Some(hash) => {
+                let row = self.row(&link.id, hashed_link(&hash));
+                self.table.insert(&row[..], 0)?;
+            }
+            None => {
+                let row = self.row(&link.id, UNHASHED_LINK);
+                let known = self.table.get(&row[..])?.map_or(0, |by| by.value());
+                self.table.insert(&row[..], known.max(by.0))?;
+            }
+        }
         Ok(())
     }
 }
@@ -54,9 +109,9 @@ impl SupersededSet for StoredSuperseded<'_, '_> {
 /// into to compare.
 pub(crate) struct ViewNames {
     pub view: redb::TableDefinition<'static, &'static [u8], &'static [u8]>,
-    pub superseded: redb::TableDefinition<'static, &'static [u8], ()>,
+    pub superseded: redb::TableDefinition<'static, &'static [u8], u64>,
     pub excluded: redb::TableDefinition<'static, u128, u8>,
-    pub excluded_versions: redb::TableDefinition<'static, &'static [u8], ()>,
+    pub excluded_versions: redb::TableDefinition<'static, &'static [u8], &'static [u8; 32]>,
     pub future: redb::TableDefinition<'static, &'static [u8], ()>,
 }
 
@@ -72,9 +127,9 @@ pub(crate) const VIEW_TABLES: ViewNames = ViewNames {
 /// The tables a view update writes.
 pub(crate) struct ViewTables<'txn> {
     pub view: Table<'txn, &'static [u8], &'static [u8]>,
-    pub superseded: Table<'txn, &'static [u8], ()>,
+    pub superseded: Table<'txn, &'static [u8], u64>,
     pub excluded: Table<'txn, u128, u8>,
-    pub excluded_versions: Table<'txn, &'static [u8], ()>,
+    pub excluded_versions: Table<'txn, &'static [u8], &'static [u8; 32]>,
     pub future: Table<'txn, &'static [u8], ()>,
     /// The live view's change feed; `None` for the scratch view `verify` builds.
     pub changes: Option<ChangeLog<'txn>>,
@@ -100,19 +155,20 @@ impl<'txn> ViewTables<'txn> {
         })
     }
 
-    /// Merges entry `id` of local feed `feed` into the view if `gate` lets it count, and
-    /// otherwise records why not. Returns the reason it was kept out.
+    /// Merges entry `id` of local feed `feed`, whose leaf hash is `hash`, into the view if
+    /// `gate` lets it count, and otherwise records why not. Returns the reason it was kept
+    /// out.
     pub fn admit(
         &mut self,
         gate: &mut Gate,
         entries: &impl ReadableTable<u128, &'static [u8]>,
         feed: u64,
-        id: VersionId,
+        (id, hash): (VersionId, VersionHash),
         entry: &Entry<'_>,
     ) -> Result<Option<Exclusion>> {
         match gate.judge(&self.view, entries, id, entry)? {
             None => {
-                self.apply(gate.ns, entry.key, write_of(entry, id, feed))?;
+                self.apply(gate.ns, entry.key, write_of(entry, id, hash, feed))?;
                 if let Some(member) = member_of_key(entry.key) {
                     gate.members.remove(&member);
                     gate.membership_changed = true;
@@ -123,7 +179,7 @@ impl<'txn> ViewTables<'txn> {
                 self.excluded
                     .insert(feed_key(feed, id.seq), reason.to_byte())?;
                 self.excluded_versions
-                    .insert(&excluded_version_key(gate.ns, entry.key, id)[..], ())?;
+                    .insert(&excluded_version_key(gate.ns, entry.key, id)[..], &hash.0)?;
                 if reason == Exclusion::Future {
                     self.future
                         .insert(&future_key(entry.timestamp.0, feed, id.seq)[..], ())?;
@@ -148,12 +204,14 @@ impl<'txn> ViewTables<'txn> {
         Ok(!self.excluded_versions.is_empty()?)
     }
 
-    /// What a local write of `key` in namespace number `ns` supersedes: the live versions,
-    /// and, when `excluded` (see [`ViewTables::holds_excluded`]), the excluded versions held
-    /// (at most [`MAX_EXCLUDED_SUPERSEDED`] of them, the latest of each author first), which
-    /// would otherwise win over it once they count.
-    pub fn seen_versions(&self, ns: u32, key: &[u8], excluded: bool) -> Result<Vec<VersionId>> {
+    /// What a local write of `key` in namespace number `ns` links to: the live versions,
+    /// the last writer first, and, when `excluded` (see [`ViewTables::holds_excluded`]), the
+    /// excluded versions held (at most [`MAX_EXCLUDED_SUPERSEDED`] of them, the latest of
+    /// each author first), which would otherwise win over it once they count; at most
+    /// [`MAX_SUPERSEDES`] in all.
+    pub fn seen_versions(&self, ns: u32, key: &[u8], excluded: bool) -> Result<Vec<Link>> {
         let mut seen = self.register(ns, key)?.heads();
+        seen.truncate(MAX_SUPERSEDES);
         if !excluded {
             return Ok(seen);
         }
@@ -164,30 +222,36 @@ impl<'txn> ViewTables<'txn> {
             None => self.excluded_versions.range(&prefix[..]..)?,
         };
         for row in rows {
-            let row = row?;
-            if let Some(id) = version_of_row(&row.0.value()[prefix.len()..]) {
-                excluded.push(id);
+            let (at, hash) = row?;
+            if let Some(id) = version_of_row(&at.value()[prefix.len()..]) {
+                excluded.push(Link {
+                    id,
+                    hash: Some(VersionHash(*hash.value())),
+                });
             }
         }
         // Newest of each author first, then round by round, so a flood from one author
         // cannot push every other author's versions past the cap.
-        excluded.sort_by(|a, b| a.author.cmp(&b.author).then(b.seq.cmp(&a.seq)));
+        excluded.sort_by(|a, b| a.id.author.cmp(&b.id.author).then(b.id.seq.cmp(&a.id.seq)));
         let mut rank = Vec::with_capacity(excluded.len());
         let mut last = None;
         let mut nth = 0usize;
-        for id in excluded {
-            nth = if last == Some(id.author) { nth + 1 } else { 0 };
-            last = Some(id.author);
-            rank.push((nth, id));
+        for link in excluded {
+            nth = if last == Some(link.id.author) {
+                nth + 1
+            } else {
+                0
+            };
+            last = Some(link.id.author);
+            rank.push((nth, link));
         }
         rank.sort();
-        seen.extend(
-            rank.into_iter()
-                .take(MAX_EXCLUDED_SUPERSEDED)
-                .map(|(_, id)| id),
-        );
-        seen.sort();
-        seen.dedup();
+        let room = MAX_SUPERSEDES - seen.len();
+        for (_, link) in rank.into_iter().take(MAX_EXCLUDED_SUPERSEDED.min(room)) {
+            if !seen.iter().any(|known| known.id == link.id) {
+                seen.push(link);
+            }
+        }
         Ok(seen)
     }
 
@@ -246,12 +310,18 @@ fn version_of_row(rest: &[u8]) -> Option<VersionId> {
 
 /// The view write an entry of local feed `feed` makes: a put points at the feed, whose entry
 /// row holds the value.
-pub(crate) fn write_of(entry: &Entry<'_>, id: VersionId, feed: u64) -> Write<u64> {
+pub(crate) fn write_of(
+    entry: &Entry<'_>,
+    id: VersionId,
+    hash: VersionHash,
+    feed: u64,
+) -> Write<u64> {
     Write {
         version: Version {
             id,
             timestamp: entry.timestamp,
             op: entry.op.map(|_| feed),
+            hash,
         },
         supersedes: entry.supersedes.clone(),
     }
@@ -447,7 +517,8 @@ pub(crate) fn rebuild_namespace(
             let (key, row) = row?;
             let seq = key.value() as u64;
             let entry = decode_row(feed, seq, row.value())?;
-            tables.admit(&mut gate, &entries, feed, VersionId { author, seq }, &entry)?;
+            let version = (VersionId { author, seq }, row_hash(row.value()));
+            tables.admit(&mut gate, &entries, feed, version, &entry)?;
             replayed += 1;
         }
     }

@@ -10,7 +10,7 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::NamespaceId;
-use crate::rows::{FeedRecord, append_row, decode_row, feed_slot, load_frontier};
+use crate::rows::{FeedRecord, append_row, decode_row, feed_slot, load_frontier, row_hash};
 use crate::store::Store;
 use crate::tables::{self, ENTRIES, FEED_IDS, FEEDS, FUTURE, feed_key, future_key};
 use crate::view::{Gate, ViewTables, rebuild_namespace};
@@ -107,7 +107,8 @@ impl Store {
                 entry.encode_into(&mut bytes);
                 append_row(&mut frontier, &bytes, &mut row);
                 entries.insert(feed_key(feed, id.seq), &row[..])?;
-                if let Some(reason) = view.admit(&mut gate, &entries, feed, id, &entry)? {
+                let version = (id, row_hash(&row));
+                if let Some(reason) = view.admit(&mut gate, &entries, feed, version, &entry)? {
                     // Dropping the transaction aborts it: nothing of the batch is kept.
                     return Err(Error::NotAllowed {
                         author: self.author(),
@@ -239,8 +240,12 @@ impl Store {
                     author: record.head.author,
                     seq,
                 };
+                let version = (id, row_hash(row.value()));
                 tables.unexclude(record.ns, entry.key, feed, id)?;
-                if tables.admit(gate, &entries, feed, id, &entry)?.is_none() {
+                if tables
+                    .admit(gate, &entries, feed, version, &entry)?
+                    .is_none()
+                {
                     admitted += 1;
                 }
             }

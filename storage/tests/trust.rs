@@ -678,3 +678,82 @@ fn a_write_supersedes_what_it_saw_before_it_counts() {
     assert_eq!(excluded(&late), vec![(Exclusion::Revoked, 1)]);
     assert_clean(&late);
 }
+
+/// A member granted a prefix writes a key under it with links to the owner's next entries,
+/// which do not exist yet: guessed hashes in one entry, and links without hashes (the format
+/// before hashes) in another. The owner's later write of the key must still count and win:
+/// a link replaces only a version its writer held.
+#[test]
+fn a_member_cannot_supersede_the_owners_future_writes() {
+    use weft_storage::entry::ENTRY_FORMAT_UNHASHED;
+    use weft_storage::tree::{self, Frontier};
+    use weft_storage::{Entry, Link, Op, Run, SignedHead, VersionHash, VersionId};
+
+    let (_a, owner) = init(Access::Closed);
+    let ns = owner.default_namespace();
+    let grant = Grant {
+        prefixes: vec![b"notes/".to_vec()],
+        expires: None,
+    };
+    let member = ed25519_dalek::SigningKey::from_bytes(&owner.invite(&ns, grant).expect("invite"));
+    let owner_next = owner
+        .head(&ns, &owner.author())
+        .expect("head")
+        .map_or(0, |h| h.length);
+    let future = |hash| -> Vec<Link> {
+        (owner_next..owner_next + 100)
+            .map(|seq| Link {
+                id: VersionId {
+                    author: owner.author(),
+                    seq,
+                },
+                hash,
+            })
+            .collect()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let entries: Vec<Vec<u8>> = [Some(VersionHash([0; 32])), None]
+        .into_iter()
+        .map(|hash| {
+            Entry {
+                timestamp: Timestamp(now << 32),
+                key: b"notes/x",
+                op: Op::Put(b"theirs"),
+                supersedes: future(hash),
+            }
+            .encode()
+        })
+        .collect();
+    assert_eq!(entries[1][0], ENTRY_FORMAT_UNHASHED);
+    let mut frontier = Frontier::default();
+    for entry in &entries {
+        frontier.push(tree::leaf_hash(entry), |_, _| {});
+    }
+    let run = Run {
+        head: SignedHead::sign(&member, ns, 2, frontier.root()),
+        start: 0,
+        entries,
+        extension: Vec::new(),
+    };
+    assert!(matches!(
+        owner.ingest(&run).expect("a member's run ingests"),
+        Ingested::Appended { added: 2, .. }
+    ));
+    assert_eq!(get(&owner, b"notes/x").as_deref(), Some(&b"theirs"[..]));
+
+    owner.put(&ns, b"notes/x", b"mine").expect("put");
+    assert_eq!(
+        get(&owner, b"notes/x").as_deref(),
+        Some(&b"mine"[..]),
+        "the owner's acknowledged write was killed in advance"
+    );
+    // The same on a replica that gets the owner's write before the member's links.
+    let (_c, other) = join(&owner);
+    pull_feed(&owner, &other, owner.author());
+    other.ingest(&run).expect("ingests");
+    assert_eq!(get(&other, b"notes/x").as_deref(), Some(&b"mine"[..]));
+    assert_clean(&owner);
+}

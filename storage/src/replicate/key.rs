@@ -1,10 +1,10 @@
 //! Remote reads: a key's live versions sent with proofs from index 0, and checked by the
 //! asker without storing them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use redb::ReadableDatabase;
-use weft_crdt::{Op, Register, Version, VersionId, Write};
+use weft_crdt::{Op, Register, Superseded, Version, VersionHash, VersionId, Write};
 
 use super::{Invalid, Served, SparseRun};
 use crate::entry::Entry;
@@ -178,7 +178,7 @@ fn merge(
     mut counts: impl FnMut(VersionId, &Entry<'_>) -> bool,
 ) -> std::result::Result<Vec<VersionInfo>, Invalid> {
     let mut register: Register<Vec<u8>> = Register::default();
-    let mut superseded = BTreeSet::new();
+    let mut superseded = Superseded::default();
     for run in runs {
         if run.head.namespace != *ns || run.start != 0 {
             return Err(Invalid::UnknownNamespace(run.head.namespace));
@@ -219,6 +219,7 @@ fn merge(
                     id,
                     timestamp: entry.timestamp,
                     op: entry.op.map(|value| value.to_vec()),
+                    hash: VersionHash(tree::leaf_hash(bytes)),
                 },
                 supersedes: entry.supersedes.clone(),
             };

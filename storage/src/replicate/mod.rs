@@ -22,7 +22,7 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{AuthorId, NamespaceId};
-use crate::rows::{FeedRecord, SparseRecord, namespace_feeds};
+use crate::rows::{FeedRecord, SparseRecord, namespace_feeds, row_hash};
 use crate::store::Store;
 use crate::tables::{self, FEED_IDS, FEEDS, SPARSE_FEEDS, feed_key};
 use crate::tree::{Hash, ProofError};
@@ -199,7 +199,8 @@ pub(crate) fn store_remote_entry(
     entries
         .insert(feed_key(feed, id.seq), row)
         .map_err(store_err)?;
-    if let Some(reason) = view.admit(gate, &*entries, feed, id, entry)? {
+    let version = (id, row_hash(row));
+    if let Some(reason) = view.admit(gate, &*entries, feed, version, entry)? {
         tracing::info!(author = %id.author, seq = id.seq, %reason, "a remote entry is stored but does not count in the view");
         return Ok(());
     }
