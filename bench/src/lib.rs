@@ -14,6 +14,7 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use serde_json::json;
 use weft_storage::{Op, Options, Store};
 
+mod authors;
 mod net;
 mod redis;
 
@@ -34,6 +35,8 @@ pub enum Workload {
     W6,
     /// `redis-benchmark` SET and GET against `weft node --redis` and against `redis-server`.
     W7,
+    /// Many authors: a fresh node joins 1,000 authors' feeds, the two idle, one appends.
+    W8,
 }
 
 /// How to run.
@@ -45,6 +48,19 @@ pub struct Settings {
     pub runs: u32,
     /// Print JSON lines only.
     pub json: bool,
+    /// The store's page cache in W3's nodes, in bytes; `None`: the default.
+    pub cache_size: Option<usize>,
+}
+
+impl Settings {
+    /// Durable stores with the cache asked for.
+    fn options(&self) -> weft_storage::Options {
+        let options = net::durable();
+        weft_storage::Options {
+            cache_size: self.cache_size.unwrap_or(options.cache_size),
+            ..options
+        }
+    }
 }
 
 /// A benchmark that could not run.
@@ -92,6 +108,7 @@ pub fn run(workloads: &[Workload], settings: &Settings) -> Result<(), BenchError
             Workload::W5 => net::w5(settings)?,
             Workload::W6 => net::w6(settings)?,
             Workload::W7 => redis::w7(settings)?,
+            Workload::W8 => authors::w8(&data, settings)?,
         }
     }
     Ok(())
@@ -498,6 +515,7 @@ mod tests {
             puts: 2000,
             runs: 1,
             json: true,
+            cache_size: None,
         };
         run(&[Workload::W1, Workload::W2], &settings).expect("bench runs");
     }

@@ -13,7 +13,7 @@ use weft_storage::{Access, NamespaceId, Op, Options, Store};
 use crate::{BATCH, BenchError, DURABLE, Data, Settings, median, row, w1b_weft};
 
 /// How long a workload may take before the run is called failed.
-const LIMIT: Duration = Duration::from_secs(300);
+pub(crate) const LIMIT: Duration = Duration::from_secs(300);
 
 /// How a benchmark node on `dir` runs: as `weft node` would, on loopback, dialing `peers`.
 fn config(dir: &Path, peers: Vec<Multiaddr>) -> Result<(NodeConfig, Keypair), BenchError> {
@@ -28,7 +28,7 @@ fn config(dir: &Path, peers: Vec<Multiaddr>) -> Result<(NodeConfig, Keypair), Be
 }
 
 /// The charter a replica joining `origin`'s namespace needs.
-fn charter_of(origin: &Store) -> Result<weft_storage::Charter, BenchError> {
+pub(crate) fn charter_of(origin: &Store) -> Result<weft_storage::Charter, BenchError> {
     origin
         .charter(&origin.default_namespace())?
         .ok_or_else(|| BenchError::Node("the origin namespace has no charter".into()))
@@ -45,7 +45,16 @@ pub(crate) async fn start(
     dir: &Path,
     peers: Vec<Multiaddr>,
 ) -> Result<(Node, Multiaddr), BenchError> {
-    let store = Store::open(dir, durable())?;
+    start_with(dir, peers, durable()).await
+}
+
+/// [`start`] with the store opened with `options`.
+async fn start_with(
+    dir: &Path,
+    peers: Vec<Multiaddr>,
+    options: Options,
+) -> Result<(Node, Multiaddr), BenchError> {
+    let store = Store::open(dir, options)?;
     let (config, key) = config(dir, peers)?;
     let node = Node::start(store, key, config)
         .await
@@ -59,7 +68,7 @@ pub(crate) async fn start(
     Ok((node, addr))
 }
 
-async fn held(handle: &NodeHandle) -> Result<u64, BenchError> {
+pub(crate) async fn held(handle: &NodeHandle) -> Result<u64, BenchError> {
     let status = handle
         .status()
         .await
@@ -126,6 +135,7 @@ pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
     let runtime = runtime()?;
     let mut seconds = Vec::new();
     let mut wire = Vec::new();
+    let (mut peak, mut disk) = (Vec::new(), Vec::new());
     for _ in 0..settings.runs {
         let root = tempfile::tempdir()?;
         // As W1(b): batches of 1,000 durable puts; fresh_store puts it in `weft/`.
@@ -136,10 +146,13 @@ pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
         drop(a);
         let b_dir = root.path().join("b");
         drop(Store::init_joined(&b_dir, durable(), &charter, None)?);
+        // Both nodes run in this process, so the peak counts the sender and W1's data too;
+        // it is reset here so that writing A is left out.
+        reset_peak_memory();
         let (s, w) = runtime.block_on(async {
-            let (a, a_addr) = start(&a_dir, vec![]).await?;
+            let (a, a_addr) = start_with(&a_dir, vec![], settings.options()).await?;
             let started = Instant::now();
-            let (b, _) = start(&b_dir, vec![a_addr]).await?;
+            let (b, _) = start_with(&b_dir, vec![a_addr], settings.options()).await?;
             let handle = b.handle();
             while held(&handle).await? < data.len() {
                 if started.elapsed() > LIMIT {
@@ -157,9 +170,13 @@ pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
         })?;
         seconds.push(s);
         wire.push(w as f64);
+        peak.push(peak_memory_mib());
+        disk.push(std::fs::metadata(b_dir.join(weft_storage::DB_FILE))?.len() as f64);
     }
     let seconds = median(seconds);
     let wire = median(wire);
+    let peak = median(peak);
+    let disk_per_entry = median(disk) / data.len() as f64;
     let per_entry = wire / data.len() as f64;
     let limit = 1.3 * (16.0 + 100.0 + 32.0);
     let rate = data.len() as f64 / seconds;
@@ -183,6 +200,9 @@ pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
         println!(
             "W3     seconds from connect to every key readable: {seconds:.3}; wire bytes {wire:.0}"
         );
+        println!(
+            "W3     peak resident MiB during the sync, both nodes in this process: {peak:.0}; receiver disk bytes per entry {disk_per_entry:.1}"
+        );
     }
     println!(
         "{}",
@@ -190,9 +210,29 @@ pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
             "workload": "W3", "entries": data.len(), "runs": settings.runs, "seconds": seconds,
             "entries_per_s": rate.round(), "wire_bytes": wire, "wire_bytes_per_entry": per_entry,
             "wire_limit_per_entry": limit, "durability": DURABLE,
+            "peak_rss_mib_both_nodes": peak, "receiver_disk_bytes_per_entry": disk_per_entry,
+            "cache_mib": settings.options().cache_size >> 20,
         })
     );
     Ok(())
+}
+
+/// Resets this process's peak resident size (Linux: `5` to `/proc/self/clear_refs`), so that
+/// [`peak_memory_mib`] measures from now. Elsewhere it does nothing.
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// This process's peak resident size since start or [`reset_peak_memory`], in MiB (`VmHWM`);
+/// 0 where `/proc` does not say.
+fn peak_memory_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// W4's prefixes.

@@ -112,6 +112,10 @@ pub enum Command {
         /// default idle clients stay
         #[arg(long, value_name = "SECONDS", requires = "redis", value_parser = clap::value_parser!(u64).range(1..))]
         redis_timeout: Option<u64>,
+        /// MiB of the store's page cache, the bulk of the node's memory [default: the config
+        /// file's `cache_mib`, else 128]
+        #[arg(long, value_name = "MIB", conflicts_with = "relay", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+        cache_size: Option<u64>,
     },
     /// Print a ticket: the default namespace and this node's addresses, for `init --join`.
     /// A read ticket by default
@@ -232,6 +236,9 @@ pub enum Command {
         /// Runs per figure; the median is reported
         #[arg(long, default_value_t = 3, value_name = "N")]
         runs: u32,
+        /// MiB of each store's page cache in W3 [default: 128, as `weft node`]
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+        cache_size: Option<u64>,
     },
 }
 
@@ -298,6 +305,9 @@ pub enum Workload {
     W6,
     /// redis-benchmark SET and GET (-P 16) against weft node --redis and redis-server
     W7,
+    /// Many authors: a fresh node joins 1,000 authors' feeds (100,000 entries), then the two
+    /// idle for 60 s, then one appends an entry
+    W8,
     /// Every workload above
     All,
 }
@@ -400,6 +410,17 @@ mod tests {
             Command::Init { join: Some(_), .. }
         ));
         assert!(parse(&["sync", "--timeout", "soon"]).is_err());
+        assert!(matches!(
+            parse(&["node", "--cache-size", "64"])
+                .expect("parses")
+                .command,
+            Command::Node {
+                cache_size: Some(64),
+                ..
+            }
+        ));
+        assert!(parse(&["node", "--cache-size", "0"]).is_err());
+        assert!(parse(&["node", "--relay", "--cache-size", "64"]).is_err());
     }
 
     #[test]
@@ -410,7 +431,8 @@ mod tests {
             Command::Bench {
                 workload: Workload::All,
                 puts: 100_000,
-                runs: 3
+                runs: 3,
+                cache_size: None,
             }
         ));
     }

@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         workload,
         puts,
         runs,
+        cache_size,
     } = cli.command
     {
         let workloads = match workload {
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Workload::W5 => vec![weft_bench::Workload::W5],
             Workload::W6 => vec![weft_bench::Workload::W6],
             Workload::W7 => vec![weft_bench::Workload::W7],
+            Workload::W8 => vec![weft_bench::Workload::W8],
             Workload::All => vec![
                 weft_bench::Workload::W1,
                 weft_bench::Workload::W2,
@@ -47,9 +49,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 weft_bench::Workload::W5,
                 weft_bench::Workload::W6,
                 weft_bench::Workload::W7,
+                weft_bench::Workload::W8,
             ],
         };
-        weft_bench::run(&workloads, &weft_bench::Settings { puts, runs, json })?;
+        let settings = weft_bench::Settings {
+            puts,
+            runs,
+            json,
+            cache_size: cache_size.map(weft_node::config::mib_to_bytes),
+        };
+        weft_bench::run(&workloads, &settings)?;
         return Ok(ExitCode::SUCCESS);
     }
     let dir = data_dir(cli.data_dir)?;
@@ -102,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             redis_password,
             redis_timeout,
             relay: false,
+            cache_size,
         } => {
             let redis = redis.map(|addr| weft_node::redis::RedisConfig {
                 password: redis_password,
@@ -114,7 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 mdns: !no_mdns,
                 bootstrap,
             };
-            return crate::network::node(&dir, network, redis);
+            return crate::network::node(&dir, network, redis, cache_size);
         }
         Command::Ticket {
             write,

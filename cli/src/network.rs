@@ -27,12 +27,24 @@ pub fn join(dir: &Path, ticket: &str, interest: Option<Interest>) -> anyhow::Res
 }
 
 /// `weft node`: runs until Ctrl-C or SIGTERM.
-pub fn node(dir: &Path, network: Network, redis: Option<RedisConfig>) -> anyhow::Result<ExitCode> {
+pub fn node(
+    dir: &Path,
+    network: Network,
+    redis: Option<RedisConfig>,
+    cache_mib: Option<u64>,
+) -> anyhow::Result<ExitCode> {
     if api::Client::connect(dir)?.is_some() {
         bail!("a node is already running on {}", dir.display());
     }
     let (config, key) = NodeConfig::load(dir, &network)?;
-    let store = Store::open(dir, Options::default()).map_err(api::ApiError::from)?;
+    let options = match cache_mib.or(ConfigFile::load(dir)?.cache_mib) {
+        Some(mib) => Options {
+            cache_size: weft_node::config::mib_to_bytes(mib),
+            ..Options::default()
+        },
+        None => Options::default(),
+    };
+    let store = Store::open(dir, options).map_err(api::ApiError::from)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

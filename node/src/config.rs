@@ -54,6 +54,10 @@ pub struct ConfigFile {
     /// defaults ([`RelayLimits`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayLimits>,
+    /// MiB of the store's page cache, the bulk of a node's memory
+    /// ([`weft_storage::Options::cache_size`]); `weft node --cache-size` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_mib: Option<u64>,
 }
 
 /// What a relay serves, per peer and in all. The defaults are sized so that a device can
@@ -195,6 +199,11 @@ impl NodeConfig {
             nat_probe_private: file.nat_probe_private,
         }
     }
+}
+
+/// `mib` MiB in bytes, saturating on a 32-bit machine rather than wrapping.
+pub fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
 /// Where and how a node meets peers, as `weft node`'s flags or a program embedding weft give
@@ -344,6 +353,10 @@ mod tests {
         assert_eq!(config.peers.len(), 2);
         assert!(!config.mdns, "the file turned mdns off");
         assert_eq!(config.listen, NodeConfig::default_listen());
+
+        fs::write(dir.path().join(CONFIG_FILE), r#"{"cache_mib": 32}"#).expect("write");
+        let file = ConfigFile::load(dir.path()).expect("valid");
+        assert_eq!(file.cache_mib.map(mib_to_bytes), Some(32 << 20));
 
         fs::write(dir.path().join(CONFIG_FILE), r#"{"peerz": []}"#).expect("write");
         let err = ConfigFile::load(dir.path()).expect_err("unknown field");

@@ -64,7 +64,7 @@ pub use read::{FeedInfo, HistoryItem, Info, NamespaceInfo, Scan, Snapshot, Versi
 pub use replicate::{
     HeldFeed, IngestError, Ingested, Invalid, Run, Served, SparseRun, verify_remote_key,
 };
-pub use store::{Access, DB_FILE, KEYS_DIR, MAX_CLOCK_AHEAD, Options, Store};
+pub use store::{Access, DB_FILE, DEFAULT_CACHE_SIZE, KEYS_DIR, MAX_CLOCK_AHEAD, Options, Store};
 pub use verify::{Problem, VerifyReport};
 pub use weft_crdt::{Link, Op, Timestamp, VersionHash, VersionId};
 
