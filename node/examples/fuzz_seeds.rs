@@ -74,6 +74,7 @@ fn main() -> std::io::Result<()> {
             topic,
             cap,
             after: None,
+            digest: Some([5; 32]),
         }),
     )?;
     write(

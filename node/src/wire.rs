@@ -184,6 +184,9 @@ pub enum Request {
         cap: Cap,
         /// Page after this author.
         after: Option<AuthorId>,
+        /// On a first page: the asker's [`crate::sync::heads_digest`] of the namespace. A
+        /// server whose own is the same answers an empty page: nothing changed.
+        digest: Option<[u8; 32]>,
     },
     /// Entries of a feed from `start`, at most `max_entries` (and [`RUN_BYTES`]).
     Run {

@@ -557,6 +557,7 @@ async fn a_peer_without_the_ticket_gets_nothing() {
             topic,
             cap: Cap::new(&guess, &me.to_bytes(), &holder_peer.to_bytes()),
             after: None,
+            digest: None,
         },
         Request::Run {
             topic,
@@ -570,6 +571,7 @@ async fn a_peer_without_the_ticket_gets_nothing() {
             topic: Topic::of(&unknown),
             cap: Cap::new(&unknown, &me.to_bytes(), &holder_peer.to_bytes()),
             after: None,
+            digest: None,
         },
     ];
     let (mut responses, mut gossip, mut subscribed) = (Vec::new(), Vec::new(), false);

@@ -124,19 +124,24 @@ impl<P: Peer, G> Client<P, G> {
         self.namespaces
             .clone()
             .into_iter()
-            .map(|ns| self.ask_heads(peer.clone(), ns, None, 0))
+            .map(|ns| self.ask_heads(peer.clone(), ns, None, 0, None))
             .collect()
     }
 
-    /// A sync round: exchange heads with every connected peer again.
+    /// A sync round: exchange heads with every connected peer again. The store first digests
+    /// what this replica holds, so that a peer holding the same answers in one empty page.
     pub fn tick<'a>(&mut self, peers: impl IntoIterator<Item = &'a P>) -> Vec<Action<P, G>>
     where
         P: 'a,
     {
-        peers
-            .into_iter()
-            .flat_map(|peer| self.connected(peer))
-            .collect()
+        let peers: Vec<P> = peers.into_iter().cloned().collect();
+        if peers.is_empty() || self.namespaces.is_empty() {
+            return Vec::new();
+        }
+        vec![Action::Store(Job(JobKind::Digest {
+            peers,
+            namespaces: self.namespaces.clone(),
+        }))]
     }
 
     /// A peer went away: what it advertised and what was asked of it are forgotten.
@@ -150,12 +155,14 @@ impl<P: Peer, G> Client<P, G> {
         ns: NamespaceId,
         after: Option<AuthorId>,
         page: u32,
+        digest: Option<[u8; 32]>,
     ) -> Action<P, G> {
         Action::Send {
             request: Request::Heads {
                 topic: Topic::of(&ns),
                 cap: self.cap(&ns, &peer),
                 after,
+                digest,
             },
             peer,
             pending: Pending::Heads { ns, after, page },
@@ -429,7 +436,9 @@ impl<P: Peer, G> Client<P, G> {
                         .advertised(peer.clone(), (ns, author), length);
                 }
                 match next {
-                    Some((last, page)) => actions.push(self.ask_heads(peer, ns, Some(last), page)),
+                    Some((last, page)) => {
+                        actions.push(self.ask_heads(peer, ns, Some(last), page, None));
+                    }
                     None => self.head_exchanges += 1,
                 }
             }
@@ -475,6 +484,13 @@ impl<P: Peer, G> Client<P, G> {
                 query,
                 versions: Some(versions),
             }),
+            DoneKind::Digested { peers, digests } => {
+                for peer in peers {
+                    for (ns, digest) in &digests {
+                        actions.push(self.ask_heads(peer.clone(), *ns, None, 0, *digest));
+                    }
+                }
+            }
             DoneKind::ForkChecked {
                 peer,
                 feed,
@@ -622,6 +638,10 @@ impl<P: Peer, G> Client<P, G> {
             }],
             JobKind::CheckHeads { .. } => {
                 debug!("store busy; dropping a peer's heads");
+                Vec::new()
+            }
+            JobKind::Digest { .. } => {
+                debug!("store busy; heads are exchanged again next round");
                 Vec::new()
             }
             JobKind::CheckFork { .. } => {

@@ -72,6 +72,7 @@ mod tests {
                 topic: Topic([1; 32]),
                 cap: Cap([2; 32]),
                 after: None,
+                digest: None,
             };
             let mut sent = Vec::new();
             write_request(&mut sent, &request).await.expect("write");

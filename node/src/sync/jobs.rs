@@ -74,6 +74,11 @@ pub(crate) enum JobKind<P, G> {
         proof: ForkProof,
         fault: Fault,
     },
+    /// Digest what is held in each of `namespaces`, to exchange heads with `peers`.
+    Digest {
+        peers: Vec<P>,
+        namespaces: Vec<NamespaceId>,
+    },
     /// Check and record a fork proof from gossip.
     RecordFork {
         peer: P,
@@ -100,6 +105,11 @@ pub(crate) enum DoneKind<P, G> {
         /// held: the head held. The sender may hold another branch of a forked feed rather
         /// than have sent bad entries, so it is asked for the proof before it is blamed.
         branch: Option<Box<SignedHead>>,
+    },
+    Digested {
+        peers: Vec<P>,
+        /// `None` where the store could not say: that exchange goes page by page.
+        digests: Vec<(NamespaceId, Option<[u8; 32]>)>,
     },
     ForkChecked {
         peer: P,
@@ -178,6 +188,13 @@ impl<P, G> Job<P, G> {
                     branch,
                 }
             }
+            JobKind::Digest { peers, namespaces } => DoneKind::Digested {
+                peers,
+                digests: namespaces
+                    .into_iter()
+                    .map(|ns| (ns, super::heads_digest(store, &ns).ok()))
+                    .collect(),
+            },
             JobKind::CheckFork {
                 peer,
                 feed,

@@ -43,7 +43,9 @@ pub use jobs::{Done, Job, local_length, read_push};
 pub use scheduler::{
     FeedProgress, MAX_OUTSTANDING, MAX_PER_PEER, MAX_QUEUED_PER_FEED, Scheduler, Want,
 };
-pub use server::{REQUEST_BURST, REQUESTS_PER_SECOND, SERVING_PER_PEER, Server, answer};
+pub use server::{
+    REQUEST_BURST, REQUESTS_PER_SECOND, SERVING_PER_PEER, Server, answer, heads_digest,
+};
 use weft_storage::{AuthorId, NamespaceId};
 
 /// A feed: an author's log in a namespace.

@@ -118,11 +118,50 @@ impl Server {
     }
 }
 
+/// What a heads exchange about `ns` would carry, in 32 bytes: every feed held with its head
+/// and held length, in author order, and the authors of known forks. Two replicas with the
+/// same digest have nothing to tell each other's catch-up.
+///
+/// # Errors
+/// Database failures.
+pub fn heads_digest(store: &Store, ns: &NamespaceId) -> weft_storage::Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new_derive_key("weft 2026 heads digest v1");
+    let mut feeds = store.feeds(ns)?;
+    feeds.sort_by_key(|feed| feed.head.author);
+    for feed in &feeds {
+        hasher.update(feed.head.author.as_bytes());
+        hasher.update(&feed.head.length.to_le_bytes());
+        hasher.update(&feed.head.root);
+        hasher.update(&feed.held.to_le_bytes());
+    }
+    let mut forks: Vec<_> = store
+        .forks(ns)?
+        .into_iter()
+        .map(|fork| fork.proof.longer.author)
+        .collect();
+    forks.sort();
+    hasher.update(&(forks.len() as u64).to_le_bytes());
+    for author in &forks {
+        hasher.update(author.as_bytes());
+    }
+    Ok(*hasher.finalize().as_bytes())
+}
+
 /// The answer to `request` about `ns`, which [`Server::admit`] let through, read from
 /// `store`. A run is capped at what the request asks and at [`RUN_ENTRIES`] and
 /// [`RUN_BYTES`]; heads are paged at [`HEADS_PER_RESPONSE`].
 pub fn answer(store: &Store, ns: &NamespaceId, request: Request) -> Response {
     match request {
+        // Caught-up peers exchange one digest per round, whatever the number of authors.
+        Request::Heads {
+            after: None,
+            digest: Some(digest),
+            ..
+        } if heads_digest(store, ns).is_ok_and(|own| own == digest) => Response::Heads {
+            heads: Vec::new(),
+            more: false,
+            forks: Vec::new(),
+        },
         Request::Heads { after, .. } => match store.feeds(ns).and_then(|feeds| {
             let forks = if after.is_none() {
                 store.forks(ns)?
@@ -220,6 +259,7 @@ mod tests {
             topic: Topic::of(ns),
             cap: Cap::new(ns, asker, server),
             after: None,
+            digest: None,
         }
     }
 
@@ -272,6 +312,45 @@ mod tests {
         assert!(
             !server.load.contains_key(&greedy),
             "a gone peer is forgotten"
+        );
+    }
+
+    #[test]
+    fn a_peer_with_the_same_digest_gets_an_empty_page() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = weft_storage::Options {
+            durable: false,
+            ..weft_storage::Options::default()
+        };
+        let store =
+            Store::init(&dir.path().join("s"), options, weft_storage::Access::Open).expect("init");
+        let ns = store.default_namespace();
+        store.put(&ns, b"k", b"v").expect("put");
+        let asking = |digest| Request::Heads {
+            topic: Topic::of(&ns),
+            cap: Cap::new(&ns, b"asker", b"server"),
+            after: None,
+            digest,
+        };
+        let heads_in = |response: Response| match response {
+            Response::Heads { heads, more, .. } => (heads.len(), more),
+            other => panic!("not heads: {other:?}"),
+        };
+        let same = heads_digest(&store, &ns).expect("digest");
+        assert_eq!(
+            heads_in(answer(&store, &ns, asking(Some(same)))),
+            (0, false)
+        );
+        assert_eq!(
+            heads_in(answer(&store, &ns, asking(Some([0; 32])))),
+            (1, false)
+        );
+        assert_eq!(heads_in(answer(&store, &ns, asking(None))), (1, false));
+        store.put(&ns, b"k", b"w").expect("put");
+        assert_ne!(
+            heads_digest(&store, &ns).expect("digest"),
+            same,
+            "a new entry changes the digest"
         );
     }
 }
