@@ -279,7 +279,7 @@ pub enum Response {
     Key(Vec<WireSparse>),
     /// The proof that the server's copy of the feed forks from the head asked about, or
     /// `None` when it does not (or the server holds less of it).
-    Fork(Option<ForkProof>),
+    Fork(Option<Box<ForkProof>>),
 }
 
 /// Why a request was not served: what a peer learns, rather than our error text.

@@ -504,7 +504,7 @@ impl<P: Peer, G> Client<P, G> {
                     if new {
                         actions.push(Action::Publish {
                             ns: feed.0,
-                            message: Gossip::Fork(proof),
+                            message: Gossip::Fork(*proof),
                         });
                     }
                 }

@@ -71,7 +71,7 @@ pub(crate) enum JobKind<P, G> {
     CheckFork {
         peer: P,
         feed: FeedId,
-        proof: ForkProof,
+        proof: Box<ForkProof>,
         fault: Fault,
     },
     /// Digest what is held in each of `namespaces`, to exchange heads with `peers`.
@@ -114,7 +114,7 @@ pub(crate) enum DoneKind<P, G> {
     ForkChecked {
         peer: P,
         feed: FeedId,
-        proof: ForkProof,
+        proof: Box<ForkProof>,
         fault: Fault,
         result: Result<bool, IngestError>,
     },

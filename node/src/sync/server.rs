@@ -238,7 +238,7 @@ pub fn answer(store: &Store, ns: &NamespaceId, request: Request) -> Response {
         }
         // One tree read and two signature checks, under the asker's share like any request.
         Request::Fork { head, .. } => match store.check_head(&head.into_head(*ns)) {
-            Ok(proof) => Response::Fork(proof),
+            Ok(proof) => Response::Fork(proof.map(Box::new)),
             Err(e) => {
                 warn!(error = %e, "checking a head for a fork to serve");
                 Response::Refused(Refusal::Internal)
