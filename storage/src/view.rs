@@ -30,16 +30,15 @@ struct StoredSuperseded<'t, 'txn> {
 /// The [`tables::SUPERSEDED`] link bytes of a link without a hash.
 const UNHASHED_LINK: [u8; 33] = [0; 33];
 
-impl StoredSuperseded<'_, '_> {
-    /// The row of link bytes `link` to `id`: [`hashed_link`], or [`UNHASHED_LINK`].
-    fn row(&self, id: &VersionId, link: [u8; 33]) -> Vec<u8> {
-        let mut row = Vec::with_capacity(self.prefix.len() + 73);
-        row.extend_from_slice(&self.prefix);
-        row.extend_from_slice(id.author.as_bytes());
-        row.extend_from_slice(&id.seq.to_be_bytes());
-        row.extend_from_slice(&link);
-        row
-    }
+/// The [`tables::SUPERSEDED`] row of the key with `prefix` for link bytes `link` to `id`:
+/// [`hashed_link`], or [`UNHASHED_LINK`].
+fn link_row(prefix: &[u8], id: &VersionId, link: &[u8; 33]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(prefix.len() + 73);
+    row.extend_from_slice(prefix);
+    row.extend_from_slice(id.author.as_bytes());
+    row.extend_from_slice(&id.seq.to_be_bytes());
+    row.extend_from_slice(link);
+    row
 }
 
 /// Whether a link among the [`tables::SUPERSEDED`] rows of the key with `prefix` replaces the
@@ -51,15 +50,10 @@ pub(crate) fn replaced_in(
     hash: &VersionHash,
     timestamp: Timestamp,
 ) -> Result<bool, redb::StorageError> {
-    let row = |link: &[u8; 33]| {
-        let mut row = Vec::with_capacity(prefix.len() + 73);
-        row.extend_from_slice(prefix);
-        row.extend_from_slice(id.author.as_bytes());
-        row.extend_from_slice(&id.seq.to_be_bytes());
-        row.extend_from_slice(link);
-        row
-    };
-    let (low, high) = (row(&UNHASHED_LINK), row(&[0xff; 33]));
+    let (low, high) = (
+        link_row(prefix, id, &UNHASHED_LINK),
+        link_row(prefix, id, &[0xff; 33]),
+    );
     let wanted = hashed_link(hash);
     for row in table.range(&low[..]..=&high[..])? {
         let (link, by) = row?;
@@ -92,11 +86,11 @@ impl SupersededSet for StoredSuperseded<'_, '_> {
     fn insert(&mut self, link: Link, by: Timestamp) -> Result<(), Self::Error> {
         match link.hash {
             Some(hash) => {
-                let row = self.row(&link.id, hashed_link(&hash));
+                let row = link_row(&self.prefix, &link.id, &hashed_link(&hash));
                 self.table.insert(&row[..], 0)?;
             }
             None => {
-                let row = self.row(&link.id, UNHASHED_LINK);
+                let row = link_row(&self.prefix, &link.id, &UNHASHED_LINK);
                 let known = self.table.get(&row[..])?.map_or(0, |by| by.value());
                 self.table.insert(&row[..], known.max(by.0))?;
             }
