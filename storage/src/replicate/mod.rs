@@ -165,6 +165,19 @@ pub enum IngestError {
     Store(#[from] Error),
 }
 
+/// How much of local feed `feed` is held, as [`HeldFeed::held`] counts it: the stored prefix,
+/// or for a feed held with holes how far it was scanned.
+fn held_of(
+    sparse: &impl ReadableTable<u64, &'static [u8]>,
+    feed: u64,
+    record: &FeedRecord,
+) -> Result<u64> {
+    Ok(match sparse.get(feed)? {
+        Some(bytes) => SparseRecord::decode(bytes.value())?.scanned,
+        None => record.held,
+    })
+}
+
 /// Turns any store-side failure into [`IngestError::Store`].
 pub(crate) fn store_err<E: Into<Error>>(error: E) -> IngestError {
     IngestError::Store(error.into())
@@ -238,10 +251,7 @@ impl Store {
                 Error::Damaged(format!("feed {feed} is indexed but has no record"))
             })?;
             let record = FeedRecord::decode(record.value())?;
-            let held = match sparse.get(feed)? {
-                Some(bytes) => SparseRecord::decode(bytes.value())?.scanned,
-                None => record.held,
-            };
+            let held = held_of(&sparse, feed, &record)?;
             out.push(HeldFeed {
                 head: record.head,
                 held,
@@ -288,11 +298,11 @@ impl Store {
 
     /// How much of `author`'s feed in `ns` is held, as [`Store::feeds`] counts it.
     pub(crate) fn head_held(&self, ns: &NamespaceId, author: &AuthorId) -> Result<u64> {
-        Ok(self
-            .feeds(ns)?
-            .into_iter()
-            .find(|feed| feed.head.author == *author)
-            .map_or(0, |feed| feed.held))
+        let txn = self.db().begin_read()?;
+        let Some((feed, record)) = self.feed_record(&txn, ns, author)? else {
+            return Ok(0);
+        };
+        held_of(&txn.open_table(SPARSE_FEEDS)?, feed, &record)
     }
 
     /// The namespaces this replica holds, in no particular order.
