@@ -108,7 +108,7 @@ fn branches(root: &Path) -> Writer {
             .expect("charter");
         (charter, read(&store))
     };
-    copy_dir(&live, &copy);
+    weft_storage::copy_data_dir(&live, &copy).expect("copy");
     let short = Store::open(&copy, options()).expect("open copy");
     put(&short, "d on the short branch");
     let long = Store::open(&live, options()).expect("reopen");
@@ -274,17 +274,4 @@ fn entries_that_do_not_fit_and_prove_no_fork_are_still_blamed() {
         "{:?}",
         log.penalized
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for item in std::fs::read_dir(from).expect("read dir") {
-        let item = item.expect("dir entry");
-        let target = to.join(item.file_name());
-        if item.file_type().expect("file type").is_dir() {
-            copy_dir(&item.path(), &target);
-        } else {
-            std::fs::copy(item.path(), target).expect("copy");
-        }
-    }
 }

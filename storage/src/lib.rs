@@ -48,6 +48,8 @@ mod read;
 mod replicate;
 #[cfg(feature = "test-util")]
 mod testing;
+#[cfg(feature = "test-util")]
+pub use testing::copy_data_dir;
 mod verify;
 mod write;
 

@@ -309,7 +309,7 @@ fn a_replica_restored_from_backup_fetches_its_own_feed_back_before_writing() {
         ns = store.default_namespace();
         write_batches(&store, &[5]);
     }
-    copy_dir(&live_dir, &backup_dir);
+    weft_storage::copy_data_dir(&live_dir, &backup_dir).expect("back up");
     let live = Store::open(&live_dir, options()).expect("reopen");
     write_batches(&live, &[4, 3]);
     let (_peer_dir, peer) = joined(&live);
@@ -355,17 +355,4 @@ fn a_replica_restored_from_backup_fetches_its_own_feed_back_before_writing() {
         Some(&b"after"[..])
     );
     assert!(restored.verify().expect("verify").is_clean());
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir(to).expect("create dir");
-    for item in std::fs::read_dir(from).expect("read dir") {
-        let item = item.expect("dir entry");
-        let target = to.join(item.file_name());
-        if item.file_type().expect("file type").is_dir() {
-            copy_dir(&item.path(), &target);
-        } else {
-            std::fs::copy(item.path(), target).expect("copy");
-        }
-    }
 }

@@ -140,7 +140,7 @@ async fn a_node_restored_from_a_backup_fetches_its_own_feed_back() {
         }
         a.stop().await;
     }
-    copy_dir(&dirs[0], &backup);
+    weft_storage::copy_data_dir(&dirs[0], &backup).expect("back up");
     let a = TestNode::start(&dirs[0], vec![]).await;
     let b = TestNode::start(&dirs[1], vec![a.addr()]).await;
     for i in 0..200 {
@@ -182,19 +182,6 @@ async fn a_node_restored_from_a_backup_fetches_its_own_feed_back() {
     restored.assert_verifies("restored").await;
     restored.stop().await;
     b.stop().await;
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for item in std::fs::read_dir(from).expect("read dir") {
-        let item = item.expect("dir entry");
-        let target = to.join(item.file_name());
-        if item.file_type().expect("file type").is_dir() {
-            copy_dir(&item.path(), &target);
-        } else {
-            std::fs::copy(item.path(), target).expect("copy");
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
