@@ -292,6 +292,8 @@ impl Store {
             txn.open_table(tables::SUPERSEDED)?;
         }
         migrations::run(&txn, 0)?;
+        // A new store has no view to rebuild.
+        txn.open_table(META)?.remove(migrations::REINDEX)?;
         let charter = postcard::to_allocvec(&charter).expect("charters always encode");
         txn.open_table(CHARTERS)?
             .insert(namespace.as_bytes(), &charter[..])?;
