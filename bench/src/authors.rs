@@ -137,8 +137,12 @@ pub(crate) fn w8(data: &Data, settings: &Settings) -> Result<(), BenchError> {
             wait_held(&b_handle, total + 1, "the append").await?;
             let append_wire = (b_handle.counters().total() - before) as f64;
             drop((a_handle, b_handle));
-            b.shutdown().await;
-            a.shutdown().await;
+            b.shutdown()
+                .await
+                .map_err(|e| BenchError::Node(e.to_string()))?;
+            a.shutdown()
+                .await
+                .map_err(|e| BenchError::Node(e.to_string()))?;
             Ok::<_, BenchError>(Figures {
                 join_seconds,
                 join_wire,

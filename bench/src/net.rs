@@ -123,10 +123,12 @@ pub(crate) fn node_api_gets(store: Store, data: &Data, order: &[u64]) -> Result<
     let rate = order.len() as f64 / start.elapsed().as_secs_f64();
     drop(client);
     stop.fire();
-    runtime.block_on(async {
-        let _ = server.await;
-        node.shutdown().await;
-    });
+    runtime
+        .block_on(async {
+            let _ = server.await;
+            node.shutdown().await
+        })
+        .map_err(|e| BenchError::Node(e.to_string()))?;
     Ok(rate)
 }
 
@@ -164,8 +166,12 @@ pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
             let wire = handle.counters().total();
             check_every_key(&handle, ns, data).await?;
             drop(handle);
-            b.shutdown().await;
-            a.shutdown().await;
+            b.shutdown()
+                .await
+                .map_err(|e| BenchError::Node(e.to_string()))?;
+            a.shutdown()
+                .await
+                .map_err(|e| BenchError::Node(e.to_string()))?;
             Ok::<_, BenchError>((elapsed.as_secs_f64(), wire))
         })?;
         seconds.push(s);
@@ -293,7 +299,9 @@ pub(crate) fn w4(data: &Data, settings: &Settings) -> Result<(), BenchError> {
             let wire = handle.counters().total();
             check_wanted(&handle, ns, data).await?;
             drop(handle);
-            b.shutdown().await;
+            b.shutdown()
+                .await
+                .map_err(|e| BenchError::Node(e.to_string()))?;
 
             let (c, _) = start(&c_dir, vec![a_addr]).await?;
             let handle = c.handle();
@@ -305,8 +313,12 @@ pub(crate) fn w4(data: &Data, settings: &Settings) -> Result<(), BenchError> {
             }
             let full_wire = handle.counters().total();
             drop(handle);
-            c.shutdown().await;
-            a.shutdown().await;
+            c.shutdown()
+                .await
+                .map_err(|e| BenchError::Node(e.to_string()))?;
+            a.shutdown()
+                .await
+                .map_err(|e| BenchError::Node(e.to_string()))?;
             Ok::<_, BenchError>((elapsed.as_secs_f64(), wire, full_wire))
         })?;
         seconds.push(s);
@@ -512,7 +524,9 @@ pub(crate) fn w5(settings: &Settings) -> Result<(), BenchError> {
                 }
             }
             for (node, _) in nodes {
-                node.shutdown().await;
+                node.shutdown()
+                    .await
+                    .map_err(|e| BenchError::Node(e.to_string()))?;
             }
             Ok::<_, BenchError>(elapsed)
         })?;
@@ -583,7 +597,9 @@ pub(crate) fn w6(settings: &Settings) -> Result<(), BenchError> {
         }
         drop((a_handle, others));
         for node in [a, b, c] {
-            node.shutdown().await;
+            node.shutdown()
+                .await
+                .map_err(|e| BenchError::Node(e.to_string()))?;
         }
         Ok::<_, BenchError>(latencies)
     })?;

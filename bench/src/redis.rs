@@ -123,11 +123,13 @@ fn weft_rates(requests: u64, runs: u32) -> Result<Rates, BenchError> {
     })?;
     // The node serves on the runtime's worker threads while this thread waits on the process.
     let rates = benchmark(port, requests, runs);
-    runtime.block_on(async {
-        stop.0.fire();
-        let _ = stop.1.await;
-        node.shutdown().await;
-    });
+    runtime
+        .block_on(async {
+            stop.0.fire();
+            let _ = stop.1.await;
+            node.shutdown().await
+        })
+        .map_err(|e| BenchError::Node(e.to_string()))?;
     rates
 }
 

@@ -90,8 +90,9 @@ pub fn node(
         if let Some(redis) = redis {
             redis.await.context("the Redis task failed")?;
         }
-        node.shutdown().await;
+        let stopped = node.shutdown().await;
         served.context("serving the local API")?;
+        stopped.context("stopping the node")?;
         eprintln!("weft: node stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -258,6 +259,13 @@ pub fn status(dir: &Path, out: &mut impl Write, json: bool) -> anyhow::Result<Ex
     for peer in &status.peers {
         let how = if peer.relayed { "relayed" } else { "direct" };
         writeln!(out, "  {} {how} {}", peer.id, peer.address)?;
+    }
+    for ban in &status.bans {
+        writeln!(
+            out,
+            "banned:    {} for {} s more: {}",
+            ban.peer, ban.seconds_left, ban.reason
+        )?;
     }
     writeln!(
         out,

@@ -46,6 +46,6 @@ pub use handle::NodeHandle;
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId, multiaddr};
 pub use node::{Node, NodeError};
-pub use status::{FeedStatus, PeerStatus, Reachability, Reservation, Status};
+pub use status::{BanStatus, FeedStatus, PeerStatus, Reachability, Reservation, Status};
 pub use transport::WireCounters;
-pub use worker::{Busy, Closed, Facts, Slot, StoreWorker};
+pub use worker::{Busy, Closed, Facts, Slot, StoreThread, StoreWorker};

@@ -28,12 +28,12 @@ use crate::config::NodeConfig;
 use crate::gossip;
 use crate::handle::{Command, NodeHandle};
 use crate::reach::Reach;
-use crate::status::{FeedStatus, PeerStatus, Status};
+use crate::status::{BanStatus, FeedStatus, PeerStatus, Status};
 use crate::swarm::{Behaviour, BehaviourEvent, build_swarm, listen_all};
 use crate::sync::{self, Action, Client, Done, Fault, Holdings, Pending, Server};
 use crate::transport::WireCounters;
 use crate::wire::{Refusal, Request, Response};
-use crate::worker::{Closed, StoreWorker};
+use crate::worker::{Closed, StoreThread, StoreWorker};
 
 /// How long a peer that sent bad data is kept away.
 const BAN: Duration = Duration::from_secs(300);
@@ -62,6 +62,15 @@ pub enum NodeError {
     /// The transport could not be built.
     #[error("cannot set up the transport: {0}")]
     Transport(String),
+    /// Part of the node panicked; what it was doing when it did is lost, but every commit it
+    /// acknowledged is on disk.
+    #[error("the node's {part} panicked: {message}")]
+    Panicked {
+        /// Which part: the swarm task or the store thread.
+        part: &'static str,
+        /// The panic's message.
+        message: String,
+    },
     /// A remote read found no connected peer to ask.
     #[error("no peers are connected to ask")]
     NoPeers,
@@ -94,7 +103,7 @@ pub struct Node {
     listen: Vec<Multiaddr>,
     task: tokio::task::JoinHandle<()>,
     /// The store's thread when the node started it, joined at shutdown.
-    store_thread: Option<std::thread::JoinHandle<()>>,
+    store_thread: Option<StoreThread>,
 }
 
 impl Node {
@@ -185,13 +194,31 @@ impl Node {
 
     /// Stops the swarm. A node made by [`Node::start`] then lets the store finish every queued
     /// job and closes it; every [`NodeHandle`] must be dropped first, or this waits for them.
-    pub async fn shutdown(self) {
+    /// A part that panicked while the node ran is reported here, so it is never silent.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.handle.commands.send(Command::Shutdown).await;
-        let _ = self.task.await;
+        let task = self.task.await;
         drop(self.handle);
-        if let Some(thread) = self.store_thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        if let Err(error) = task
+            && error.is_panic()
+        {
+            return Err(NodeError::panicked("swarm task", error.into_panic()));
         }
+        match self.store_thread {
+            Some(thread) => thread.join().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl NodeError {
+    pub(crate) fn panicked(part: &'static str, panic: Box<dyn std::any::Any + Send>) -> NodeError {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string());
+        NodeError::Panicked { part, message }
     }
 }
 
@@ -215,6 +242,13 @@ enum Finished {
     Nothing,
 }
 
+/// A peer kept away for sending bad data.
+struct Ban {
+    until: Instant,
+    /// The fault, kept so `status` can say why (and tests can check it was the right one).
+    reason: String,
+}
+
 struct Task {
     swarm: Swarm<Behaviour>,
     worker: StoreWorker,
@@ -225,7 +259,7 @@ struct Task {
     pending: HashMap<OutboundRequestId, (PeerId, Pending)>,
     remote_gets: HashMap<u64, oneshot::Sender<Result<Vec<VersionInfo>, NodeError>>>,
     jobs: FuturesUnordered<BoxFuture<'static, Finished>>,
-    banned: HashMap<PeerId, Instant>,
+    banned: HashMap<PeerId, Ban>,
     /// Connected peers that do not speak the sync protocol (relays): not asked each round.
     no_sync: HashSet<PeerId>,
     reach: Reach,
@@ -378,6 +412,7 @@ impl Task {
 
     fn status(&self) -> Status {
         let (reachability, reservations, punched, punch_failed) = self.reach.status();
+        let now = Instant::now();
         Status {
             peer_id: self.swarm.local_peer_id().to_string(),
             listen: self.swarm.listeners().map(ToString::to_string).collect(),
@@ -406,23 +441,33 @@ impl Task {
             wire_sent: self.counters.sent.load(Ordering::Relaxed),
             wire_received: self.counters.received.load(Ordering::Relaxed),
             head_exchanges: self.client.head_exchanges(),
+            refusals: self.client.refusals(),
             syncing: self.client.busy(),
             reachability,
             reservations,
             hole_punches: (punched, punch_failed),
+            bans: self
+                .banned
+                .iter()
+                .map(|(peer, ban)| BanStatus {
+                    peer: peer.to_string(),
+                    reason: ban.reason.clone(),
+                    seconds_left: ban.until.saturating_duration_since(now).as_secs(),
+                })
+                .collect(),
         }
     }
 
     fn reach_round(&mut self) {
         let now = Instant::now();
-        self.banned.retain(|_, until| *until > now);
+        self.banned.retain(|_, ban| ban.until > now);
         let banned = self.banned.keys().copied().collect();
         self.reach.tick(&mut self.swarm, &banned);
     }
 
     fn is_banned(&mut self, peer: &PeerId) -> bool {
         match self.banned.get(peer) {
-            Some(until) if *until > Instant::now() => true,
+            Some(ban) if ban.until > Instant::now() => true,
             Some(_) => {
                 self.banned.remove(peer);
                 false
@@ -435,7 +480,11 @@ impl Task {
     /// [`BAN`]. The client has already forgotten what it asked of it.
     fn ban(&mut self, peer: PeerId, fault: &Fault) {
         warn!(%peer, reason = %fault, "rejecting bad data from peer; disconnecting it");
-        self.banned.insert(peer, Instant::now() + BAN);
+        let ban = Ban {
+            until: Instant::now() + BAN,
+            reason: fault.to_string(),
+        };
+        self.banned.insert(peer, ban);
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 

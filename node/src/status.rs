@@ -21,6 +21,8 @@ pub struct Status {
     /// Completed head exchanges: sync is caught up once one has happened and no feed is
     /// behind.
     pub head_exchanges: u64,
+    /// Requests peers refused: busy, or asking for what they do not hold or share.
+    pub refusals: u64,
     /// Whether runs are being fetched or ingested.
     pub syncing: bool,
     /// Whether others can dial this node, as AutoNAT found.
@@ -30,6 +32,8 @@ pub struct Status {
     pub reservations: Vec<Reservation>,
     /// Relayed connections upgraded to direct ones by hole punching, and attempts that failed.
     pub hole_punches: (u64, u64),
+    /// Peers cut off for sending bad data, and why, while they are kept away.
+    pub bans: Vec<BanStatus>,
 }
 
 /// Whether others can dial a node.
@@ -73,6 +77,17 @@ pub struct PeerStatus {
     pub address: String,
     /// Whether that connection goes through a relay.
     pub relayed: bool,
+}
+
+/// A peer this node cut off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanStatus {
+    /// Its peer id.
+    pub peer: String,
+    /// What it sent that did not verify, as the log said.
+    pub reason: String,
+    /// Seconds until it may connect again.
+    pub seconds_left: u64,
 }
 
 /// A feed as the node sees it.

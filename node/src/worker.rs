@@ -8,6 +8,8 @@ use std::thread;
 use tokio::sync::{mpsc, oneshot, watch};
 use weft_storage::{AuthorId, NamespaceId, Store};
 
+use crate::NodeError;
+
 /// Jobs queued for the store thread before senders wait (or, with [`StoreWorker::try_run`],
 /// get [`Busy`]).
 const QUEUE: usize = 64;
@@ -44,9 +46,28 @@ pub struct Busy;
 #[error("the store has shut down")]
 pub struct Closed;
 
+/// The store's thread, to wait for once every [`StoreWorker`] is dropped.
+#[derive(Debug)]
+pub struct StoreThread(thread::JoinHandle<()>);
+
+impl StoreThread {
+    /// Waits for the thread to finish its queue and close the store; a job that panicked is
+    /// reported, never dropped in silence.
+    pub async fn join(self) -> Result<(), NodeError> {
+        match tokio::task::spawn_blocking(move || self.0.join()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(panic)) => Err(NodeError::panicked("store thread", panic)),
+            Err(error) => Err(NodeError::Panicked {
+                part: "store thread",
+                message: error.to_string(),
+            }),
+        }
+    }
+}
+
 impl StoreWorker {
     /// Starts the thread; the returned handle joins it.
-    pub fn spawn(store: Store) -> (StoreWorker, thread::JoinHandle<()>) {
+    pub fn spawn(store: Store) -> (StoreWorker, StoreThread) {
         let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
         let facts = Arc::new(Facts {
             dir: store.dir().to_owned(),
@@ -74,7 +95,7 @@ impl StoreWorker {
                 facts,
                 commits,
             },
-            thread,
+            StoreThread(thread),
         )
     }
 

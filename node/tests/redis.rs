@@ -186,7 +186,8 @@ impl Fixture {
         drop(self.handle);
         tokio::time::timeout(LIMIT, self.node.shutdown())
             .await
-            .expect("the node stops");
+            .expect("the node stops")
+            .expect("no part of the node panicked");
     }
 
     async fn client(&self) -> Client {

@@ -145,9 +145,13 @@ impl TestNode {
         assert!(report.is_clean(), "{name}: {:?}", report.problems);
     }
 
+    /// Stops the node within a bound, failing the test if any part of it had panicked.
     pub async fn stop(self) {
         drop(self.handle);
-        self.node.shutdown().await;
+        tokio::time::timeout(Duration::from_secs(30), self.node.shutdown())
+            .await
+            .expect("the node stops within 30 s")
+            .expect("no part of the node panicked");
     }
 }
 

@@ -236,3 +236,33 @@ async fn partitioned_writes_become_siblings_with_one_winner() {
         node.stop().await;
     }
 }
+
+/// A panic inside a node is never silent: shutting the node down reports it, so a test (or
+/// `weft node`, which then exits non-zero) sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_store_thread_is_reported_at_shutdown() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dirs = dirs(root.path(), 1);
+    let node = TestNode::start(&dirs[0], vec![]).await;
+    node.put("before", "the panic").await;
+    let job = node
+        .handle
+        .worker()
+        .run(|_| -> () { panic!("a store job failed its own invariant") })
+        .await;
+    assert!(job.is_err(), "a job that panicked cannot answer");
+    drop(node.handle);
+    let stopped = tokio::time::timeout(LIMIT, node.node.shutdown())
+        .await
+        .expect("the node stops");
+    match stopped {
+        Err(weft_node::NodeError::Panicked { part, message }) => {
+            assert_eq!(part, "store thread");
+            assert!(message.contains("its own invariant"), "{message}");
+        }
+        other => panic!("the panic was not reported: {other:?}"),
+    }
+    let store = Store::open(&dirs[0], options()).expect("the store reopens");
+    let report = store.verify().expect("verify runs");
+    assert!(report.is_clean(), "{:?}", report.problems);
+}

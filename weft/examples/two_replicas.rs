@@ -42,8 +42,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     drop((phone_sees, laptop_sees));
-    phone.close().await;
-    laptop.close().await;
+    phone.close().await?;
+    laptop.close().await?;
     Ok(())
 }
 

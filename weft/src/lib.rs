@@ -17,7 +17,7 @@
 //! let mut changes = notes.watch("todo/", None);
 //! let change = changes.next().await?;
 //! println!("change {}: {:?} is now {:?}", change.seq, change.key, change.value);
-//! notes.close().await;
+//! notes.close().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -26,12 +26,11 @@
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 
 use weft_node::api::{self, ApiRequest, ApiResponse};
 use weft_node::config::{ConfigError, NodeConfig};
 use weft_node::ticket::{BadTicket, JoinError, Ticket, dialable};
-use weft_node::{Node, NodeError, StoreWorker};
+use weft_node::{Node, NodeError, StoreThread, StoreWorker};
 use weft_storage::{Access, Op, Options, Store};
 
 pub use weft_node::Multiaddr;
@@ -90,7 +89,7 @@ impl From<NodeError> for Error {
 /// already queued.
 pub struct Weft {
     worker: StoreWorker,
-    store_thread: Option<JoinHandle<()>>,
+    store_thread: Option<StoreThread>,
     node: Option<Node>,
     /// The bootstrap nodes networking started with, for tickets.
     bootstrap: Vec<Multiaddr>,
@@ -273,9 +272,11 @@ impl Weft {
     }
 
     /// Disconnects from every peer; the replica stays open. Does nothing when not started.
-    pub async fn stop(&mut self) {
-        if let Some(node) = self.node.take() {
-            node.shutdown().await;
+    /// Fails if the node's swarm task had panicked.
+    pub async fn stop(&mut self) -> Result<(), Error> {
+        match self.node.take() {
+            Some(node) => Ok(node.shutdown().await?),
+            None => Ok(()),
         }
     }
 
@@ -328,14 +329,16 @@ impl Weft {
     }
 
     /// Stops networking, lets the store finish every write queued, and closes it. A
-    /// [`Watcher`] keeps the store open: drop every one first, or this waits for them.
-    pub async fn close(mut self) {
-        self.stop().await;
+    /// [`Watcher`] keeps the store open: drop every one first, or this waits for them. Fails
+    /// if a part of the node or the store had panicked; the store is closed either way.
+    pub async fn close(mut self) -> Result<(), Error> {
+        let stopped = self.stop().await;
         let thread = self.store_thread.take();
         // The thread ends once the last handle to it is gone.
         drop(self);
         if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            thread.join().await?;
         }
+        stopped
     }
 }

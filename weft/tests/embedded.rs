@@ -73,8 +73,8 @@ async fn two_replicas_sync_watch_and_keep_concurrent_values() {
     assert_eq!(change.key, b"notes/2");
 
     // Offline, both write one key: once reconnected, both keep both values, one winner.
-    laptop.stop().await;
-    phone.stop().await;
+    laptop.stop().await.expect("stops cleanly");
+    phone.stop().await.expect("stops cleanly");
     laptop.put("shared", "laptop's").await.expect("offline put");
     phone.put("shared", "phone's").await.expect("offline put");
     laptop.start(Network::loopback()).await.expect("restart");
@@ -106,8 +106,8 @@ async fn two_replicas_sync_watch_and_keep_concurrent_values() {
         phone.scan("").await.expect("scan")
     );
     drop(watched);
-    phone.close().await;
-    laptop.close().await;
+    phone.close().await.expect("closes cleanly");
+    laptop.close().await.expect("closes cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +127,7 @@ async fn the_change_feed_resumes_after_a_reopen_and_bad_input_is_refused() {
     // A second open of a dir in use is refused, not a second writer.
     assert!(matches!(Weft::open(&path), Err(Error::Store(_))));
     drop(watcher);
-    db.close().await;
+    db.close().await.expect("closes cleanly");
 
     let db = Weft::open(&path).expect("reopen");
     db.put("k5", "v5").await.expect("put");
@@ -171,5 +171,5 @@ async fn the_change_feed_resumes_after_a_reopen_and_bad_input_is_refused() {
         Err(Error::Node(_))
     ));
     drop(resumed);
-    db.close().await;
+    db.close().await.expect("closes cleanly");
 }

@@ -84,6 +84,7 @@ pub struct Client<P, G> {
     scheduler: Scheduler<P>,
     remote: RemoteReads,
     head_exchanges: u64,
+    refusals: u64,
     run_entries: u32,
     gossip: PhantomData<fn() -> G>,
 }
@@ -103,6 +104,7 @@ impl<P: Peer, G> Client<P, G> {
             scheduler,
             remote: RemoteReads::default(),
             head_exchanges: 0,
+            refusals: 0,
             run_entries: RUN_ENTRIES,
             gossip: PhantomData,
         }
@@ -238,6 +240,9 @@ impl<P: Peer, G> Client<P, G> {
         pending: Pending,
         response: Response,
     ) -> Vec<Action<P, G>> {
+        if matches!(response, Response::Refused(_)) {
+            self.refusals += 1;
+        }
         match (pending, response) {
             (Pending::Heads { ns, after, page }, Response::Heads { heads, more, forks }) => {
                 if heads.len() > HEADS_PER_RESPONSE || forks.len() > FORKS_PER_RESPONSE {
@@ -798,6 +803,11 @@ impl<P: Peer, G> Client<P, G> {
     /// Completed head exchanges (every page of a namespace's heads).
     pub fn head_exchanges(&self) -> u64 {
         self.head_exchanges
+    }
+
+    /// Requests a peer refused (busy, not shared, not held...).
+    pub fn refusals(&self) -> u64 {
+        self.refusals
     }
 }
 
