@@ -1,15 +1,13 @@
 //! The `weft` binary end to end: happy paths, exit codes, and bad input that must be refused
 //! with a clear message and no change on disk.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
 
 use serde_json::Value;
 
-use common::{Dir, NodeProcess, free_port};
+use crate::common::{Dir, NodeProcess, free_port};
 
 #[test]
 fn every_data_command_before_init_says_to_run_init() {
@@ -409,7 +407,7 @@ fn the_cli_works_through_a_running_node_with_identical_output() {
 #[test]
 fn two_nodes_replicate_a_put_and_a_killed_node_leaves_no_confusion() {
     let a = Dir::initialized();
-    let mut a_node = NodeProcess::start(&a);
+    let a_node = NodeProcess::start(&a);
     let ticket = a.weft(["ticket"]).ok().text();
     assert!(ticket.starts_with("weft3"), "{ticket}");
     let b = Dir::new();
@@ -452,7 +450,7 @@ fn two_nodes_replicate_a_put_and_a_killed_node_leaves_no_confusion() {
     b.weft(["peers"]).fails(2, "no node is running");
     // And a new node replaces the stale socket.
     drop(NodeProcess::start(&b));
-    a_node.signal("-TERM");
+    drop(a_node);
 }
 
 #[test]
@@ -601,7 +599,7 @@ fn watch_follows_local_and_synced_changes_and_resumes_after_a_restart() {
     let b = Dir::new();
     b.weft(["init", "--join", ticket.trim()]).ok();
     b.weft(["watch"]).fails(2, "no node is running");
-    let mut b_node = NodeProcess::start(&b);
+    let b_node = NodeProcess::start(&b);
 
     // From change 1: the first this fresh replica will make, so nothing is missed.
     let mut watcher = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
@@ -665,7 +663,7 @@ fn watch_follows_local_and_synced_changes_and_resumes_after_a_restart() {
     // Numbers survive a restart: resuming after the last one seen gives exactly what came
     // after, here printed without a node from the changes kept.
     let resume = seqs[2] + 1;
-    b_node.signal("-TERM");
+    drop(b_node);
     let b_node = NodeProcess::start(&b);
     b.weft(["put", "after", "restart"]).ok();
     drop(b_node);

@@ -5,14 +5,13 @@
 //! These live beside the binary rather than in `tests/` because cargo only gives a package's
 //! own tests the path of its binaries.
 
-mod common;
-
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Dir, NodeProcess};
+use crate::common::{Dir, NodeProcess};
 use weft_node::api::{ApiRequest, ApiResponse, Client};
 use weft_storage::{NamespaceId, Op, Options, Store};
 
@@ -75,12 +74,17 @@ fn reopen_whole(data: &Path, context: &str) -> (Store, View) {
     (store, before)
 }
 
-fn call(client: &mut Client, request: &ApiRequest) -> Option<ApiResponse> {
+/// Set just before the test kills the node: only then may a call fail.
+type Killed = Arc<AtomicBool>;
+
+/// A call to the node, or `None` once the test has killed it (the request may or may not have
+/// committed). A call that fails while the node should be running fails the test.
+fn call(client: &mut Client, request: &ApiRequest, killed: &AtomicBool) -> Option<ApiResponse> {
     match client.call(request) {
         Ok(ApiResponse::Error(e)) => panic!("the node refused {request:?}: {e}"),
         Ok(response) => Some(response),
-        // The node was killed: the request may or may not have committed.
-        Err(_) => None,
+        Err(_) if killed.load(Ordering::SeqCst) => None,
+        Err(e) => panic!("{request:?} failed while the node was running: {e}"),
     }
 }
 
@@ -91,7 +95,11 @@ fn connect(data: &Path) -> Client {
 }
 
 fn default_namespace(data: &Path) -> NamespaceId {
-    match call(&mut connect(data), &ApiRequest::Facts) {
+    match call(
+        &mut connect(data),
+        &ApiRequest::Facts,
+        &AtomicBool::new(false),
+    ) {
         Some(ApiResponse::Facts {
             default_namespace, ..
         }) => default_namespace,
@@ -101,7 +109,13 @@ fn default_namespace(data: &Path) -> NamespaceId {
 
 /// Writes batches of puts through the API until the node dies, recording each batch once the
 /// node has acknowledged it.
-fn storm(data: &Path, ns: NamespaceId, round: u64, writer: u64, acknowledged: Acknowledged) {
+fn storm(
+    data: &Path,
+    ns: NamespaceId,
+    (round, writer): (u64, u64),
+    acknowledged: Acknowledged,
+    killed: Killed,
+) {
     let mut client = connect(data);
     for batch in 0u64.. {
         let ops: Vec<(Vec<u8>, Vec<u8>)> = (0..1 + batch % 16)
@@ -118,7 +132,7 @@ fn storm(data: &Path, ns: NamespaceId, round: u64, writer: u64, acknowledged: Ac
                 .map(|(k, v)| (k.clone(), Op::Put(v.clone())))
                 .collect(),
         };
-        match call(&mut client, &request) {
+        match call(&mut client, &request, &killed) {
             Some(ApiResponse::Written(ids)) => {
                 assert_eq!(ids.len(), ops.len(), "one version per put");
                 acknowledged.lock().expect("lock").extend(ops);
@@ -139,13 +153,16 @@ fn sigkill_during_an_api_write_storm_loses_no_acknowledged_write() {
         let mut node = NodeProcess::start(&dir);
         let ns = default_namespace(&dir.data);
         let before = acknowledged.lock().expect("lock").len();
+        let killed = Killed::default();
         let writers: Vec<_> = (0..2)
             .map(|writer| {
                 let (data, acknowledged) = (dir.data.clone(), Arc::clone(&acknowledged));
-                thread::spawn(move || storm(&data, ns, round, writer, acknowledged))
+                let killed = Arc::clone(&killed);
+                thread::spawn(move || storm(&data, ns, (round, writer), acknowledged, killed))
             })
             .collect();
         thread::sleep(Duration::from_millis(rng.below(400)));
+        killed.store(true, Ordering::SeqCst);
         node.signal("-KILL");
         for writer in writers {
             writer.join().expect("a writer panicked");
@@ -181,9 +198,9 @@ fn sigkill_during_an_api_write_storm_loses_no_acknowledged_write() {
 }
 
 /// The node's count of entries held across every feed, from its status.
-fn held(client: &mut Client) -> Option<u64> {
-    match call(client, &ApiRequest::Status)? {
-        ApiResponse::Status(status) => Some(status.feeds.iter().map(|f| f.held).sum()),
+fn held(client: &mut Client) -> u64 {
+    match call(client, &ApiRequest::Status, &AtomicBool::new(false)) {
+        Some(ApiResponse::Status(status)) => status.feeds.iter().map(|f| f.held).sum(),
         other => panic!("status: {other:?}"),
     }
 }
@@ -214,7 +231,7 @@ fn sigkill_during_a_large_catch_up_resumes_from_what_was_stored() {
         let mut node = NodeProcess::start(&replica);
         let mut client = connect(&replica.data);
         let waiting = Instant::now();
-        while held(&mut client).expect("status") <= stored {
+        while held(&mut client) <= stored {
             assert!(
                 waiting.elapsed() < Duration::from_secs(30),
                 "no progress past {stored} entries in 30 s"
@@ -222,6 +239,8 @@ fn sigkill_during_a_large_catch_up_resumes_from_what_was_stored() {
             thread::sleep(Duration::from_millis(2));
         }
         thread::sleep(Duration::from_millis(rng.below(30)));
+        // What the node said it held is what it had committed: all of it must survive the kill.
+        let reported = held(&mut client);
         node.signal("-KILL");
 
         let context = format!("kill {mid_sync_kills} after {stored} entries");
@@ -232,7 +251,10 @@ fn sigkill_during_a_large_catch_up_resumes_from_what_was_stored() {
             .iter()
             .map(|f| f.held)
             .sum::<u64>();
-        assert!(now >= stored, "{context}: held fell from {stored} to {now}");
+        assert!(
+            now >= reported,
+            "{context}: the node reported {reported} held just before the kill, {now} after"
+        );
         assert_eq!(
             view.len() as u64,
             now,

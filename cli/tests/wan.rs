@@ -11,14 +11,12 @@
 //!
 //! Without root or `ip netns` each case prints "skipped: needs root and ip netns".
 
-mod netns;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use netns::{Bed, Home, Host, Nat, Wan, wait_for};
+use crate::netns::{Bed, Home, Host, Nat, Wan, wait_for};
 use serde_json::{Value, json};
 
 /// The cases share the machine's two cores; they run one at a time.

@@ -7,13 +7,14 @@
 //! The replicas run the node's own sync client and server (`weft_node::sync`) with the wire
 //! encoding between them and every message delivered in order.
 
+use crate::common::options;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Instant;
 
 use weft_node::sync::{self, Action, Client, Fault, Holdings, Peer, Server, Verdict};
 use weft_node::wire::{self, Gossip, MAX_MESSAGE, Request, Response, WireRun};
-use weft_storage::{Access, Charter, Ingested, NamespaceId, Options, Run, Store};
+use weft_storage::{Access, Charter, Ingested, NamespaceId, Run, Store};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 struct Id(usize);
@@ -21,13 +22,6 @@ struct Id(usize);
 impl Peer for Id {
     fn id_bytes(&self) -> Vec<u8> {
         format!("replica {}", self.0).into_bytes()
-    }
-}
-
-fn options() -> Options {
-    Options {
-        durable: false,
-        ..Options::default()
     }
 }
 

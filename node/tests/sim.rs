@@ -22,6 +22,7 @@
 //! `WEFT_SIM_SEED=<seed> cargo test -p weft-node --test sim`, or run many more with
 //! `WEFT_SIM_COUNT=<n> cargo test -p weft-node --test sim` (CI runs 6 of each case).
 
+use crate::common::options;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,7 @@ use weft_node::wire::{
     WireRun,
 };
 use weft_storage::{
-    Access, AuthorId, ForkProof, Grant, NamespaceId, Op, Options, SignedHead, Store, VersionId,
+    Access, AuthorId, ForkProof, Grant, NamespaceId, Op, SignedHead, Store, VersionId,
 };
 
 const REPLICAS: usize = 5;
@@ -138,13 +139,6 @@ enum Attack {
     Forger,
     /// A member of a closed namespace granted nothing, attacking from the side.
     Reader,
-}
-
-fn options() -> Options {
-    Options {
-        durable: false,
-        ..Options::default()
-    }
 }
 
 fn replica(dir: std::path::PathBuf, me: usize, store: Store, rng: &mut Rng) -> Replica {

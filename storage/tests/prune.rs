@@ -1,13 +1,7 @@
 //! Pruning: superseded values go, live versions and every proof stay.
 
-use weft_storage::{Access, Ingested, Options, Store};
-
-fn options() -> Options {
-    Options {
-        durable: false,
-        ..Options::default()
-    }
-}
+use crate::common::options;
+use weft_storage::{Access, Ingested, Store};
 
 #[test]
 fn prune_frees_superseded_values_and_keeps_live_ones_and_proofs() {

@@ -1,24 +1,10 @@
 //! Replication at the store level: runs served from one replica and ingested by another,
 //! partial holders serving onward, and every kind of bad run refused with nothing changed.
 
-use weft_storage::{Access, Charter, IngestError, Ingested, Invalid, Op, Options, Run, Store};
+use crate::common::{charter, held, options};
+use weft_storage::{Access, IngestError, Ingested, Invalid, Op, Run, Store};
 
 const ANY: usize = usize::MAX;
-
-fn options() -> Options {
-    Options {
-        durable: false,
-        ..Options::default()
-    }
-}
-
-/// The charter a replica joining `origin`'s default namespace needs.
-fn charter(origin: &Store) -> Charter {
-    origin
-        .charter(&origin.default_namespace())
-        .expect("known namespace")
-        .expect("a charter")
-}
 
 fn origin() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -67,15 +53,6 @@ fn pull(from: &Store, to: &Store, author: &weft_storage::AuthorId, step: usize) 
             other => panic!("expected new entries from {held}, got {other:?}"),
         }
     }
-}
-
-fn held(store: &Store, author: &weft_storage::AuthorId) -> u64 {
-    store
-        .feeds(&store.default_namespace())
-        .expect("feeds")
-        .iter()
-        .find(|f| f.head.author == *author)
-        .map_or(0, |f| f.held)
 }
 
 /// A key with every live version's id and value.

@@ -2,27 +2,13 @@
 //! only some prefixes has exactly the view a full replica has for them, serves it onward, and
 //! refuses every bad sparse run with nothing changed.
 
+use crate::common::{charter, held, options};
 use weft_storage::{
-    Access, AuthorId, Charter, IngestError, Ingested, Interest, Invalid, NamespaceId, Op, Options,
-    Served, SparseRun, Store, VersionId, verify_remote_key,
+    Access, IngestError, Ingested, Interest, Invalid, NamespaceId, Op, Served, SparseRun, Store,
+    VersionId, verify_remote_key,
 };
 
 const ANY: usize = usize::MAX;
-
-/// The charter a replica joining `origin`'s default namespace needs.
-fn charter(origin: &Store) -> Charter {
-    origin
-        .charter(&origin.default_namespace())
-        .expect("known namespace")
-        .expect("a charter")
-}
-
-fn options() -> Options {
-    Options {
-        durable: false,
-        ..Options::default()
-    }
-}
 
 /// A store of a new open namespace, or one joining `origin`'s.
 fn store(origin: Option<&Store>) -> (tempfile::TempDir, Store) {
@@ -61,15 +47,6 @@ impl Rng {
 const KEYS: &[&str] = &[
     "a/1", "a/2", "a/3", "b/1", "b/2", "b/3", "b/4", "c/1", "c/x1", "c/x2", "cx", "d",
 ];
-
-fn held(store: &Store, author: &AuthorId) -> u64 {
-    store
-        .feeds(&store.default_namespace())
-        .expect("feeds")
-        .iter()
-        .find(|f| f.head.author == *author)
-        .map_or(0, |f| f.held)
-}
 
 /// Every feed of `from` into the full replica `to`, as catch-up does.
 fn full_pull(from: &Store, to: &Store) {

@@ -1,13 +1,11 @@
 //! The store end to end on a real redb file: reads and writes, proofs served from disk, damage
 //! found by `verify`, bad input refused with nothing changed.
 
+use crate::common::replay;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use weft_storage::{Access, ChangeValue, Error, NamespaceId, Op, Options, Store};
-
-#[path = "common/replay.rs"]
-mod replay;
 
 fn fresh() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -2,22 +2,13 @@
 //! revocation; entries that do not count stay in the log and are reported; clocks that run
 //! ahead cannot pin a key; forks are proven, recorded and freeze the feed.
 
+use crate::common::{held, options, replay};
 use std::time::Duration;
-
-#[path = "common/replay.rs"]
-mod replay;
 
 use weft_storage::{
     Access, Charter, Error, Exclusion, Grant, IngestError, Ingested, Invalid, Membership,
     NamespaceId, Options, Store, Timestamp,
 };
-
-fn options() -> Options {
-    Options {
-        durable: false,
-        ..Options::default()
-    }
-}
 
 fn init(access: Access) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -52,14 +43,8 @@ fn pull(from: &Store, to: &Store) {
 /// Sends the entries of `author`'s feed that `from` holds and `to` lacks.
 fn pull_feed(from: &Store, to: &Store, author: weft_storage::AuthorId) {
     let ns = from.default_namespace();
-    let held = to
-        .feeds(&ns)
-        .expect("feeds")
-        .iter()
-        .find(|f| f.head.author == author)
-        .map_or(0, |f| f.held);
     if let Some(run) = from
-        .read_run(&ns, &author, held, usize::MAX, usize::MAX)
+        .read_run(&ns, &author, held(to, &author), usize::MAX, usize::MAX)
         .expect("read run")
     {
         to.ingest(&run).expect("a run from an honest store ingests");

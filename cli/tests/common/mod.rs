@@ -1,12 +1,11 @@
 //! What the `weft` binary's tests share: a data dir to run `weft` against, and a `weft node`
 //! child process.
-// Each test binary uses a different part.
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -128,10 +127,18 @@ impl Dir {
     }
 }
 
-/// A `weft node` child process on loopback, stopped (SIGTERM) when dropped.
+/// A `weft node` child process on loopback. Dropped, it is stopped with SIGTERM and must exit
+/// 0 without a panic in its log, unless a test signalled it itself (a SIGKILL, say): a node
+/// that crashed or panicked fails the test that ran it.
 pub struct NodeProcess {
     pub child: std::process::Child,
+    /// Where its stderr goes, appended to across restarts of the same data dir.
+    pub log: PathBuf,
+    signalled: bool,
 }
+
+/// How long a node may take to exit after a signal.
+const EXIT_LIMIT: Duration = Duration::from_secs(30);
 
 impl NodeProcess {
     pub fn start(dir: &Dir) -> NodeProcess {
@@ -141,6 +148,12 @@ impl NodeProcess {
     /// As [`NodeProcess::start`], with more `weft node` flags.
     pub fn start_with(dir: &Dir, flags: &[&str]) -> NodeProcess {
         let socket = dir.data.join("node.sock");
+        let log = dir.tmp.path().join("node.log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open the node's log");
         let child = Command::new(env!("CARGO_BIN_EXE_weft"))
             .arg("--data-dir")
             .arg(&dir.data)
@@ -149,34 +162,80 @@ impl NodeProcess {
             .env_remove("WEFT_DATA_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn weft node");
-        let started = std::time::Instant::now();
+        let mut node = NodeProcess {
+            child,
+            log,
+            signalled: false,
+        };
+        let started = Instant::now();
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                node.signalled = true;
+                panic!("weft node exited at start ({status}): {}", node.log_text());
+            }
             assert!(
-                started.elapsed() < std::time::Duration::from_secs(30),
-                "weft node did not open its socket within 30 s"
+                started.elapsed() < Duration::from_secs(30),
+                "weft node did not open its socket within 30 s: {}",
+                node.log_text()
             );
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50));
         }
-        NodeProcess { child }
+        node
     }
 
-    pub fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
+    /// Sends `signal` (as `kill` spells it) and waits, bounded, for the node to exit.
+    pub fn signal(&mut self, signal: &str) -> ExitStatus {
+        self.signalled = true;
         Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
             .expect("kill");
-        self.child.wait().expect("node exits")
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the node") {
+                return status;
+            }
+            if started.elapsed() > EXIT_LIMIT {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "weft node did not exit within {EXIT_LIMIT:?} of {signal}: {}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the node wrote to stderr, over every run on this data dir.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.signal("-TERM");
+        if self.signalled {
+            return;
         }
+        let exited = self.child.try_wait().ok().flatten();
+        let status = match exited {
+            Some(status) => status,
+            None => self.signal("-TERM"),
+        };
+        if std::thread::panicking() {
+            return;
+        }
+        let log = self.log_text();
+        assert!(
+            exited.is_none(),
+            "weft node exited by itself ({status}) while the test ran: {log}"
+        );
+        assert!(status.success(), "weft node exited with {status}: {log}");
+        assert!(!log.contains("panicked"), "weft node panicked: {log}");
     }
 }
 
