@@ -17,6 +17,8 @@ use weft_storage::{Interest, NamespaceId, Op, Served, Store};
 use super::TestNode;
 
 const LIMIT: Duration = Duration::from_secs(30);
+/// How long an honest control stays connected and served after its entries are stored.
+const KEPT_FOR: Duration = Duration::from_secs(5);
 
 /// Requests decoded as weft's, responses sent as whatever bytes the scenario chooses.
 #[derive(Clone, Default)]
@@ -121,6 +123,8 @@ struct Scenario {
     gossip: Option<Vec<u8>>,
     /// The victim replicates only keys under this prefix: a sparse replica.
     sparse: Option<&'static str>,
+    /// What the victim must give as its reason for cutting the peer off (part of it).
+    fault: &'static str,
 }
 
 /// A store holding 20 entries of a namespace, as an honest author would.
@@ -234,6 +238,18 @@ async fn expect_cut_off(root: &std::path::Path, ns: NamespaceId, mut scenario: S
     assert!(back.is_ok(), "the node let a banned peer back in");
 
     let status = victim.status().await;
+    let hostile_id = hostile.local_peer_id().to_string();
+    let reasons: Vec<_> = status
+        .bans
+        .iter()
+        .filter(|ban| ban.peer == hostile_id)
+        .map(|ban| ban.reason.as_str())
+        .collect();
+    assert!(
+        matches!(reasons[..], [reason] if reason.contains(scenario.fault)),
+        "the node must cut the peer off for {:?}, and did for {reasons:?}",
+        scenario.fault
+    );
     assert!(
         status.feeds.iter().all(|f| f.held == 0),
         "the node stored bad data: {:?}",
@@ -286,6 +302,7 @@ async fn garbage_bytes_cut_a_peer_off() {
         answer: Box::new(|_| b"\xff\xfe\x00 this is not postcard".to_vec()),
         gossip: None,
         sparse: None,
+        fault: "unreadable: sync response: malformed message",
     };
     expect_cut_off(root.path(), ns, scenario).await;
 }
@@ -306,6 +323,7 @@ async fn a_forged_head_signature_cuts_a_peer_off() {
         answer: Box::new(move |_| forged.clone()),
         gossip: None,
         sparse: None,
+        fault: "head signature does not verify",
     };
     expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
 }
@@ -325,6 +343,7 @@ async fn a_wrong_proof_cuts_a_peer_off() {
         }),
         gossip: None,
         sparse: None,
+        fault: "proof does not match the signed root",
     };
     expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
 }
@@ -346,6 +365,7 @@ async fn entries_of_a_namespace_the_node_does_not_hold_cut_a_peer_off() {
         answer: Box::new(move |_| empty.clone()),
         gossip: Some(push),
         sparse: None,
+        fault: "head signature does not verify",
     };
     expect_cut_off(root.path(), ns, scenario).await;
 }
@@ -358,6 +378,7 @@ async fn an_oversized_message_cuts_a_peer_off() {
         answer: Box::new(|_| vec![0u8; MAX_MESSAGE + 1]),
         gossip: None,
         sparse: None,
+        fault: "unreadable: sync response: message over",
     };
     expect_cut_off(root.path(), ns, scenario).await;
 }
@@ -376,6 +397,7 @@ async fn a_range_never_asked_for_cuts_a_peer_off() {
         }),
         gossip: None,
         sparse: None,
+        fault: "sent a run it was not asked for (asked from 0, got 15 from 5)",
     };
     expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
 }
@@ -410,6 +432,7 @@ fn sparse_scenario(origin: &Store, answer: WireSparse) -> Scenario {
         }),
         gossip: None,
         sparse: Some("k1"),
+        fault: "(none: it answers honestly)",
     }
 }
 
@@ -418,7 +441,10 @@ async fn entries_outside_the_area_asked_for_cut_a_peer_off() {
     let root = tempfile::tempdir().expect("temp dir");
     let origin = origin(root.path(), "origin");
     // Honestly proven, but the victim asked for `k1` and gets every key.
-    let scenario = sparse_scenario(&origin, sparse_of(&origin, "k"));
+    let scenario = Scenario {
+        fault: "entry 0 lies outside the area asked for",
+        ..sparse_scenario(&origin, sparse_of(&origin, "k"))
+    };
     expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
 }
 
@@ -429,7 +455,10 @@ async fn a_sparse_entry_that_does_not_match_its_proof_cuts_a_peer_off() {
     let mut answer = sparse_of(&origin, "k1");
     let last = answer.entries[0].1.len() - 1;
     answer.entries[0].1[last] ^= 1;
-    let scenario = sparse_scenario(&origin, answer);
+    let scenario = Scenario {
+        fault: "entry 5: malformed entry",
+        ..sparse_scenario(&origin, answer)
+    };
     expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
 }
 
@@ -440,7 +469,10 @@ async fn a_sparse_run_under_a_head_signed_by_another_key_cuts_a_peer_off() {
     let other = origin_like(root.path(), "other", origin.default_namespace());
     let mut answer = sparse_of(&origin, "k1");
     answer.head.signature = WireHead::from_head(&other).signature;
-    let scenario = sparse_scenario(&origin, answer);
+    let scenario = Scenario {
+        fault: "head signature does not verify",
+        ..sparse_scenario(&origin, answer)
+    };
     expect_cut_off(root.path(), origin.default_namespace(), scenario).await;
 }
 
@@ -469,6 +501,7 @@ async fn an_honest_hand_built_peer_is_kept_and_replicated() {
         }),
         gossip: None,
         sparse: None,
+        fault: "(none: it answers honestly)",
     };
     expect_kept(root.path(), origin.default_namespace(), scenario, 20).await;
 }
@@ -485,6 +518,9 @@ async fn an_honest_sparse_peer_is_kept_and_replicated() {
 async fn expect_kept(root: &std::path::Path, ns: NamespaceId, mut scenario: Scenario, rows: u64) {
     let (victim_dir, mut hostile, addr) = set_up(root, ns, scenario.sparse).await;
     let victim = TestNode::start(&victim_dir, vec![addr]).await;
+    // Served for as long as a hostile case may take to be cut off after its data arrived, so a
+    // node that dropped every peer after a while would fail here.
+    let mut stored_at = None;
     let held = tokio::time::timeout(LIMIT, async {
         loop {
             tokio::select! {
@@ -503,7 +539,10 @@ async fn expect_kept(root: &std::path::Path, ns: NamespaceId, mut scenario: Scen
                 },
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {
                     let held = victim.rows().await;
-                    if held >= rows {
+                    let at = *stored_at.get_or_insert_with(std::time::Instant::now);
+                    if held < rows {
+                        stored_at = None;
+                    } else if at.elapsed() >= KEPT_FOR {
                         return held;
                     }
                 }
@@ -514,9 +553,11 @@ async fn expect_kept(root: &std::path::Path, ns: NamespaceId, mut scenario: Scen
     assert_eq!(
         held.ok(),
         Some(rows),
-        "the honest peer's entries were not stored"
+        "the honest peer's entries were not stored, or it was not kept {KEPT_FOR:?} after"
     );
-    assert!(victim.status().await.peers.len() == 1, "still connected");
+    let status = victim.status().await;
+    assert_eq!(status.peers.len(), 1, "still connected");
+    assert!(status.bans.is_empty(), "{:?}", status.bans);
     victim.assert_verifies("the victim").await;
     victim.stop().await;
 }

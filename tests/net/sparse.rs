@@ -95,18 +95,32 @@ async fn a_sparse_replica_serves_its_prefix_onward_and_follows_live_writes() {
         (got.len() == 1, got)
     })
     .await;
-    assert_eq!(b.rows().await, 101, "B kept the p2/ entry of a pushed run");
-    assert_eq!(c.rows().await, 101, "C kept the p2/ entry");
+    assert_eq!(
+        b.rows().await,
+        101,
+        "B must hold the p1/ entries and p1/live, and not p2/live"
+    );
+    assert_eq!(
+        c.rows().await,
+        101,
+        "C must hold the p1/ entries and p1/live, and not p2/live"
+    );
     b.assert_verifies("B").await;
     c.assert_verifies("C").await;
 
     // A remote read from B: A proves it, C (which does not replicate p2/) refuses.
+    let refused_before = b.status().await.refusals;
     let remote = b
         .handle
         .get_remote(b.ns, b"p2/live".to_vec())
         .await
         .expect("remote read");
     assert_eq!(remote, versions(&a, "p2/live").await);
+    wait_for(LIMIT, "C to refuse B's remote read", || async {
+        let refused = b.status().await.refusals;
+        (refused > refused_before, refused)
+    })
+    .await;
     assert_eq!(b.rows().await, 101, "a remote read stores nothing");
 
     c.stop().await;
@@ -164,14 +178,22 @@ async fn a_peer_whose_interest_does_not_cover_the_ask_is_not_asked_in_a_loop() {
         (peers == 1, peers)
     })
     .await;
+    // C must ask (and be refused) at least once, or the bound below proves nothing.
+    let first = wait_for(LIMIT, "C to ask B and be refused", || async {
+        let status = c.status().await;
+        (status.refusals > 0, status)
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = c.status().await;
     // A request and its refusal are about 200 bytes: a loop would send megabytes in 2 s,
-    // a head exchange every 500 ms a few kilobytes.
+    // a head exchange every 500 ms a few kilobytes, and at most one ask per exchange.
+    let sent = status.wire_sent - first.wire_sent;
+    let refused = status.refusals - first.refusals;
     assert!(
-        status.wire_sent < 100_000,
-        "C sent {} bytes to a peer that keeps refusing",
-        status.wire_sent
+        sent < 100_000 && refused <= 2 * 2_000 / 500 + 2,
+        "C sent {sent} bytes and was refused {refused} times in 2 s by a peer that keeps \
+         refusing"
     );
     assert_eq!(c.rows().await, 0, "C stored nothing it did not want");
     c.stop().await;
