@@ -116,6 +116,10 @@ pub enum Command {
         /// file's `cache_mib`, else 128]
         #[arg(long, value_name = "MIB", conflicts_with = "relay", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
         cache_size: Option<u64>,
+        /// For fault tests only: act as a device whose clock runs SECONDS ahead (writes
+        /// stamped ahead, others' timestamps judged by it). Hidden; never on a real replica
+        #[arg(long, value_name = "SECONDS", hide = true, conflicts_with = "relay")]
+        test_clock_ahead: Option<u64>,
     },
     /// Print a ticket: the default namespace and this node's addresses, for `init --join`.
     /// A read ticket by default

@@ -112,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             redis_timeout,
             relay: false,
             cache_size,
+            test_clock_ahead,
         } => {
             let redis = redis.map(|addr| weft_node::redis::RedisConfig {
                 password: redis_password,
@@ -124,7 +125,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 mdns: !no_mdns,
                 bootstrap,
             };
-            return crate::network::node(&dir, network, redis, cache_size);
+            let store = crate::network::StoreSettings {
+                cache_mib: cache_size,
+                clock_ahead: std::time::Duration::from_secs(test_clock_ahead.unwrap_or(0)),
+            };
+            return crate::network::node(&dir, network, redis, store);
         }
         Command::Ticket {
             write,

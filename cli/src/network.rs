@@ -26,25 +26,50 @@ pub fn join(dir: &Path, ticket: &str, interest: Option<Interest>) -> anyhow::Res
     Ok(ticket.join(dir, Options::default(), interest)?)
 }
 
+/// How long `weft node` waits for another process to let go of the store: a CLI command run
+/// without a node (`weft status` as the node starts, say) holds it for a moment.
+const LOCKED_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Opens the store, waiting (bounded) while another process has it open.
+fn open_when_free(dir: &Path, options: Options) -> Result<Store, weft_storage::Error> {
+    let started = Instant::now();
+    loop {
+        match Store::open(dir, options.clone()) {
+            Err(weft_storage::Error::Locked { .. }) if started.elapsed() < LOCKED_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// How `weft node` opens its store.
+pub struct StoreSettings {
+    /// `--cache-size`, else the config file's `cache_mib`, else the default.
+    pub cache_mib: Option<u64>,
+    /// `--test-clock-ahead`: zero but in fault tests.
+    pub clock_ahead: std::time::Duration,
+}
+
 /// `weft node`: runs until Ctrl-C or SIGTERM.
 pub fn node(
     dir: &Path,
     network: Network,
     redis: Option<RedisConfig>,
-    cache_mib: Option<u64>,
+    settings: StoreSettings,
 ) -> anyhow::Result<ExitCode> {
     if api::Client::connect(dir)?.is_some() {
         bail!("a node is already running on {}", dir.display());
     }
     let (config, key) = NodeConfig::load(dir, &network)?;
-    let options = match cache_mib.or(ConfigFile::load(dir)?.cache_mib) {
-        Some(mib) => Options {
-            cache_size: weft_node::config::mib_to_bytes(mib),
-            ..Options::default()
-        },
-        None => Options::default(),
+    let mut options = Options {
+        clock_ahead: settings.clock_ahead,
+        ..Options::default()
     };
-    let store = Store::open(dir, options).map_err(api::ApiError::from)?;
+    if let Some(mib) = settings.cache_mib.or(ConfigFile::load(dir)?.cache_mib) {
+        options.cache_size = weft_node::config::mib_to_bytes(mib);
+    }
+    let store = open_when_free(dir, options).map_err(api::ApiError::from)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -54,6 +54,10 @@ pub struct Options {
     /// cached up to this much. Default [`DEFAULT_CACHE_SIZE`] (redb's own default is 1 GiB,
     /// more than a small device has to spare); more speeds up reads of a large replica.
     pub cache_size: usize,
+    /// For fault tests only: the replica acts as a device whose clock runs this far ahead of
+    /// the real time. Its writes are stamped ahead, and it judges other entries' timestamps
+    /// by the same fast clock. Default zero; never set it on a replica users rely on.
+    pub clock_ahead: std::time::Duration,
 }
 
 /// The default [`Options::cache_size`]: 128 MiB.
@@ -95,6 +99,7 @@ impl Default for Options {
             max_future: std::time::Duration::from_secs(60),
             changes_kept: 1_000_000,
             cache_size: DEFAULT_CACHE_SIZE,
+            clock_ahead: std::time::Duration::ZERO,
         }
     }
 }
@@ -107,14 +112,26 @@ pub const MAX_CLOCK_AHEAD: u64 = 1 << 31;
 struct Clock {
     hlc: uhlc::HLC,
     last: Mutex<u64>,
+    /// [`Options::clock_ahead`], in NTP64 units.
+    ahead: u64,
 }
 
 impl Clock {
-    fn new(floor: u64) -> Clock {
+    fn new(floor: u64, ahead: std::time::Duration) -> Clock {
         Clock {
             hlc: uhlc::HLCBuilder::new().build(),
             last: Mutex::new(floor),
+            ahead: uhlc::NTP64::from(ahead).as_u64(),
         }
+    }
+
+    /// This machine's time, as the replica sees it.
+    fn physical(&self) -> u64 {
+        self.hlc
+            .new_timestamp()
+            .get_time()
+            .as_u64()
+            .saturating_add(self.ahead)
     }
 
     /// Moves the clock past a timestamp seen in a remote entry, so that a later local write
@@ -123,7 +140,7 @@ impl Clock {
     /// every replica's clock into the future. The entry is still stored: a later local write of
     /// its key supersedes it explicitly, whatever the timestamps say. Returns whether it moved.
     pub(crate) fn observe(&self, remote: Timestamp) -> bool {
-        let now = self.hlc.new_timestamp().get_time().as_u64();
+        let now = self.physical();
         if remote.0 > now.saturating_add(MAX_CLOCK_AHEAD) {
             return false;
         }
@@ -133,7 +150,7 @@ impl Clock {
     }
 
     fn now(&self) -> Timestamp {
-        let time = self.hlc.new_timestamp().get_time().as_u64();
+        let time = self.physical();
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         *last = time.max(*last + 1);
         Timestamp(*last)
@@ -422,6 +439,7 @@ impl Store {
                 .map_err(|e| corrupt(format!("an interest does not decode ({e})")))?;
             interests.insert(NamespaceId(*ns.value()), interest);
         }
+        let clock = Clock::new(floor, options.clock_ahead);
         let store = Store {
             dir: dir.to_owned(),
             db,
@@ -429,7 +447,7 @@ impl Store {
             author,
             default_namespace,
             options,
-            clock: Clock::new(floor),
+            clock,
             namespaces,
             interests: RwLock::new(interests),
             charters,
@@ -576,7 +594,7 @@ impl Store {
     /// Moves the local clock `ahead` into the future, as a machine with a wrong clock has it.
     #[cfg(feature = "test-util")]
     pub(crate) fn skew_clock(&self, ahead: std::time::Duration) {
-        let now = self.clock.hlc.new_timestamp().get_time().as_u64();
+        let now = self.clock.physical();
         let mut last = self
             .clock
             .last
