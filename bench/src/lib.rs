@@ -508,15 +508,4 @@ mod tests {
         order.sort_unstable();
         assert_eq!(order, (0..1000).collect::<Vec<u64>>());
     }
-
-    #[test]
-    fn every_workload_runs_end_to_end_on_a_small_count() {
-        let settings = Settings {
-            puts: 2000,
-            runs: 1,
-            json: true,
-            cache_size: None,
-        };
-        run(&[Workload::W1, Workload::W2], &settings).expect("bench runs");
-    }
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{Dir, NodeProcess, free_port};
+use crate::common::{Dir, NodeProcess};
 
 #[test]
 fn every_data_command_before_init_says_to_run_init() {
@@ -384,7 +384,15 @@ fn the_cli_works_through_a_running_node_with_identical_output() {
     dir.weft(["del", "missing"]).fails(1, "key not found");
     dir.weft(["put", "", "v"])
         .fails(2, "keys must not be empty");
-    dir.weft(["status"]).ok();
+    let status = dir.weft(["status"]).ok().text();
+    for line in [
+        "peer id:",
+        "listening: /ip4/127.0.0.1/tcp/",
+        "peers:     0",
+        "sync:      ",
+    ] {
+        assert!(status.contains(line), "{line:?} missing from: {status}");
+    }
     let through_node = read_outputs(&dir);
 
     // SIGTERM: a clean stop, every acknowledged write kept.
@@ -507,18 +515,26 @@ fn prune_reports_what_it_freed_and_keeps_the_live_value() {
     dir.weft(["verify"]).ok();
 }
 
+fn redis_port(node: &NodeProcess) -> u16 {
+    let addr = node.printed("redis on ");
+    addr.parse::<std::net::SocketAddr>()
+        .unwrap_or_else(|e| panic!("{addr:?}: {e}"))
+        .port()
+}
+
 /// The README's Redis walkthrough, with a real Redis client library: a SET through one
 /// node's Redis port is a GET on another node's.
 #[test]
 fn a_redis_client_sets_on_one_node_and_gets_on_another() {
     let a = Dir::initialized();
-    let a_port = free_port();
-    let _a_node = NodeProcess::start_with(&a, &["--redis", &format!("127.0.0.1:{a_port}")]);
+    // Port 0: the node binds a free port and prints it, so no other process can take it first.
+    let a_node = NodeProcess::start_with(&a, &["--redis", "127.0.0.1:0"]);
+    let a_port = redis_port(&a_node);
     let ticket = a.weft(["ticket", "--write"]).ok().text();
     let b = Dir::new();
     b.weft(["init", "--join", ticket.trim()]).ok();
-    let b_port = free_port();
-    let _b_node = NodeProcess::start_with(&b, &["--redis", &format!("127.0.0.1:{b_port}")]);
+    let b_node = NodeProcess::start_with(&b, &["--redis", "127.0.0.1:0"]);
+    let b_port = redis_port(&b_node);
     let connect = |port: u16| {
         redis::Client::open(format!("redis://127.0.0.1:{port}/"))
             .and_then(|client| client.get_connection())
@@ -621,6 +637,8 @@ fn watch_follows_local_and_synced_changes_and_resumes_after_a_restart() {
     });
 
     a.weft(["put", "hello", "world"]).ok();
+    // B's grant comes from A: a write before the first exchange may find it not yet held.
+    b.weft(["sync", "--timeout", "30"]).ok();
     b.weft(["put", "mine", "x"]).ok();
     a.weft(["del", "hello"]).ok();
     let mut seen = Vec::new();
@@ -636,7 +654,13 @@ fn watch_follows_local_and_synced_changes_and_resumes_after_a_restart() {
         .iter()
         .map(|c| c["seq"].as_u64().expect("seq"))
         .collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // Change 1 is A's grant of B (an entry, but no key's change); the key changes follow it
+    // with no gap.
+    assert_eq!(
+        seqs,
+        [2, 3, 4],
+        "every change from 1 on, and no other: {seen:?}"
+    );
     let of = |key: &str| -> Vec<(Option<&str>, bool, &str)> {
         seen.iter()
             .filter(|c| c["key"] == key)
@@ -679,4 +703,54 @@ fn watch_follows_local_and_synced_changes_and_resumes_after_a_restart() {
     assert!(rest[0]["seq"].as_u64() >= Some(resume));
     b.weft(["watch", "--from", "999999"])
         .fails(2, "has not happened on this replica");
+}
+
+/// `weft bench` on a small count prints, per workload, one JSON line with every figure
+/// measured: a rate of zero or a missing field would mean the workload did not run.
+#[test]
+fn bench_prints_every_figure_of_a_workload() {
+    let dir = Dir::new();
+    let figures: [(&str, &[&str]); 2] = [
+        (
+            "W1",
+            &[
+                "a_puts_per_s",
+                "a_raw_redb_commits_per_s",
+                "b_puts_per_s",
+                "b_raw_puts_per_s",
+            ],
+        ),
+        (
+            "W2",
+            &[
+                "gets_per_s",
+                "raw_redb_gets_per_s",
+                "snapshot_gets_per_s",
+                "node_api_gets_per_s",
+            ],
+        ),
+    ];
+    for (workload, fields) in figures {
+        let lines = dir
+            .weft([
+                "--json",
+                "bench",
+                &workload.to_lowercase(),
+                "--puts",
+                "2000",
+                "--runs",
+                "1",
+            ])
+            .ok()
+            .json_lines();
+        let [line] = &lines[..] else {
+            panic!("{workload}: one JSON line expected, got {lines:?}");
+        };
+        assert_eq!(line["workload"], workload, "{line}");
+        assert_eq!(line["entries"], 2000, "{line}");
+        for field in fields {
+            let rate = line[field].as_f64().unwrap_or(0.0);
+            assert!(rate > 0.0, "{workload}: {field} is {}", line[field]);
+        }
+    }
 }

@@ -5,4 +5,5 @@ mod netns;
 
 mod cli;
 mod crash;
+mod fault;
 mod wan;

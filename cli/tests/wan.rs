@@ -12,54 +12,14 @@
 //! Without root or `ip netns` each case prints "skipped: needs root and ip netns".
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::netns::{Bed, Home, Host, Nat, Wan, wait_for};
+use crate::common::{WEFT, status, weft, weft_ok};
+use crate::netns::{Bed, Home, Host, Nat, ONE_AT_A_TIME, Wan, bed, report, wait_for};
 use serde_json::{Value, json};
-
-/// The cases share the machine's two cores; they run one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
 /// Entries in the catch-ups measured.
 const CATCH_UP: u64 = 100_000;
-
-fn weft(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(WEFT)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run weft")
-}
-
-fn weft_ok(dir: &Path, args: &[&str]) -> String {
-    let out = weft(dir, args);
-    assert!(
-        out.status.success(),
-        "weft {args:?} on {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The running node's status; `None` when no node answers. Never opens the store itself,
-/// which would race a node starting on it.
-fn status(dir: &Path) -> Option<Value> {
-    if !dir.join("node.sock").exists() {
-        return None;
-    }
-    let out = weft(dir, &["--json", "status"]);
-    if !out.status.success() {
-        return None;
-    }
-    let value: Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(value["node"].clone()).filter(|node| !node.is_null())
-}
 
 /// Merges `fields` into the config file of `dir`.
 fn configure(dir: &Path, fields: Value) {
@@ -318,39 +278,6 @@ fn catch_up(bed: &mut Bed, pair: &mut Pair, host: &Host) -> (f64, u64, u64, f64)
 
 /// Prints `line` and appends it to `target/tmp/wan.txt`, which `.ci/run` shows: the test
 /// harness keeps a passing test's output to itself.
-fn report(line: &str) {
-    println!("{line}");
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wan.txt");
-    if let Ok(mut file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        use std::io::Write as _;
-        let _ = writeln!(file, "{line}");
-    }
-}
-
-/// A bed, with the nodes' data dirs and logs in a temporary directory, or kept in
-/// `WEFT_NETNS_LOGS` when set (to read after a failure).
-fn bed() -> Option<(Bed, tempfile::TempDir)> {
-    let root = match std::env::var_os("WEFT_NETNS_LOGS") {
-        Some(dir) => {
-            std::fs::create_dir_all(&dir).expect("logs dir");
-            tempfile::Builder::new()
-                .disable_cleanup(true)
-                .tempdir_in(dir)
-                .expect("temp dir")
-        }
-        None => tempfile::tempdir().expect("temp dir"),
-    };
-    let Some(bed) = Bed::new(root.path()) else {
-        report("skipped: needs root and ip netns");
-        return None;
-    };
-    Some((bed, root))
-}
-
 #[test]
 fn a_cone_nat_pair_syncs_relayed_then_direct() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -2,9 +2,10 @@
 //! child process.
 
 use std::ffi::OsStr;
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -134,6 +135,8 @@ pub struct NodeProcess {
     pub child: std::process::Child,
     /// Where its stderr goes, appended to across restarts of the same data dir.
     pub log: PathBuf,
+    /// The lines it printed on stdout so far (its peer id, addresses, Redis port).
+    printed: Arc<Mutex<Vec<String>>>,
     signalled: bool,
 }
 
@@ -161,15 +164,26 @@ impl NodeProcess {
             .args(flags)
             .env_remove("WEFT_DATA_DIR")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
             .expect("spawn weft node");
         let mut node = NodeProcess {
             child,
             log,
+            printed: Arc::default(),
             signalled: false,
         };
+        let stdout = node.child.stdout.take().expect("piped stdout");
+        let printed = Arc::clone(&node.printed);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                printed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(line);
+            }
+        });
         let started = Instant::now();
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if let Ok(Some(status)) = node.child.try_wait() {
@@ -210,6 +224,24 @@ impl NodeProcess {
         }
     }
 
+    /// The rest of the first line the node printed that starts with `prefix`, waiting for it
+    /// (bounded): how a test learns a port the node chose itself.
+    pub fn printed(&self, prefix: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let lines = self.printed.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(line) = lines.iter().find(|l| l.starts_with(prefix)) {
+                return line[prefix.len()..].to_string();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "weft node did not print {prefix:?} within 30 s; it printed {lines:?}"
+            );
+            drop(lines);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// What the node wrote to stderr, over every run on this data dir.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -239,10 +271,39 @@ impl Drop for NodeProcess {
     }
 }
 
-/// A loopback port free a moment ago, for a listener given its address up front.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// The `weft` binary under test.
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+/// Runs `weft` against data dir `dir` (which may be in use by a node in another network
+/// namespace: the CLI reaches it through its socket).
+pub fn weft(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(WEFT)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run weft")
+}
+
+pub fn weft_ok(dir: &Path, args: &[&str]) -> String {
+    let out = weft(dir, args);
+    assert!(
+        out.status.success(),
+        "weft {args:?} on {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The running node's status; `None` when no node answers. Never opens the store itself,
+/// which would race a node starting on it: a socket left by a killed node does not count.
+pub fn status(dir: &Path) -> Option<Value> {
+    std::os::unix::net::UnixStream::connect(dir.join("node.sock")).ok()?;
+    let out = weft(dir, &["--json", "status"]);
+    if !out.status.success() {
+        return None;
+    }
+    let value: Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(value["node"].clone()).filter(|node| !node.is_null())
 }

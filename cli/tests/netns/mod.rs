@@ -9,12 +9,17 @@
 //! Each wait is bounded by its caller.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The prefix of every namespace a bed makes: `wft` and the test process's id, so a later run
 /// can tell a leftover of a dead process from one in use.
 const PREFIX: &str = "wft";
+
+/// The cases share the machine's two cores, and a bed's names are this process's: they run
+/// one at a time.
+pub static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// How a home router translates addresses.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -338,21 +343,47 @@ impl Bed {
         &self.processes[index]
     }
 
-    /// Stops process `index` with SIGTERM and waits for it (at most 20 s, then SIGKILL).
+    /// Stops process `index` with SIGTERM and waits for it (at most 20 s, then SIGKILL), and
+    /// fails the test unless it exited 0 with no panic in its log.
     pub fn stop(&mut self, index: usize) {
+        let status = self.signal(index, "-TERM");
+        let process = &self.processes[index];
+        let log = std::fs::read_to_string(&process.err).unwrap_or_default();
+        assert!(
+            status.is_some_and(|s| s.success()) && !log.contains("panicked"),
+            "{} did not stop cleanly ({status:?}): {}",
+            process.err.display(),
+            process.stderr_tail()
+        );
+    }
+
+    /// Kills process `index` with SIGKILL, as a power cut would, and reaps it.
+    pub fn kill(&mut self, index: usize) {
+        self.signal(index, "-KILL");
+    }
+
+    /// Whether process `index` has exited, and how.
+    pub fn exited(&mut self, index: usize) -> Option<ExitStatus> {
+        self.processes[index].child.try_wait().ok().flatten()
+    }
+
+    /// Sends `signal` and waits for the exit, at most 20 s (then SIGKILL); `None` if it had to
+    /// be killed.
+    fn signal(&mut self, index: usize, signal: &str) -> Option<ExitStatus> {
         let process = &mut self.processes[index];
         let _ = Command::new("kill")
-            .arg(process.child.id().to_string())
+            .args([signal, &process.child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = process.child.try_wait() {
-                return;
+            if let Ok(Some(status)) = process.child.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = process.child.kill();
         let _ = process.child.wait();
+        None
     }
 
     /// Bytes through `host`'s public link, both directions.
@@ -431,4 +462,39 @@ pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Opt
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Prints a result line of a network test and appends it to `target/tmp/network.txt`, which
+/// CI shows after the run.
+pub fn report(line: &str) {
+    println!("{line}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("network.txt");
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        use std::io::Write as _;
+        let _ = writeln!(file, "{line}");
+    }
+}
+
+/// A bed, with the nodes' data dirs and logs in a temporary directory, or kept in
+/// `WEFT_NETNS_LOGS` when set (to read after a failure).
+pub fn bed() -> Option<(Bed, tempfile::TempDir)> {
+    let root = match std::env::var_os("WEFT_NETNS_LOGS") {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).expect("logs dir");
+            tempfile::Builder::new()
+                .disable_cleanup(true)
+                .tempdir_in(dir)
+                .expect("temp dir")
+        }
+        None => tempfile::tempdir().expect("temp dir"),
+    };
+    let Some(bed) = Bed::new(root.path()) else {
+        report("skipped: needs root and ip netns");
+        return None;
+    };
+    Some((bed, root))
 }
