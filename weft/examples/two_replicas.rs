@@ -8,7 +8,7 @@ use std::time::Duration;
 use weft::{ChangeValue, Network, Weft};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dirs = tempfile::tempdir()?;
     let mut laptop = Weft::open(dirs.path().join("laptop"))?;
     laptop.start(Network::loopback()).await?;

@@ -186,3 +186,12 @@ async fn the_change_feed_resumes_after_a_reopen_and_bad_input_is_refused() {
     drop(resumed);
     db.close().await.expect("closes cleanly");
 }
+
+#[path = "../examples/two_replicas.rs"]
+mod two_replicas;
+
+/// The example the README points to runs to its end: each write reaches the other replica.
+#[test]
+fn the_two_replicas_example_runs() {
+    two_replicas::main().expect("the example runs");
+}

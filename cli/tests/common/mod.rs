@@ -150,6 +150,11 @@ impl NodeProcess {
 
     /// As [`NodeProcess::start`], with more `weft node` flags.
     pub fn start_with(dir: &Dir, flags: &[&str]) -> NodeProcess {
+        NodeProcess::start_with_env(dir, flags, &[])
+    }
+
+    /// As [`NodeProcess::start_with`], with environment variables set.
+    pub fn start_with_env(dir: &Dir, flags: &[&str], env: &[(&str, &str)]) -> NodeProcess {
         let socket = dir.data.join("node.sock");
         let log = dir.tmp.path().join("node.log");
         let stderr = std::fs::OpenOptions::new()
@@ -163,6 +168,8 @@ impl NodeProcess {
             .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
             .args(flags)
             .env_remove("WEFT_DATA_DIR")
+            .env_remove("WEFT_REDIS_PASSWORD")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
