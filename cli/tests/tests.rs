@@ -6,4 +6,5 @@ mod netns;
 mod cli;
 mod crash;
 mod fault;
+mod lan;
 mod wan;

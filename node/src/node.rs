@@ -29,7 +29,7 @@ use crate::gossip;
 use crate::handle::{Command, NodeHandle};
 use crate::reach::Reach;
 use crate::status::{BanStatus, FeedStatus, PeerStatus, Status};
-use crate::swarm::{Behaviour, BehaviourEvent, build_swarm, listen_all};
+use crate::swarm::{Behaviour, BehaviourEvent, Listening, build_swarm, listen_all};
 use crate::sync::{self, Action, Client, Done, Fault, Holdings, Pending, Server};
 use crate::transport::WireCounters;
 use crate::wire::{Refusal, Request, Response};
@@ -139,7 +139,10 @@ impl Node {
         let counters = Arc::new(WireCounters::default());
         let mut swarm = build_swarm(&keypair, &config, Arc::clone(&counters))?;
         let topics = gossip::subscribe(&mut swarm, &holdings.namespaces)?;
-        let listen = listen_all(&mut swarm, &config.listen).await?;
+        let Listening {
+            addrs: listen,
+            early,
+        } = listen_all(&mut swarm, &config.listen).await?;
         for addr in &listen {
             info!(%addr, "listening");
         }
@@ -172,6 +175,10 @@ impl Node {
             no_sync: HashSet::new(),
             reach,
         };
+        // Peers that connected (found it by mDNS, say) and asked while it was still starting.
+        for event in early {
+            task.on_swarm(event);
+        }
         task.reach_round();
         let task = tokio::spawn(task.run(receiver, config.sync_interval));
         Ok(Node {

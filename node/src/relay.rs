@@ -109,7 +109,9 @@ impl RelayNode {
             libp2p::swarm::Config::with_tokio_executor()
                 .with_idle_connection_timeout(Duration::from_secs(120)),
         );
-        let listen = listen_all(&mut swarm, listen).await?;
+        // The relay's behaviours answer peers themselves; what they reported while it started
+        // is only news.
+        let listen = listen_all(&mut swarm, listen).await?.addrs;
         // A relay serves only once it knows an address others reach it at. Listening on
         // loopback alone, it is a relay for this machine.
         let loopback_only = !listen.iter().any(is_routable);

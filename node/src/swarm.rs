@@ -137,12 +137,26 @@ pub(crate) fn topic_score_params() -> gossipsub::TopicScoreParams {
     }
 }
 
+/// Events kept while [`listen_all`] waits, for the node to act on once it runs: a peer on the
+/// LAN can find a starting node by mDNS and ask it something within milliseconds, and a
+/// request dropped unanswered would look to that peer like a broken answer. Past this many,
+/// later ones are dropped; their askers see a failed request, which costs them nothing.
+const EARLY_EVENTS: usize = 1024;
+
+/// What [`listen_all`] found.
+pub(crate) struct Listening<E> {
+    /// Every listener's addresses.
+    pub addrs: Vec<Multiaddr>,
+    /// Every other event that came meanwhile, in order.
+    pub early: Vec<SwarmEvent<E>>,
+}
+
 /// Listens on every address, falling back to an OS-picked port when the default port is taken,
 /// and waits for each listener's first address.
 pub(crate) async fn listen_all<B: NetworkBehaviour>(
     swarm: &mut Swarm<B>,
     addrs: &[Multiaddr],
-) -> Result<Vec<Multiaddr>, NodeError> {
+) -> Result<Listening<B::ToSwarm>, NodeError> {
     let mut listeners = HashSet::new();
     for addr in addrs {
         let id = match swarm.listen_on(addr.clone()) {
@@ -167,6 +181,12 @@ pub(crate) async fn listen_all<B: NetworkBehaviour>(
         listeners.insert(id);
     }
     let mut found = Vec::new();
+    let mut early = Vec::new();
+    let mut keep = |event: SwarmEvent<B::ToSwarm>| {
+        if early.len() < EARLY_EVENTS {
+            early.push(event);
+        }
+    };
     let deadline = tokio::time::sleep(Duration::from_secs(10));
     tokio::pin!(deadline);
     while !listeners.is_empty() {
@@ -188,7 +208,7 @@ pub(crate) async fn listen_all<B: NetworkBehaviour>(
                         reason: error.to_string(),
                     });
                 }
-                _ => {}
+                other => keep(other),
             },
             _ = &mut deadline => break,
         }
@@ -198,15 +218,17 @@ pub(crate) async fn listen_all<B: NetworkBehaviour>(
     tokio::pin!(settle);
     loop {
         tokio::select! {
-            event = swarm.select_next_some() => {
-                if let SwarmEvent::NewListenAddr { address, .. } = event {
-                    found.push(address);
-                }
-            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } => found.push(address),
+                other => keep(other),
+            },
             _ = &mut settle => break,
         }
     }
-    Ok(found)
+    Ok(Listening {
+        addrs: found,
+        early,
+    })
 }
 
 fn uses_default_port(addr: &Multiaddr) -> bool {

@@ -358,7 +358,8 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 /// Cancel safety: not cancel safe; a cancelled read loses the bytes read so far.
 ///
 /// # Errors
-/// As [`decode`], and stream failures.
+/// As [`decode`], and stream failures; a stream that closes before any byte is
+/// [`WireError::Io`] of kind `UnexpectedEof` (no answer, not a malformed one).
 pub async fn read_message<T, R>(io: &mut R, max: usize) -> Result<T, WireError>
 where
     T: for<'de> Deserialize<'de>,
@@ -366,6 +367,14 @@ where
 {
     let mut bytes = Vec::new();
     io.take(max as u64 + 1).read_to_end(&mut bytes).await?;
+    if bytes.is_empty() {
+        // No message at all is no answer, not a bad one: what an honest peer sends when it
+        // drops a request it cannot serve (shutting down, say), so it must not be blamed.
+        return Err(WireError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the stream closed before a message",
+        )));
+    }
     decode(&bytes, max)
 }
 

@@ -562,8 +562,9 @@ async fn expect_kept(root: &std::path::Path, ns: NamespaceId, mut scenario: Scen
     victim.stop().await;
 }
 
-/// A peer without the ticket learns nothing. A real node of another namespace, on the same
-/// LAN with mDNS on and dialing the holder too, ends up holding nothing of it. A hand-built
+/// A peer without the ticket learns nothing. A real node of another namespace, dialing the
+/// holder, ends up holding nothing of it (`cli/tests/lan.rs` has the same over mDNS, inside
+/// network namespaces, so no test here multicasts onto the machine's own network). A hand-built
 /// peer that even knows the topic (a hash of the namespace id, which it may have overheard)
 /// but not the id is refused every request exactly as for a namespace the node does not hold,
 /// and the gossip it receives is sealed: no key or value in the clear, nothing it can open.
@@ -571,14 +572,10 @@ async fn expect_kept(root: &std::path::Path, ns: NamespaceId, mut scenario: Scen
 async fn a_peer_without_the_ticket_gets_nothing() {
     let root = tempfile::tempdir().expect("temp dir");
     let ns = origin(root.path(), "holder").default_namespace();
-    let lan = |peers| weft_node::config::NodeConfig {
-        mdns: true,
-        ..super::loopback_config(peers)
-    };
-    let holder = TestNode::start_with(&root.path().join("holder"), lan(Vec::new())).await;
+    let holder = TestNode::start(&root.path().join("holder"), Vec::new()).await;
     let stranger_dir = root.path().join("stranger");
     drop(super::create(&stranger_dir, weft_storage::Access::Open));
-    let stranger = TestNode::start_with(&stranger_dir, lan(vec![holder.addr()])).await;
+    let stranger = TestNode::start(&stranger_dir, vec![holder.addr()]).await;
 
     let mut hostile = hostile_swarm();
     let me = *hostile.local_peer_id();
@@ -734,4 +731,119 @@ async fn a_peer_without_the_ticket_gets_nothing() {
     );
     stranger.stop().await;
     holder.stop().await;
+}
+
+/// An empty answer (a stream closed with no byte) is what an honest peer sends when it drops a
+/// request it cannot serve, shutting down say: no answer, not bad data, so nobody is blamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_answer_blames_nobody() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let ns = origin(root.path(), "origin").default_namespace();
+    let (victim_dir, mut hostile, addr) = set_up(root.path(), ns, None).await;
+    let victim = TestNode::start(&victim_dir, vec![addr]).await;
+    let mut asked = 0;
+    let kept = tokio::time::timeout(KEPT_FOR, async {
+        loop {
+            match hostile.select_next_some().await {
+                SwarmEvent::ConnectionClosed {
+                    num_established: 0,
+                    cause,
+                    ..
+                } => return cause,
+                SwarmEvent::Behaviour(HostileEvent::Sync(request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                })) => {
+                    asked += 1;
+                    let _ = hostile
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, Vec::new());
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(kept.is_err(), "the peer was cut off: {kept:?}");
+    assert!(
+        asked > 0,
+        "the node never asked, so the test proved nothing"
+    );
+    let status = victim.status().await;
+    assert!(status.bans.is_empty(), "{:?}", status.bans);
+    assert_eq!(status.peers.len(), 1);
+    victim.stop().await;
+}
+
+/// A peer that connects and asks while a node is still starting (as one that found it by
+/// mDNS does, within milliseconds) gets its answer: the node keeps what arrived while it
+/// waited for its listeners instead of dropping it unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_made_while_a_node_starts_is_answered() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let ns = origin(root.path(), "origin").default_namespace();
+    let victim_dir = root.path().join("victim");
+    drop(super::join(&victim_dir, ns));
+    let victim_peer = weft_node::config::load_identity(&victim_dir)
+        .expect("identity")
+        .public()
+        .to_peer_id();
+    // The port must be known before the node listens, so the peer can be dialing already. It
+    // is free a moment before the node binds it, as nothing else here binds ports.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port")
+        .port();
+    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr");
+    let config = weft_node::config::NodeConfig {
+        listen: vec![addr.clone()],
+        ..super::loopback_config(Vec::new())
+    };
+    let mut hostile = hostile_swarm();
+    let me = *hostile.local_peer_id();
+    let starting = tokio::spawn(async move { TestNode::start_with(&victim_dir, config).await });
+    let request = Request::Heads {
+        topic: Topic::of(&ns),
+        cap: Cap::new(&ns, &me.to_bytes(), &victim_peer.to_bytes()),
+        after: None,
+        digest: None,
+    };
+    let answer = tokio::time::timeout(LIMIT, async {
+        let _ = hostile.dial(addr.clone());
+        loop {
+            match hostile.select_next_some().await {
+                SwarmEvent::OutgoingConnectionError { .. } => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    let _ = hostile.dial(addr.clone());
+                }
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    let _ = hostile
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&victim_peer, request.clone());
+                }
+                SwarmEvent::Behaviour(HostileEvent::Sync(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                })) => return Ok(response),
+                SwarmEvent::Behaviour(HostileEvent::Sync(
+                    request_response::Event::OutboundFailure { error, .. },
+                )) => return Err(error.to_string()),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("an answer or a failure within the limit");
+    let victim = starting.await.expect("the node starts");
+    let answer = answer.expect("the request made while the node started was dropped");
+    assert!(
+        matches!(
+            wire::decode(&answer, MAX_MESSAGE),
+            Ok(Response::Heads { .. })
+        ),
+        "{answer:?}"
+    );
+    victim.stop().await;
 }
