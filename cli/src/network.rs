@@ -351,6 +351,10 @@ pub fn sync(dir: &Path, timeout: Option<u64>) -> anyhow::Result<ExitCode> {
     } else {
         ProgressBar::hidden()
     };
+    running_status(dir)?;
+    // A round of its own, so that what peers hold now counts, not only what they advertised
+    // before: a write made elsewhere a moment ago is here when this returns.
+    let round = answer!(Backend::open(dir)?.call(ApiRequest::SyncNow)?, SyncRound)?;
     loop {
         let status = running_status(dir)?;
         let held: u64 = status.feeds.iter().map(|f| f.held).sum();
@@ -362,7 +366,7 @@ pub fn sync(dir: &Path, timeout: Option<u64>) -> anyhow::Result<ExitCode> {
         } else {
             bar.set_message("");
         }
-        if status.caught_up() {
+        if status.caught_up() && status.exchanged_round >= round {
             bar.finish_and_clear();
             eprintln!("weft: caught up: {held} entries");
             return Ok(ExitCode::SUCCESS);

@@ -427,22 +427,13 @@ fn two_nodes_replicate_a_put_and_a_killed_node_leaves_no_confusion() {
         .fails(2, "not a weft ticket");
     let mut b_node = NodeProcess::start(&b);
 
-    let started = std::time::Instant::now();
+    // Once B is connected, `weft sync` returns only when B holds what A held when it ran.
+    until_output(&b, &["peers"], "B to connect to A", |p| {
+        p.lines().count() == 1
+    });
     a.weft(["put", "hello", "world"]).ok();
-    loop {
-        let run = b.weft(["get", "hello"]);
-        if run.code == 0 {
-            assert_eq!(run.stdout, b"world");
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "the put did not reach the other node in 30 s: {}",
-            run.stderr
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     b.weft(["sync", "--timeout", "30"]).ok();
+    assert_eq!(b.weft(["get", "hello"]).ok().stdout, b"world");
     let peers = b.weft(["peers"]).ok().text();
     assert_eq!(peers.lines().count(), 1, "{peers}");
     // A read ticket of a closed namespace: B replicates but may not write.

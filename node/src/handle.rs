@@ -17,6 +17,8 @@ pub(crate) enum Command {
         run: Run,
     },
     Status(oneshot::Sender<Status>),
+    /// Start a sync round now; answers with its number.
+    SyncNow(oneshot::Sender<u64>),
     Dial(Multiaddr),
     /// The interest of `ns` changed; its feeds now stand at `held`.
     Interest {
@@ -161,6 +163,21 @@ impl NodeHandle {
             .await
             .map_err(|_| NodeError::Closed)?;
         status.await.map_err(|_| NodeError::Closed)
+    }
+
+    /// Starts a sync round now rather than at the next interval, and returns its number:
+    /// once [`Status::exchanged_round`] reaches it and [`Status::caught_up`] holds, this node
+    /// holds what its peers held when it was called.
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn sync_now(&self) -> Result<u64, NodeError> {
+        let (reply, round) = oneshot::channel();
+        self.commands
+            .send(Command::SyncNow(reply))
+            .await
+            .map_err(|_| NodeError::Closed)?;
+        round.await.map_err(|_| NodeError::Closed)
     }
 }
 

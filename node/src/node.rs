@@ -290,20 +290,29 @@ impl Task {
                 _ = tick.tick() => {
                     self.admit_due();
                     self.reach_round();
-                    let peers: Vec<PeerId> = self
-                        .swarm
-                        .connected_peers()
-                        .filter(|peer| !self.no_sync.contains(peer))
-                        .copied()
-                        .collect();
-                    let actions = self.client.tick(&peers);
-                    self.act(actions);
+                    self.sync_round();
                 }
             }
             let wants = self.client.wants();
             self.act(wants);
         }
         info!("node stopped");
+    }
+
+    /// Peers this node syncs with: connected, and speaking weft's sync protocol.
+    fn sync_peers(&self) -> Vec<PeerId> {
+        self.swarm
+            .connected_peers()
+            .filter(|peer| !self.no_sync.contains(peer))
+            .copied()
+            .collect()
+    }
+
+    /// Exchanges heads with every peer again: a new sync round.
+    fn sync_round(&mut self) {
+        let peers = self.sync_peers();
+        let actions = self.client.tick(&peers);
+        self.act(actions);
     }
 
     /// Carries out what the sync client asked for.
@@ -379,6 +388,10 @@ impl Task {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Command::SyncNow(reply) => {
+                self.sync_round();
+                let _ = reply.send(self.client.round());
+            }
             Command::Dial(addr) => {
                 self.reach.add_peer(addr);
                 self.reach_round();
@@ -449,6 +462,8 @@ impl Task {
             wire_received: self.counters.received.load(Ordering::Relaxed),
             head_exchanges: self.client.head_exchanges(),
             refusals: self.client.refusals(),
+            round: self.client.round(),
+            exchanged_round: self.client.exchanged_round(&self.sync_peers()),
             syncing: self.client.busy(),
             reachability,
             reservations,

@@ -23,6 +23,11 @@ pub struct Status {
     pub head_exchanges: u64,
     /// Requests peers refused: busy, or asking for what they do not hold or share.
     pub refusals: u64,
+    /// The current sync round (one every sync interval, or when `weft sync` asks for one).
+    pub round: u64,
+    /// The latest round whose head exchanges have ended with every connected peer: once it
+    /// reaches a round, what the peers held when that round began has been advertised here.
+    pub exchanged_round: u64,
     /// Whether runs are being fetched or ingested.
     pub syncing: bool,
     /// Whether others can dial this node, as AutoNAT found.

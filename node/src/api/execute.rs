@@ -14,7 +14,8 @@ use crate::watch::PAGE_CHANGES;
 ///
 /// # Errors
 /// [`NodeError::Store`] as the store operation fails; [`NodeError::NotRunning`] for
-/// [`ApiRequest::Status`] and [`ApiRequest::GetRemote`], which only a node answers.
+/// [`ApiRequest::Status`], [`ApiRequest::GetRemote`] and [`ApiRequest::SyncNow`], which only
+/// a node answers.
 pub fn execute(store: &Store, request: ApiRequest) -> Result<ApiResponse, NodeError> {
     Ok(match request {
         ApiRequest::Facts => ApiResponse::Facts {
@@ -79,6 +80,8 @@ pub fn execute(store: &Store, request: ApiRequest) -> Result<ApiResponse, NodeEr
                 author_key,
             }
         }
-        ApiRequest::Status | ApiRequest::GetRemote { .. } => return Err(NodeError::NotRunning),
+        ApiRequest::Status | ApiRequest::GetRemote { .. } | ApiRequest::SyncNow => {
+            return Err(NodeError::NotRunning);
+        }
     })
 }

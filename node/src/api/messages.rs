@@ -110,6 +110,9 @@ pub enum ApiRequest {
         ns: NamespaceId,
         write: Option<Grant>,
     },
+    /// Start a sync round now ([`NodeHandle::sync_now`](crate::NodeHandle::sync_now)); needs a
+    /// node.
+    SyncNow,
 }
 
 impl ApiRequest {
@@ -160,6 +163,8 @@ pub enum ApiResponse {
         charter: Charter,
         author_key: Option<[u8; 32]>,
     },
+    /// The sync round [`ApiRequest::SyncNow`] started.
+    SyncRound(u64),
 }
 
 /// Why a request failed: what kind of failure, so a caller can act on it without reading the

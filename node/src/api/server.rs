@@ -39,6 +39,7 @@ pub async fn answer(node: &NodeHandle, request: ApiRequest) -> Result<ApiRespons
     let worker = node.worker();
     Ok(match request {
         ApiRequest::Status => ApiResponse::Status(node.status().await?),
+        ApiRequest::SyncNow => ApiResponse::SyncRound(node.sync_now().await?),
         ApiRequest::GetRemote { ns, key } => ApiResponse::Versions(node.get_remote(ns, key).await?),
         ApiRequest::SetInterest { ns, interest } => {
             node.set_interest(ns, interest).await?;

@@ -22,6 +22,8 @@ pub enum Pending {
         after: Option<AuthorId>,
         /// Which page of the exchange it is, from 0.
         page: u32,
+        /// The sync round the exchange belongs to ([`super::Client::round`]).
+        round: u64,
     },
     /// A run (or a sparse run) of a feed from `start`.
     Run {

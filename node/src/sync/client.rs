@@ -85,6 +85,11 @@ pub struct Client<P, G> {
     remote: RemoteReads,
     head_exchanges: u64,
     refusals: u64,
+    /// The sync round: one more at each [`Client::tick`].
+    round: u64,
+    /// For each peer and namespace, the latest round whose head exchange has ended: answered
+    /// in full, refused, or failed (then a later round tries again).
+    exchanged: HashMap<(P, NamespaceId), u64>,
     run_entries: u32,
     gossip: PhantomData<fn() -> G>,
 }
@@ -105,6 +110,8 @@ impl<P: Peer, G> Client<P, G> {
             remote: RemoteReads::default(),
             head_exchanges: 0,
             refusals: 0,
+            round: 0,
+            exchanged: HashMap::new(),
             run_entries: RUN_ENTRIES,
             gossip: PhantomData,
         }
@@ -126,7 +133,7 @@ impl<P: Peer, G> Client<P, G> {
         self.namespaces
             .clone()
             .into_iter()
-            .map(|ns| self.ask_heads(peer.clone(), ns, None, 0, None))
+            .map(|ns| self.ask_heads(peer.clone(), ns, None, (0, self.round), None))
             .collect()
     }
 
@@ -136,12 +143,14 @@ impl<P: Peer, G> Client<P, G> {
     where
         P: 'a,
     {
+        self.round += 1;
         let peers: Vec<P> = peers.into_iter().cloned().collect();
         if peers.is_empty() || self.namespaces.is_empty() {
             return Vec::new();
         }
         vec![Action::Store(Job(JobKind::Digest {
             peers,
+            round: self.round,
             namespaces: self.namespaces.clone(),
         }))]
     }
@@ -149,6 +158,39 @@ impl<P: Peer, G> Client<P, G> {
     /// A peer went away: what it advertised and what was asked of it are forgotten.
     pub fn disconnected(&mut self, peer: &P) {
         self.scheduler.peer_gone(peer);
+        self.exchanged.retain(|(other, _), _| other != peer);
+    }
+
+    /// The current sync round; the next [`Client::tick`] starts a new one.
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    /// The latest round whose head exchanges have all ended with every one of `peers` in
+    /// every namespace: once it reaches a round, what those peers held when it started has
+    /// been advertised here. Zero with no peers.
+    pub fn exchanged_round<'a>(&self, peers: impl IntoIterator<Item = &'a P>) -> u64
+    where
+        P: 'a,
+    {
+        let mut least = None;
+        for peer in peers {
+            for ns in &self.namespaces {
+                let round = self
+                    .exchanged
+                    .get(&(peer.clone(), *ns))
+                    .copied()
+                    .unwrap_or(0);
+                least = Some(least.map_or(round, |l: u64| l.min(round)));
+            }
+        }
+        least.unwrap_or(0)
+    }
+
+    /// The exchange of `ns` heads with `peer` for `round` has ended.
+    fn exchange_ended(&mut self, peer: P, ns: NamespaceId, round: u64) {
+        let ended = self.exchanged.entry((peer, ns)).or_insert(0);
+        *ended = (*ended).max(round);
     }
 
     fn ask_heads(
@@ -156,7 +198,7 @@ impl<P: Peer, G> Client<P, G> {
         peer: P,
         ns: NamespaceId,
         after: Option<AuthorId>,
-        page: u32,
+        (page, round): (u32, u64),
         digest: Option<[u8; 32]>,
     ) -> Action<P, G> {
         Action::Send {
@@ -167,7 +209,12 @@ impl<P: Peer, G> Client<P, G> {
                 digest,
             },
             peer,
-            pending: Pending::Heads { ns, after, page },
+            pending: Pending::Heads {
+                ns,
+                after,
+                page,
+                round,
+            },
         }
     }
 
@@ -244,7 +291,15 @@ impl<P: Peer, G> Client<P, G> {
             self.refusals += 1;
         }
         match (pending, response) {
-            (Pending::Heads { ns, after, page }, Response::Heads { heads, more, forks }) => {
+            (
+                Pending::Heads {
+                    ns,
+                    after,
+                    page,
+                    round,
+                },
+                Response::Heads { heads, more, forks },
+            ) => {
                 if heads.len() > HEADS_PER_RESPONSE || forks.len() > FORKS_PER_RESPONSE {
                     return vec![self.penalize(peer, Fault::TooManyHeads)];
                 }
@@ -281,6 +336,7 @@ impl<P: Peer, G> Client<P, G> {
                     heads,
                     forks,
                     next,
+                    round,
                 }))]
             }
             (Pending::Run { feed, start }, Response::Run(run)) => {
@@ -352,8 +408,9 @@ impl<P: Peer, G> Client<P, G> {
                 }
                 Vec::new()
             }
-            (Pending::Heads { .. }, Response::Refused(reason)) => {
+            (Pending::Heads { ns, round, .. }, Response::Refused(reason)) => {
                 debug!(?peer, ?reason, "heads refused");
+                self.exchange_ended(peer, ns, round);
                 Vec::new()
             }
             (Pending::Fork { feed, fault }, Response::Fork(Some(proof)))
@@ -406,7 +463,11 @@ impl<P: Peer, G> Client<P, G> {
                 Vec::new()
             }
             Pending::Key { query } => self.remote_done(query),
-            Pending::Heads { .. } | Pending::Fork { .. } => Vec::new(),
+            Pending::Heads { ns, round, .. } => {
+                self.exchange_ended(peer.clone(), ns, round);
+                Vec::new()
+            }
+            Pending::Fork { .. } => Vec::new(),
         };
         if let Some(fault) = fault {
             actions.push(self.penalize(peer, fault));
@@ -425,6 +486,7 @@ impl<P: Peer, G> Client<P, G> {
                 new_forks,
                 bad,
                 next,
+                round,
             } => {
                 if let Some(fault) = bad {
                     return vec![self.penalize(peer, fault)];
@@ -442,9 +504,12 @@ impl<P: Peer, G> Client<P, G> {
                 }
                 match next {
                     Some((last, page)) => {
-                        actions.push(self.ask_heads(peer, ns, Some(last), page, None));
+                        actions.push(self.ask_heads(peer, ns, Some(last), (page, round), None));
                     }
-                    None => self.head_exchanges += 1,
+                    None => {
+                        self.head_exchanges += 1;
+                        self.exchange_ended(peer, ns, round);
+                    }
                 }
             }
             DoneKind::ForkRecorded {
@@ -489,10 +554,14 @@ impl<P: Peer, G> Client<P, G> {
                 query,
                 versions: Some(versions),
             }),
-            DoneKind::Digested { peers, digests } => {
+            DoneKind::Digested {
+                peers,
+                digests,
+                round,
+            } => {
                 for peer in peers {
                     for (ns, digest) in &digests {
-                        actions.push(self.ask_heads(peer.clone(), *ns, None, 0, *digest));
+                        actions.push(self.ask_heads(peer.clone(), *ns, None, (0, round), *digest));
                     }
                 }
             }
@@ -874,5 +943,86 @@ mod tests {
         }
         assert_eq!(pages, MAX_HEAD_PAGES as usize);
         assert_eq!(client.head_exchanges(), 1, "the exchange ends");
+    }
+
+    /// Runs store jobs at once and returns the requests the actions send, with what each
+    /// asked.
+    fn drive(
+        client: &mut Client<TestPeer, u64>,
+        store: &Store,
+        actions: Vec<Action<TestPeer, u64>>,
+    ) -> Vec<(TestPeer, Pending)> {
+        let mut sent = Vec::new();
+        for action in actions {
+            match action {
+                Action::Send { peer, pending, .. } => sent.push((peer, pending)),
+                Action::Store(job) => {
+                    let more = client.on_done(job.run(store));
+                    sent.extend(drive(client, store, more));
+                }
+                _ => {}
+            }
+        }
+        sent
+    }
+
+    /// A round counts as exchanged with a peer only once the exchange that round started has
+    /// ended, not when an older one does: `weft sync` relies on it to return only after what
+    /// its peers held when it was called has been advertised.
+    #[test]
+    fn a_round_is_exchanged_only_when_its_own_exchange_ends() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = Options {
+            durable: false,
+            ..Options::default()
+        };
+        let store = Store::init(dir.path(), options, Access::Open).expect("init");
+        let mut client: Client<TestPeer, u64> =
+            Client::new(b"me".to_vec(), Holdings::of(&store).expect("holdings"));
+        let (a, b) = (TestPeer(1), TestPeer(2));
+        let empty = || Response::Heads {
+            heads: Vec::new(),
+            more: false,
+            forks: Vec::new(),
+        };
+
+        let on_connect = client.connected(&a);
+        let older = drive(&mut client, &store, on_connect);
+        let ticked = client.tick([&a, &b]);
+        let round = client.round();
+        let mut newer = drive(&mut client, &store, ticked);
+        assert_eq!(
+            (older.len(), newer.len()),
+            (1, 2),
+            "one namespace, two peers"
+        );
+        assert_eq!(client.exchanged_round([&a, &b]), 0);
+
+        // The exchange started on connect ends: it says nothing of what `a` holds now.
+        let (peer, pending) = older[0].clone();
+        let answered = client.on_response(peer, pending, empty());
+        drive(&mut client, &store, answered);
+        assert!(client.exchanged_round([&a]) < round);
+
+        let (peer, pending) = newer.remove(newer.iter().position(|(p, _)| *p == a).expect("a"));
+        let answered = client.on_response(peer, pending, empty());
+        drive(&mut client, &store, answered);
+        assert_eq!(client.exchanged_round([&a]), round);
+        assert!(
+            client.exchanged_round([&a, &b]) < round,
+            "b has not answered"
+        );
+
+        // A failed exchange ends too (a later round tries again), so a wait cannot hang on it.
+        let (peer, pending) = newer.remove(0);
+        let failed = client.on_failure(peer, pending, None);
+        drive(&mut client, &store, failed);
+        assert_eq!(client.exchanged_round([&a, &b]), round);
+        client.disconnected(&b);
+        assert_eq!(
+            client.exchanged_round([&a, &b]),
+            0,
+            "b's rounds are forgotten"
+        );
     }
 }

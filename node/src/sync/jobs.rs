@@ -58,6 +58,8 @@ pub(crate) enum JobKind<P, G> {
         forks: Vec<ForkProof>,
         /// The next page to ask, when more follow: after which author, and its number.
         next: Option<(AuthorId, u32)>,
+        /// The exchange's sync round.
+        round: u64,
     },
     /// Judge a finished remote read's verified runs by the store's gates and merge them.
     MergeRemote {
@@ -78,6 +80,7 @@ pub(crate) enum JobKind<P, G> {
     Digest {
         peers: Vec<P>,
         namespaces: Vec<NamespaceId>,
+        round: u64,
     },
     /// Check and record a fork proof from gossip.
     RecordFork {
@@ -110,6 +113,7 @@ pub(crate) enum DoneKind<P, G> {
         peers: Vec<P>,
         /// `None` where the store could not say: that exchange goes page by page.
         digests: Vec<(NamespaceId, Option<[u8; 32]>)>,
+        round: u64,
     },
     ForkChecked {
         peer: P,
@@ -130,6 +134,7 @@ pub(crate) enum DoneKind<P, G> {
         bad: Option<Fault>,
         /// The next page to ask, when more follow.
         next: Option<(AuthorId, u32)>,
+        round: u64,
     },
     ForkRecorded {
         peer: P,
@@ -188,8 +193,13 @@ impl<P, G> Job<P, G> {
                     branch,
                 }
             }
-            JobKind::Digest { peers, namespaces } => DoneKind::Digested {
+            JobKind::Digest {
                 peers,
+                namespaces,
+                round,
+            } => DoneKind::Digested {
+                peers,
+                round,
                 digests: namespaces
                     .into_iter()
                     .map(|ns| (ns, super::heads_digest(store, &ns).ok()))
@@ -213,7 +223,8 @@ impl<P, G> Job<P, G> {
                 heads,
                 forks,
                 next,
-            } => check_heads(store, peer, ns, heads, forks, next),
+                round,
+            } => check_heads(store, peer, ns, heads, forks, (next, round)),
             JobKind::RecordFork {
                 peer,
                 message,
@@ -245,7 +256,7 @@ fn check_heads<P, G>(
     ns: NamespaceId,
     heads: Vec<SignedHead>,
     forks: Vec<ForkProof>,
-    next: Option<(AuthorId, u32)>,
+    (next, round): (Option<(AuthorId, u32)>, u64),
 ) -> DoneKind<P, G> {
     let refused = |peer, bad| DoneKind::HeadsChecked {
         peer,
@@ -254,6 +265,7 @@ fn check_heads<P, G>(
         new_forks: Vec::new(),
         bad: Some(bad),
         next: None,
+        round,
     };
     // In a closed namespace only members' feeds are fetched, and a revoked member's only up
     // to its revocation: what a peer advertises of anyone else costs nothing here.
@@ -335,6 +347,7 @@ fn check_heads<P, G>(
         new_forks,
         bad: None,
         next,
+        round,
     }
 }
 
