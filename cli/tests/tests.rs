@@ -7,4 +7,5 @@ mod cli;
 mod crash;
 mod fault;
 mod lan;
+mod nodes;
 mod wan;

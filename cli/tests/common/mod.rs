@@ -314,3 +314,46 @@ pub fn status(dir: &Path) -> Option<Value> {
     let value: Value = serde_json::from_slice(&out.stdout).ok()?;
     Some(value["node"].clone()).filter(|node| !node.is_null())
 }
+
+/// The Redis port a `weft node --redis 127.0.0.1:0` bound, as it printed it.
+pub fn redis_port(node: &NodeProcess) -> u16 {
+    let addr = node.printed("redis on ");
+    addr.parse::<std::net::SocketAddr>()
+        .unwrap_or_else(|e| panic!("{addr:?}: {e}"))
+        .port()
+}
+
+/// Polls `weft` on `dir` with `args` until it exits 0 (at most 30 s); its output.
+pub fn until_ok(dir: &Dir, args: &[&str], what: &str) -> Run {
+    let started = std::time::Instant::now();
+    loop {
+        let run = dir.weft(args);
+        if run.code == 0 {
+            return run;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{what}: not within 30 s; last: {}",
+            run.stderr
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Polls until `check` holds on `dir`'s output of `args` (at most 30 s).
+pub fn until_output(dir: &Dir, args: &[&str], what: &str, check: impl Fn(&str) -> bool) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let run = dir.weft(args);
+        if run.code == 0 && check(&run.text()) {
+            return run.text();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{what}: not within 30 s; last: {} {}",
+            run.text(),
+            run.stderr
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

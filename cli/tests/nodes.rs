@@ -1,0 +1,259 @@
+//! The CLI against running nodes: capabilities spreading between them, remote reads, the
+//! Redis front end's durability and password, signals, QUIC, and a forked author.
+
+use crate::common::{Dir, NodeProcess, redis_port, until_ok, until_output};
+
+/// The capability commands end to end between real nodes: a grant limited to a prefix and a
+/// time, `members`, a write ticket limited to a prefix, and a revocation that spreads to the
+/// revoked node and keeps out what it wrote past the cut, which `status` then lists.
+#[test]
+fn grants_tickets_and_revocations_work_from_the_cli_and_spread_between_nodes() {
+    let a = Dir::initialized();
+    let a_node = NodeProcess::start(&a);
+    let ticket = a.weft(["ticket"]).ok().text();
+    let b = Dir::new();
+    b.weft(["init", "--join", ticket.trim()]).ok();
+    let b_author = b.author();
+    let b_node = NodeProcess::start(&b);
+    b.weft(["put", "shared/x", "1"]).fails(2, "no grant");
+
+    a.weft(["grant", &b_author, "--prefix", "shared/", "--expires", "1h"])
+        .ok();
+    let members = a.weft(["members"]).ok().text();
+    assert!(
+        members.contains(&format!("{b_author}: may write keys under shared/, until ")),
+        "{members}"
+    );
+    // Once B holds the grant, it writes under the prefix and only there.
+    until_ok(&b, &["put", "shared/x", "from b"], "B to hold its grant");
+    b.weft(["put", "other/x", "1"])
+        .fails(2, "outside its grant");
+    until_output(&a, &["get", "shared/x"], "B's write to reach A", |v| {
+        v == "from b"
+    });
+
+    // A write ticket limited to a prefix: C's key is granted for p/ alone, once C has
+    // fetched the grant from A.
+    let write_ticket = a
+        .weft(["ticket", "--write", "--prefix", "p/", "--expires", "1h"])
+        .ok()
+        .text();
+    let c = Dir::new();
+    c.weft(["init", "--join", write_ticket.trim()]).ok();
+    let c_node = NodeProcess::start(&c);
+    until_ok(&c, &["put", "p/1", "from c"], "C to hold its grant");
+    c.weft(["put", "q/1", "from c"])
+        .fails(2, "outside its grant");
+    until_output(&a, &["get", "p/1"], "C's write to reach A", |v| {
+        v == "from c"
+    });
+    drop(c_node);
+
+    // B goes offline and writes; meanwhile A revokes it. What B wrote past the cut does not
+    // count anywhere once the revocation meets it.
+    drop(b_node);
+    b.weft(["put", "shared/late", "after the cut"]).ok();
+    a.weft(["revoke", &b_author]).ok();
+    assert!(
+        a.weft(["members"]).ok().text().contains("revoked"),
+        "A lists the revocation"
+    );
+    let b_node = NodeProcess::start(&b);
+    until_output(&b, &["members"], "the revocation to reach B", |m| {
+        m.contains(&format!("{b_author}: revoked"))
+    });
+    b.weft(["put", "shared/y", "2"]).fails(2, "revoked");
+    // B keeps its late entry but it no longer counts there, and `status` says why; A, which
+    // fetches a revoked author's entries only up to the cut, never takes it.
+    let status = b.weft(["status"]).ok().text();
+    assert!(
+        status.contains(&format!(
+            "excluded:  1 entries of {b_author} from 1: revoked"
+        )),
+        "{status}"
+    );
+    b.weft(["get", "shared/late"]).fails(1, "not found");
+    a.weft(["get", "shared/late"]).fails(1, "not found");
+    assert_eq!(a.weft(["get", "shared/x"]).ok().stdout, b"from b");
+    drop(b_node);
+    drop(a_node);
+}
+
+/// SIGINT (Ctrl-C) stops a node as cleanly as SIGTERM: exit 0, socket removed, writes kept.
+#[test]
+fn ctrl_c_stops_a_node_cleanly() {
+    let dir = Dir::initialized();
+    let mut node = NodeProcess::start(&dir);
+    dir.weft(["put", "k", "kept"]).ok();
+    let status = node.signal("-INT");
+    assert!(status.success(), "{status}: {}", node.log_text());
+    assert!(!dir.data.join("node.sock").exists(), "socket removed");
+    assert_eq!(dir.weft(["get", "k"]).ok().stdout, b"kept");
+}
+
+/// One RESP command on a fresh connection to 127.0.0.1:`port`: the reply's first line.
+fn redis_command(port: u16, parts: &[&[&str]]) -> Vec<String> {
+    use std::io::{BufRead, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = std::io::BufReader::new(stream);
+    let mut replies = Vec::new();
+    for command in parts {
+        let mut request = format!("*{}\r\n", command.len());
+        for part in *command {
+            request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
+        }
+        writer.write_all(request.as_bytes()).expect("send");
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a reply");
+        replies.push(line.trim_end().to_string());
+    }
+    replies
+}
+
+/// A Redis `+OK` means committed: a node killed with SIGKILL right after the reply still has
+/// the write when it comes back, every time.
+#[test]
+fn a_redis_ok_survives_a_sigkill_right_after_it() {
+    let dir = Dir::initialized();
+    for round in 0..10 {
+        let mut node = NodeProcess::start_with(&dir, &["--redis", "127.0.0.1:0"]);
+        let port = redis_port(&node);
+        let key = format!("k{round}");
+        let reply = redis_command(port, &[&["SET", &key, "durable"]]);
+        node.signal("-KILL");
+        assert_eq!(reply, ["+OK"]);
+        assert_eq!(
+            dir.weft(["get", &key]).ok().stdout,
+            b"durable",
+            "round {round}: an acknowledged SET was lost"
+        );
+    }
+}
+
+/// `WEFT_REDIS_PASSWORD` sets the password as `--redis-password` does: nothing is served
+/// before `AUTH`, a wrong password is refused, the right one lets the client in.
+#[test]
+fn the_redis_password_can_come_from_the_environment() {
+    let dir = Dir::initialized();
+    let node = NodeProcess::start_with_env(
+        &dir,
+        &["--redis", "127.0.0.1:0"],
+        &[("WEFT_REDIS_PASSWORD", "s3cret")],
+    );
+    let port = redis_port(&node);
+    let replies = redis_command(
+        port,
+        &[
+            &["SET", "k", "v"],
+            &["AUTH", "wrong"],
+            &["AUTH", "s3cret"],
+            &["SET", "k", "v"],
+        ],
+    );
+    assert!(replies[0].starts_with("-NOAUTH"), "{replies:?}");
+    assert!(replies[1].starts_with("-WRONGPASS"), "{replies:?}");
+    assert_eq!(replies[2..], ["+OK", "+OK"], "{replies:?}");
+    assert_eq!(dir.weft(["get", "k"]).ok().stdout, b"v");
+}
+
+/// `get --remote` through a node: a sparse replica reads a key outside its interest from a
+/// peer, checked against its proofs, and stores nothing of it.
+#[test]
+fn a_sparse_replica_reads_outside_its_interest_with_remote_get() {
+    let a = Dir::initialized();
+    a.weft(["put", "photos/1", "a photo"]).ok();
+    let a_node = NodeProcess::start(&a);
+    let ticket = a.weft(["ticket"]).ok().text();
+    let b = Dir::new();
+    b.weft(["init", "--join", ticket.trim(), "--prefix", "config/"])
+        .ok();
+    b.weft(["interest", "add", "notes/", "--author", &a.author()])
+        .ok();
+    assert_eq!(
+        b.weft(["interest", "ls"]).ok().text(),
+        format!("config/\nnotes/\nauthor {}\n", a.author())
+    );
+    let b_node = NodeProcess::start(&b);
+    let read = until_ok(&b, &["get", "--remote", "photos/1"], "a remote read");
+    assert_eq!(read.stdout, b"a photo");
+    b.weft(["get", "photos/1"]).fails(2, "not replicated here");
+    drop(b_node);
+    drop(a_node);
+}
+
+/// Copies a data dir as a backup would, but for the node's own identity (`keys/node.key`), so
+/// the copy runs as another peer holding the same author key: a device cloned.
+fn clone_device(from: &Dir) -> Dir {
+    let to = Dir::new();
+    weft_storage::copy_data_dir(&from.data, &to.data).expect("copy the data dir");
+    let _ = std::fs::remove_file(to.data.join("keys/node.key"));
+    to
+}
+
+/// An author that signs two histories (a device cloned, both copies writing) is caught across
+/// real nodes: a third replica that hears both proves the fork, freezes the feed, hands the
+/// proof on in head exchanges and gossip, and every node's `status` lists it.
+#[test]
+fn a_forked_author_is_proven_frozen_and_listed_on_every_node() {
+    let a = Dir::new();
+    a.weft(["init", "--open"]).ok();
+    a.weft(["put", "k", "before the clone"]).ok();
+    let twin = clone_device(&a);
+    a.weft(["put", "k", "from the original"]).ok();
+    twin.weft(["put", "k", "from the twin"]).ok();
+    let author = a.author();
+    assert_eq!(twin.author(), author, "one author key, two histories");
+
+    let ticket = a.weft(["ticket"]).ok().text();
+    let c = Dir::new();
+    c.weft(["init", "--join", ticket.trim()]).ok();
+    let a_node = NodeProcess::start(&a);
+    let twin_node = NodeProcess::start(&twin);
+    let (a_addr, twin_addr) = (
+        a_node.printed("listening on "),
+        twin_node.printed("listening on "),
+    );
+    let c_node = NodeProcess::start_with(&c, &["--peer", &a_addr, "--peer", &twin_addr]);
+    let fork_line = format!("FORK:      {author} signed two histories (lengths 2 and 2)");
+    for (name, dir) in [("C", &c), ("A", &a), ("the twin", &twin)] {
+        until_output(dir, &["status"], &format!("{name} to list the fork"), |s| {
+            s.contains(&fork_line)
+        });
+    }
+    // Frozen where C stood: what either branch adds later is not taken.
+    let held = c.feed_length();
+    a.weft(["put", "k2", "after the fork"]).ok();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    c.weft(["get", "k2"]).fails(1, "not found");
+    assert_eq!(c.feed_length(), held);
+    c.weft(["verify"]).ok();
+    drop(c_node);
+    drop(twin_node);
+    drop(a_node);
+}
+
+/// Two nodes that know each other only by a QUIC address connect over QUIC and replicate.
+#[test]
+fn two_nodes_replicate_over_quic() {
+    let a = Dir::new();
+    a.weft(["init", "--open"]).ok();
+    // Made before A's node runs, the ticket carries no address: B knows only the QUIC one.
+    let ticket = a.weft(["ticket"]).ok().text();
+    let quic = ["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"];
+    let a_node = NodeProcess::start_with(&a, &quic);
+    let a_quic = a_node.printed("listening on /ip4/127.0.0.1/udp/");
+    let a_quic = format!("/ip4/127.0.0.1/udp/{a_quic}");
+    let b = Dir::new();
+    b.weft(["init", "--join", ticket.trim()]).ok();
+    let b_node = NodeProcess::start_with(&b, &["--peer", &a_quic]);
+    a.weft(["put", "over", "quic"]).ok();
+    until_output(&b, &["get", "over"], "the put to reach B", |v| v == "quic");
+    let peers = b.weft(["status"]).ok().text();
+    assert!(peers.contains("/quic-v1"), "B reached A over QUIC: {peers}");
+    drop(b_node);
+    drop(a_node);
+}

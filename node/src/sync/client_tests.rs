@@ -1,0 +1,141 @@
+//! The sync client's unit tests.
+
+use ed25519_dalek::SigningKey;
+use weft_storage::{Access, Options, SignedHead};
+
+use super::*;
+use crate::wire::WireHead;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct TestPeer(u8);
+
+impl Peer for TestPeer {
+    fn id_bytes(&self) -> Vec<u8> {
+        vec![self.0]
+    }
+}
+
+/// A peer that claims more heads on every page, each page moving on as it must, is read
+/// for [`MAX_HEAD_PAGES`] pages and no more (issue 15, finding 8).
+#[test]
+fn a_peer_that_pages_without_end_is_read_for_a_bounded_number_of_pages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = Options {
+        durable: false,
+        ..Options::default()
+    };
+    let store = Store::init(dir.path(), options, Access::Open).expect("init");
+    let ns = store.default_namespace();
+    let mut client: Client<TestPeer, u64> =
+        Client::new(b"me".to_vec(), Holdings::of(&store).expect("holdings"));
+    let mut heads: Vec<SignedHead> = (0..MAX_HEAD_PAGES + 8)
+        .map(|n| {
+            let mut seed = [9u8; 32];
+            seed[..4].copy_from_slice(&n.to_le_bytes());
+            SignedHead::sign(&SigningKey::from_bytes(&seed), ns, 1, [1; 32])
+        })
+        .collect();
+    heads.sort_by_key(|head| head.author);
+
+    let mut actions = client.connected(&TestPeer(7));
+    let mut pages = 0;
+    while let Some(action) = actions.pop() {
+        match action {
+            Action::Send { pending, .. } => {
+                let page = Response::Heads {
+                    heads: vec![WireHead::from_head(&heads[pages])],
+                    more: true,
+                    forks: Vec::new(),
+                };
+                pages += 1;
+                actions.extend(client.on_response(TestPeer(7), pending, page));
+            }
+            Action::Store(job) => actions.extend(client.on_done(job.run(&store))),
+            Action::Penalize { fault, .. } => panic!("an honest-looking peer cut off: {fault}"),
+            _ => {}
+        }
+    }
+    assert_eq!(pages, MAX_HEAD_PAGES as usize);
+    assert_eq!(client.head_exchanges(), 1, "the exchange ends");
+}
+
+/// Runs store jobs at once and returns the requests the actions send, with what each
+/// asked.
+fn drive(
+    client: &mut Client<TestPeer, u64>,
+    store: &Store,
+    actions: Vec<Action<TestPeer, u64>>,
+) -> Vec<(TestPeer, Pending)> {
+    let mut sent = Vec::new();
+    for action in actions {
+        match action {
+            Action::Send { peer, pending, .. } => sent.push((peer, pending)),
+            Action::Store(job) => {
+                let more = client.on_done(job.run(store));
+                sent.extend(drive(client, store, more));
+            }
+            _ => {}
+        }
+    }
+    sent
+}
+
+/// A round counts as exchanged with a peer only once the exchange that round started has
+/// ended, not when an older one does: `weft sync` relies on it to return only after what
+/// its peers held when it was called has been advertised.
+#[test]
+fn a_round_is_exchanged_only_when_its_own_exchange_ends() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = Options {
+        durable: false,
+        ..Options::default()
+    };
+    let store = Store::init(dir.path(), options, Access::Open).expect("init");
+    let mut client: Client<TestPeer, u64> =
+        Client::new(b"me".to_vec(), Holdings::of(&store).expect("holdings"));
+    let (a, b) = (TestPeer(1), TestPeer(2));
+    let empty = || Response::Heads {
+        heads: Vec::new(),
+        more: false,
+        forks: Vec::new(),
+    };
+
+    let on_connect = client.connected(&a);
+    let older = drive(&mut client, &store, on_connect);
+    let ticked = client.tick([&a, &b]);
+    let round = client.round();
+    let mut newer = drive(&mut client, &store, ticked);
+    assert_eq!(
+        (older.len(), newer.len()),
+        (1, 2),
+        "one namespace, two peers"
+    );
+    assert_eq!(client.exchanged_round([&a, &b]), 0);
+
+    // The exchange started on connect ends: it says nothing of what `a` holds now.
+    let (peer, pending) = older[0].clone();
+    let answered = client.on_response(peer, pending, empty());
+    drive(&mut client, &store, answered);
+    assert!(client.exchanged_round([&a]) < round);
+
+    let (peer, pending) = newer.remove(newer.iter().position(|(p, _)| *p == a).expect("a"));
+    let answered = client.on_response(peer, pending, empty());
+    drive(&mut client, &store, answered);
+    assert_eq!(client.exchanged_round([&a]), round);
+    assert!(
+        client.exchanged_round([&a, &b]) < round,
+        "b has not answered"
+    );
+
+    // A failed exchange ends too (a later round tries again), so a wait cannot hang on it.
+    let (peer, pending) = newer.remove(0);
+    let failed = client.on_failure(peer, pending, None);
+    drive(&mut client, &store, failed);
+    assert_eq!(client.exchanged_round([&a, &b]), round);
+    client.disconnected(&b);
+    assert_eq!(
+        client.exchanged_round([&a, &b]),
+        0,
+        "b's rounds are forgotten"
+    );
+}
