@@ -311,11 +311,19 @@ pub fn status(dir: &Path, out: &mut impl Write, json: bool) -> anyhow::Result<Ex
             writeln!(out, "namespace: {}", feed.namespace)?;
             namespace = Some(feed.namespace);
         }
-        writeln!(
+        write!(
             out,
             "  feed {}: local {} remote {}",
             feed.author, feed.held, feed.best_remote
         )?;
+        if feed.unserved > feed.held {
+            write!(
+                out,
+                " (a peer holds {} but will not send past {}: pruned there)",
+                feed.unserved, feed.held
+            )?;
+        }
+        writeln!(out)?;
     }
     crate::trust::status(out, &trust)?;
     Ok(ExitCode::SUCCESS)
@@ -368,8 +376,18 @@ pub fn sync(dir: &Path, timeout: Option<u64>) -> anyhow::Result<ExitCode> {
         }
         if status.caught_up() && status.exchanged_round >= round {
             bar.finish_and_clear();
-            eprintln!("weft: caught up: {held} entries");
-            return Ok(ExitCode::SUCCESS);
+            let short: Vec<_> = status.held_short().collect();
+            if short.is_empty() {
+                eprintln!("weft: caught up: {held} entries");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let missing: u64 = short.iter().map(|f| f.unserved - f.held).sum();
+            bail!(
+                "not caught up: {held} entries held, {missing} more in {} feeds are held by peers \
+                 that will not send them (they pruned them: `weft prune`); a peer that has not \
+                 pruned them can, so connect to one and run `weft sync` again",
+                short.len()
+            );
         }
         if let Some(limit) = timeout
             && started.elapsed() >= Duration::from_secs(limit)

@@ -8,4 +8,5 @@ mod crash;
 mod fault;
 mod lan;
 mod nodes;
+mod prune;
 mod wan;

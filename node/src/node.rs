@@ -456,6 +456,7 @@ impl Task {
                     author: *author,
                     held: progress.held,
                     best_remote: progress.best_remote,
+                    unserved: progress.unserved,
                 })
                 .collect(),
             wire_sent: self.counters.sent.load(Ordering::Relaxed),

@@ -104,15 +104,26 @@ pub struct FeedStatus {
     pub author: AuthorId,
     /// Entries stored here.
     pub held: u64,
-    /// The longest length a connected peer advertised.
+    /// The longest length a connected peer advertised and may still send.
     pub best_remote: u64,
+    /// The longest length a connected peer advertised past `held` and then would not send,
+    /// as a replica does past an entry it pruned; 0 when none.
+    pub unserved: u64,
 }
 
 impl Status {
-    /// Whether a head exchange has happened and every feed holds what peers advertised.
+    /// Whether a head exchange has happened and every feed holds what peers advertised and
+    /// will send. A feed held short of what a peer would not send still counts as caught up
+    /// here: see [`Status::held_short`].
     pub fn caught_up(&self) -> bool {
         self.head_exchanges > 0
             && !self.syncing
             && self.feeds.iter().all(|f| f.held >= f.best_remote)
+    }
+
+    /// The feeds held short of what a connected peer advertised, because it would not send the
+    /// entries that come next (it pruned them): only a peer that still holds them can.
+    pub fn held_short(&self) -> impl Iterator<Item = &FeedStatus> {
+        self.feeds.iter().filter(|f| f.unserved > f.held)
     }
 }

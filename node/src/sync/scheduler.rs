@@ -51,6 +51,10 @@ struct FeedState<P> {
     /// Requests to each peer that failed since it last answered: the peer with fewest is
     /// asked first, so one that never answers stops being chosen over one that does.
     failures: HashMap<P, u32>,
+    /// Peers that advertised a length (kept here) and then sent nothing from where this
+    /// replica stands, as a replica does past an entry it pruned: not asked again until they
+    /// advertise more, and still reported, so a feed held short is never called caught up.
+    unserved: HashMap<P, u64>,
     /// Frozen by a fork: nothing more is asked for or counted as missing.
     frozen: bool,
 }
@@ -64,12 +68,18 @@ impl<P> FeedState<P> {
             asked: None,
             remote: HashMap::new(),
             failures: HashMap::new(),
+            unserved: HashMap::new(),
             frozen: false,
         }
     }
 
     fn best(&self) -> u64 {
         self.remote.values().copied().max().unwrap_or(0)
+    }
+
+    fn unserved(&self) -> u64 {
+        let longest = self.unserved.values().copied().max().unwrap_or(0);
+        if longest > self.held { longest } else { 0 }
     }
 }
 
@@ -101,8 +111,11 @@ impl<P> Default for Scheduler<P> {
 pub struct FeedProgress {
     /// Entries stored locally.
     pub held: u64,
-    /// The longest length any connected peer advertised.
+    /// The longest length any connected peer advertised and may still send.
     pub best_remote: u64,
+    /// The longest length a connected peer advertised past `held` and then would not send
+    /// (it pruned what comes next); 0 when none.
+    pub unserved: u64,
 }
 
 impl<P: Clone + Eq + Hash> Scheduler<P> {
@@ -126,6 +139,7 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
             .or_insert_with(|| FeedState::new(held));
         state.held = held;
         state.next = held;
+        state.unserved.clear();
     }
 
     /// Records that `peer` holds `length` entries of `feed`.
@@ -133,6 +147,13 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
         let state = self.feeds.entry(feed).or_insert_with(|| FeedState::new(0));
         if state.frozen {
             return;
+        }
+        match state.unserved.get(&peer) {
+            Some(refused) if length <= *refused => return,
+            Some(_) => {
+                state.unserved.remove(&peer);
+            }
+            None => {}
         }
         let known = state.remote.entry(peer).or_insert(0);
         *known = (*known).max(length);
@@ -143,6 +164,7 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
         let state = self.feeds.entry(feed).or_insert_with(|| FeedState::new(0));
         state.frozen = true;
         state.remote.clear();
+        state.unserved.clear();
     }
 
     /// Forgets what `peer` advertised and any request to it, as when it disconnects.
@@ -150,6 +172,7 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
         for state in self.feeds.values_mut() {
             state.remote.remove(peer);
             state.failures.remove(peer);
+            state.unserved.remove(peer);
             if state.asked.as_ref().is_some_and(|(asked, _)| asked == peer) {
                 state.asked = None;
                 self.outstanding -= 1;
@@ -259,8 +282,11 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
         state.asked = None;
         state.failures.remove(peer);
         if end <= start {
-            // The peer holds less than it said: stop asking it until it advertises again.
-            state.remote.remove(peer);
+            // The peer cannot send what it said it holds (pruned there, or it lies): stop
+            // asking it until it advertises more, and keep counting what it would not send.
+            if let Some(advertised) = state.remote.remove(peer) {
+                state.unserved.insert(peer.clone(), advertised);
+            }
             self.outstanding -= 1;
             self.settled(peer);
             return true;
@@ -308,6 +334,7 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
                 FeedProgress {
                     held: state.held,
                     best_remote: state.best(),
+                    unserved: state.unserved(),
                 },
             )
         })
@@ -369,7 +396,8 @@ mod tests {
             progress,
             vec![FeedProgress {
                 held: 100,
-                best_remote: 100
+                best_remote: 100,
+                unserved: 0
             }]
         );
     }
@@ -424,10 +452,62 @@ mod tests {
         assert_eq!(wants[0].peer, 2);
         scheduler.failed(&2, feed(1));
         assert_eq!(scheduler.wants()[0].peer, 2);
-        // A peer answering with nothing is not asked again until it advertises.
+        // A peer answering with nothing is not asked again until it advertises more.
         assert!(scheduler.received(&2, feed(1), 0, 0));
         assert!(scheduler.wants().is_empty());
         assert!(!scheduler.busy());
+        scheduler.advertised(2u32, feed(1), 40);
+        assert!(scheduler.wants().is_empty(), "the same length again");
+        scheduler.advertised(2u32, feed(1), 41);
+        assert_eq!(
+            scheduler.wants()[0].start,
+            0,
+            "asked again once it has more"
+        );
+    }
+
+    /// A peer that advertises entries and then sends none of them (it pruned the next one)
+    /// leaves the feed reported short, not caught up, until another peer sends them.
+    #[test]
+    fn entries_a_peer_will_not_send_are_reported_until_another_sends_them() {
+        let mut scheduler = Scheduler::default();
+        scheduler.advertised(1u32, feed(1), 30);
+        assert_eq!(scheduler.wants()[0].start, 0);
+        assert!(scheduler.received(&1, feed(1), 0, 10));
+        scheduler.ingested(feed(1), 10, true);
+        assert_eq!(scheduler.wants()[0].start, 10);
+        assert!(
+            scheduler.received(&1, feed(1), 10, 0),
+            "entry 10 is pruned there"
+        );
+        let progress = |s: &Scheduler<u32>| s.progress().map(|(_, p)| p).collect::<Vec<_>>();
+        assert_eq!(
+            progress(&scheduler),
+            vec![FeedProgress {
+                held: 10,
+                best_remote: 0,
+                unserved: 30
+            }]
+        );
+        scheduler.advertised(1u32, feed(1), 30);
+        assert!(scheduler.wants().is_empty(), "not asked again for the same");
+
+        scheduler.advertised(2u32, feed(1), 30);
+        let want = scheduler.wants().remove(0);
+        assert_eq!((want.peer, want.start), (2, 10));
+        assert!(scheduler.received(&2, feed(1), 10, 20));
+        scheduler.ingested(feed(1), 30, true);
+        assert_eq!(
+            progress(&scheduler),
+            vec![FeedProgress {
+                held: 30,
+                best_remote: 30,
+                unserved: 0
+            }]
+        );
+        scheduler.peer_gone(&1);
+        scheduler.advertised(1u32, feed(1), 30);
+        assert!(scheduler.wants().is_empty());
     }
 
     #[test]
