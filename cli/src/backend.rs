@@ -9,6 +9,7 @@ use weft_node::Status;
 use weft_node::api::{
     self, ApiError, ApiRequest, ApiResponse, Client, ClientError, ErrorKind, PAGE_KEYS,
 };
+use weft_node::config::ConfigFile;
 use weft_storage::{NamespaceId, Op, Options, Store};
 
 /// The replica a command works on.
@@ -64,7 +65,10 @@ impl Backend {
                 default_namespace,
             });
         }
-        let store = Store::open(dir, Options::default()).map_err(ApiError::from)?;
+        // The config's retention holds offline too, or a write here would keep what the node
+        // trims.
+        let options = ConfigFile::load(dir)?.store_options();
+        let store = Store::open(dir, options).map_err(ApiError::from)?;
         Ok(Backend::Local(Box::new(store)))
     }
 

@@ -64,9 +64,9 @@ pub fn node(
     let (config, key) = NodeConfig::load(dir, &network)?;
     let mut options = Options {
         clock_ahead: settings.clock_ahead,
-        ..Options::default()
+        ..ConfigFile::load(dir)?.store_options()
     };
-    if let Some(mib) = settings.cache_mib.or(ConfigFile::load(dir)?.cache_mib) {
+    if let Some(mib) = settings.cache_mib {
         options.cache_size = weft_node::config::mib_to_bytes(mib);
     }
     let store = open_when_free(dir, options).map_err(api::ApiError::from)?;

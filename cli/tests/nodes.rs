@@ -257,3 +257,106 @@ fn two_nodes_replicate_over_quic() {
     drop(b_node);
     drop(a_node);
 }
+
+/// JSON lines for `weft import`: `count` keys `prefix0`.. with values of `size` bytes.
+fn import_lines(prefix: &str, count: usize, size: usize) -> Vec<u8> {
+    let value = "v".repeat(size);
+    (0..count)
+        .map(|i| format!("{{\"key\": \"{prefix}{i}\", \"value\": \"{value}\"}}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// A `watch` reader that stops reading (its output blocked) while the replica writes past
+/// what the change feed keeps (`changes_kept` in `config.json`) is told so when it reads on:
+/// it has printed every change it was given, with no gap, and then fails naming the oldest
+/// change kept, from which `watch --from` resumes.
+#[test]
+fn a_watch_reader_that_falls_behind_is_told_where_the_feed_now_starts() {
+    use std::io::BufRead;
+    use std::time::Duration;
+
+    let dir = Dir::initialized();
+    std::fs::write(dir.data.join("config.json"), r#"{"changes_kept": 100}"#).expect("config");
+    let node = NodeProcess::start(&dir);
+    let mut watcher = std::process::Command::new(crate::common::WEFT)
+        .arg("--data-dir")
+        .arg(&dir.data)
+        // From the first change this fresh replica makes.
+        .args(["watch", "--from", "1"])
+        .env_remove("WEFT_DATA_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn weft watch");
+    let stdout = watcher.stdout.take().expect("stdout");
+    // The reader takes one line, then nothing until `resume`: the pipe fills and `watch`
+    // blocks mid-page, as behind a slow consumer.
+    let (lines, received) = std::sync::mpsc::channel();
+    let (resume, resumed) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for (n, line) in std::io::BufReader::new(stdout).lines().enumerate() {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+            if n == 0 && resumed.recv().is_err() {
+                return;
+            }
+        }
+    });
+    // 70 changes of 4 KB, far more than a pipe holds, then 600 more in two commits.
+    dir.weft_stdin(["import"], &import_lines("big/", 70, 4096))
+        .ok();
+    let first = received
+        .recv_timeout(Duration::from_secs(30))
+        .expect("watch printed the first change");
+    assert!(first.starts_with("1\tbig/0\t"), "{first:.40}");
+    dir.weft_stdin(["import"], &import_lines("a/", 300, 8)).ok();
+    dir.weft_stdin(["import"], &import_lines("b/", 300, 8)).ok();
+
+    resume.send(()).expect("the reader waits");
+    let mut seqs = vec![1];
+    while let Ok(line) = received.recv_timeout(Duration::from_secs(30)) {
+        let seq: u64 = line
+            .split('\t')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("a seq");
+        seqs.push(seq);
+    }
+    let started = std::time::Instant::now();
+    while watcher.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = watcher.kill();
+            panic!(
+                "watch went on past the changes dropped, to {:?}",
+                seqs.last()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = watcher.wait_with_output().expect("watch exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        seqs,
+        (1..=70).collect::<Vec<_>>(),
+        "every change given, no gap"
+    );
+    assert!(
+        stderr.contains("change 71 is no longer kept: the change feed starts at 371;"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`weft ls --values` re-reads them"),
+        "{stderr}"
+    );
+    drop(node);
+
+    // Offline, the same retention: the kept changes are the last commit's, and `--from` the
+    // oldest prints them.
+    let kept = dir.weft(["watch", "--from", "371"]).ok().text();
+    assert_eq!(kept.lines().count(), 300);
+    assert!(kept.starts_with("371\tb/0\t"), "{kept:.40}");
+}

@@ -58,6 +58,10 @@ pub struct ConfigFile {
     /// ([`weft_storage::Options::cache_size`]); `weft node --cache-size` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_mib: Option<u64>,
+    /// Changes of the change feed kept, newest first ([`weft_storage::Options::changes_kept`],
+    /// default 1,000,000): a `watch` reader further behind is told to re-read the keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_kept: Option<u64>,
 }
 
 /// What a relay serves, per peer and in all. The defaults are sized so that a device can
@@ -130,10 +134,28 @@ impl ConfigFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
             Err(source) => return Err(ConfigError::Io { path, source }),
         };
-        serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path,
+        let config: ConfigFile = serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.clone(),
             reason: e.to_string(),
-        })
+        })?;
+        if config.changes_kept == Some(0) {
+            return Err(ConfigError::Invalid {
+                path,
+                reason: "changes_kept must be at least 1: a watch reader needs one change kept"
+                    .into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The store options this config sets, over the defaults.
+    pub fn store_options(&self) -> weft_storage::Options {
+        let defaults = weft_storage::Options::default();
+        weft_storage::Options {
+            cache_size: self.cache_mib.map_or(defaults.cache_size, mib_to_bytes),
+            changes_kept: self.changes_kept.unwrap_or(defaults.changes_kept),
+            ..defaults
+        }
     }
 
     /// Writes the config file into `dir`, replacing any.
@@ -357,6 +379,20 @@ mod tests {
         fs::write(dir.path().join(CONFIG_FILE), r#"{"cache_mib": 32}"#).expect("write");
         let file = ConfigFile::load(dir.path()).expect("valid");
         assert_eq!(file.cache_mib.map(mib_to_bytes), Some(32 << 20));
+        assert_eq!(file.store_options().cache_size, 32 << 20);
+        assert_eq!(
+            file.store_options().changes_kept,
+            weft_storage::Options::default().changes_kept
+        );
+        fs::write(dir.path().join(CONFIG_FILE), r#"{"changes_kept": 10}"#).expect("write");
+        let file = ConfigFile::load(dir.path()).expect("valid");
+        assert_eq!(file.store_options().changes_kept, 10);
+        fs::write(dir.path().join(CONFIG_FILE), r#"{"changes_kept": 0}"#).expect("write");
+        let err = ConfigFile::load(dir.path()).expect_err("nothing kept");
+        assert!(
+            err.to_string().contains("changes_kept must be at least 1"),
+            "{err}"
+        );
 
         fs::write(dir.path().join(CONFIG_FILE), r#"{"peerz": []}"#).expect("write");
         let err = ConfigFile::load(dir.path()).expect_err("unknown field");
