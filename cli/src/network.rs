@@ -70,6 +70,7 @@ pub fn node(
         options.cache_size = weft_node::config::mib_to_bytes(mib);
     }
     let store = open_when_free(dir, options).map_err(api::ApiError::from)?;
+    raise_open_file_limit(redis.as_ref().map_or(0, |r| r.max_clients));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -121,6 +122,38 @@ pub fn node(
         eprintln!("weft: node stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// File descriptors a node needs beside its Redis clients: peers' connections, the store,
+/// the local API's connections, the listeners.
+const NODE_FILES: u64 = 512;
+
+/// Raises the soft limit on open files towards what `redis_clients` clients and the node's
+/// own files need, as Redis does for its `maxclients`: many systems start processes at 1,024,
+/// which 1,000 clients and a few peers would pass. Warns when the hard limit is lower.
+fn raise_open_file_limit(redis_clients: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let wanted = NODE_FILES + redis_clients as u64;
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(current), maximum) = (limit.current, limit.maximum) else {
+        return; // unlimited
+    };
+    if current >= wanted {
+        return;
+    }
+    let raised = maximum.map_or(wanted, |maximum| maximum.min(wanted));
+    let mut new = limit;
+    new.current = Some(raised);
+    let limit = match setrlimit(Resource::Nofile, new) {
+        Ok(()) => raised,
+        Err(_) => current,
+    };
+    if limit < wanted {
+        eprintln!(
+            "weft: warning: at most {limit} open files, and the node may need {wanted} \
+             ({redis_clients} Redis clients and its peers): raise the limit (ulimit -n)"
+        );
+    }
 }
 
 /// `weft node --relay`: a relay and bootstrap node for others, until Ctrl-C or SIGTERM. It

@@ -1,5 +1,6 @@
 //! The Redis front end over real TCP on 127.0.0.1, driven by a raw RESP client: commands and
-//! their exact replies, pipelining, RESP3, passwords, bad input and the connection limit.
+//! their exact replies, pipelining and group commit, RESP3, passwords, bad input, and the
+//! limits, set and default.
 
 use std::time::Duration;
 
@@ -602,4 +603,126 @@ async fn a_unix_socket_is_private_to_its_user() {
     assert_eq!(c.call(&["GET", "a"]).await, bulk("1"));
     fixture.stop().await;
     assert!(!path.exists(), "the socket is left behind");
+}
+
+/// The store's commit count, once the jobs before now have reported theirs.
+async fn commits(fixture: &Fixture) -> u64 {
+    fixture
+        .handle
+        .worker()
+        .run(|_| ())
+        .await
+        .expect("the store runs");
+    *fixture.handle.worker().commits().borrow()
+}
+
+/// Group commit: the writes one read of a connection completes are one transaction (and so
+/// one signed head), and the pipelines of connections that wait while the store is busy all
+/// go into the next one together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_is_one_commit_and_waiting_connections_share_the_next() {
+    let fixture = Fixture::start(|_| {}).await;
+    let mut c = fixture.client().await;
+    assert_eq!(c.call(&["PING"]).await, R::Status("PONG".into()));
+    let before = commits(&fixture).await;
+    let mut pipeline = Vec::new();
+    for i in 0..100 {
+        pipeline.extend(Client::encode(&[
+            b"SET",
+            format!("one/{i}").as_bytes(),
+            b"v",
+        ]));
+    }
+    c.send_raw(&pipeline).await;
+    for i in 0..100 {
+        assert_eq!(c.reply().await, Some(ok()), "SET {i}");
+    }
+    assert_eq!(commits(&fixture).await - before, 1, "100 SETs, one commit");
+    assert_eq!(fixture.feed_length().await, 100);
+
+    // The store is held busy while ten connections send their pipelines: the first one's job
+    // waits behind it, and the other nine are taken together after.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let worker = fixture.handle.worker().clone();
+    let blocker = tokio::spawn(async move { worker.run(move |_| held.recv()).await });
+    let before = commits(&fixture).await;
+    let mut clients = Vec::new();
+    for client in 0..10 {
+        let mut c = fixture.client().await;
+        let mut pipeline = Vec::new();
+        for i in 0..10 {
+            let key = format!("many/{client}/{i}");
+            pipeline.extend(Client::encode(&[b"SET", key.as_bytes(), b"v"]));
+        }
+        c.send_raw(&pipeline).await;
+        clients.push(c);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    release.send(()).expect("the store waits");
+    for (client, c) in clients.iter_mut().enumerate() {
+        for i in 0..10 {
+            assert_eq!(c.reply().await, Some(ok()), "client {client} SET {i}");
+        }
+    }
+    blocker
+        .await
+        .expect("no panic")
+        .expect("the store ran the blocker")
+        .expect("released");
+    let shared = commits(&fixture).await - before;
+    assert!(shared <= 2, "ten waiting pipelines took {shared} commits");
+    assert_eq!(fixture.feed_length().await, 200);
+    fixture.stop().await;
+}
+
+/// Lets this process open `files` files, as far as the hard limit allows: a test that opens
+/// a thousand connections to a server in the same process needs two thousand.
+fn allow_open_files(files: u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|current| current < files) {
+        limit.current = Some(limit.maximum.map_or(files, |maximum| maximum.min(files)));
+        setrlimit(Resource::Nofile, limit).expect("raise the open file limit");
+    }
+}
+
+/// The limits a node starts with: bulk strings up to 1 MiB, so a value at the store's limit
+/// goes through, and one byte more closes the connection; 1,000 clients, the next refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_limits_are_1_mib_bulk_strings_and_1000_clients() {
+    allow_open_files(2_000 + 256);
+    let fixture = Fixture::start(|_| {}).await;
+    let mut c = fixture.client().await;
+    let value = "v".repeat(1 << 20);
+    assert_eq!(c.call(&["SET", "big", &value]).await, ok());
+    assert_eq!(c.call(&["GET", "big"]).await, bulk(&value));
+    let mut over = fixture.client().await;
+    over.send_raw(b"*3\r\n$3\r\nSET\r\n$4\r\nbig2\r\n$1048577\r\n")
+        .await;
+    assert_eq!(
+        over.reply().await,
+        Some(R::Error("ERR Protocol error: invalid bulk length".into()))
+    );
+    assert!(over.closed().await);
+
+    let mut clients = vec![c];
+    while clients.len() < 1000 {
+        let mut c = fixture.client().await;
+        assert_eq!(
+            c.call(&["PING"]).await,
+            R::Status("PONG".into()),
+            "client {}",
+            clients.len()
+        );
+        clients.push(c);
+    }
+    let mut refused = fixture.client().await;
+    assert_eq!(
+        refused.reply().await,
+        Some(R::Error("ERR max number of clients reached".into()))
+    );
+    assert!(refused.closed().await);
+    assert_eq!(clients[999].call(&["DBSIZE"]).await, R::Int(1));
+    drop(clients);
+    fixture.stop().await;
 }
