@@ -290,7 +290,9 @@ impl Task {
                 _ = tick.tick() => {
                     self.admit_due();
                     self.reach_round();
-                    self.sync_round();
+                    let peers = self.sync_peers();
+                    let actions = self.client.timer(&peers);
+                    self.act(actions);
                 }
             }
             let wants = self.client.wants();

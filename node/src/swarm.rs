@@ -25,6 +25,9 @@ use crate::sync::{self, Peer};
 use crate::transport::{self, WireCounters};
 use crate::wire::{self, MAX_PUSH, Request, Response};
 
+/// How often each connection is pinged.
+const PING_INTERVAL: Duration = Duration::from_secs(60);
+
 /// What identify calls weft's protocol.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/weft/1";
 
@@ -101,7 +104,9 @@ pub(crate) fn build_swarm(
             IDENTIFY_PROTOCOL.into(),
             key.public(),
         )),
-        ping: ping::Behaviour::new(ping::Config::new()),
+        // A ping each minute rather than libp2p's 15 s: weft reads nothing from it but the
+        // round-trip time, and at 15 s it was most of an idle connection's traffic.
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
         mdns: Toggle::from(mdns),
         relay_client,
         dcutr: dcutr::Behaviour::new(peer_id),

@@ -607,11 +607,9 @@ async fn a_unix_socket_is_private_to_its_user() {
 
 /// The store's commit count, once the jobs before now have reported theirs.
 async fn commits(fixture: &Fixture) -> u64 {
-    fixture
-        .handle
-        .worker()
-        .run(|_| ())
+    tokio::time::timeout(LIMIT, fixture.handle.worker().run(|_| ()))
         .await
+        .expect("the store answers in time")
         .expect("the store runs");
     *fixture.handle.worker().commits().borrow()
 }
@@ -642,10 +640,22 @@ async fn a_pipeline_is_one_commit_and_waiting_connections_share_the_next() {
 
     // The store is held busy while ten connections send their pipelines: the first one's job
     // waits behind it, and the other nine are taken together after.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let worker = fixture.handle.worker().clone();
-    let blocker = tokio::spawn(async move { worker.run(move |_| held.recv()).await });
     let before = commits(&fixture).await;
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started, blocking) = std::sync::mpsc::channel::<()>();
+    let worker = fixture.handle.worker().clone();
+    let blocker = tokio::spawn(async move {
+        worker
+            .run(move |_| {
+                let _ = started.send(());
+                held.recv_timeout(LIMIT)
+            })
+            .await
+    });
+    tokio::task::spawn_blocking(move || blocking.recv_timeout(LIMIT))
+        .await
+        .expect("no panic")
+        .expect("the store runs the blocker");
     let mut clients = Vec::new();
     for client in 0..10 {
         let mut c = fixture.client().await;
@@ -664,11 +674,12 @@ async fn a_pipeline_is_one_commit_and_waiting_connections_share_the_next() {
             assert_eq!(c.reply().await, Some(ok()), "client {client} SET {i}");
         }
     }
-    blocker
+    tokio::time::timeout(LIMIT, blocker)
         .await
+        .expect("the blocker ends")
         .expect("no panic")
         .expect("the store ran the blocker")
-        .expect("released");
+        .expect("released in time");
     let shared = commits(&fixture).await - before;
     assert!(shared <= 2, "ten waiting pipelines took {shared} commits");
     assert_eq!(fixture.feed_length().await, 200);

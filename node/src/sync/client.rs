@@ -35,6 +35,12 @@ use crate::wire::{
 /// again from the first page.
 pub const MAX_HEAD_PAGES: u32 = 64;
 
+/// How far rounds started by the timer stretch apart while nothing changes: each quiet
+/// round doubles the wait, up to 2^4 = 16 timer periods (160 s at the default 10 s). Gossip
+/// carries every write live, so the rounds only mend what it missed; and any sign of change
+/// (gossip, a new peer, a peer's heads that differ) brings them back to every period.
+pub const MAX_QUIET_DOUBLINGS: u32 = 4;
+
 /// What a replica holds, as a client starts from it ([`Holdings::of`]).
 #[derive(Clone, Debug)]
 pub struct Holdings {
@@ -91,6 +97,14 @@ pub struct Client<P, G> {
     /// in full, refused, or failed (then a later round tries again).
     exchanged: HashMap<(P, NamespaceId), u64>,
     run_entries: u32,
+    /// Timer-started rounds in a row that found nothing new (up to [`MAX_QUIET_DOUBLINGS`]):
+    /// the timer waits 2^quiet periods between rounds.
+    quiet: u32,
+    /// Timer periods since the last timer-started round.
+    waited: u32,
+    /// Whether anything changed since the last timer-started round: a peer's heads that
+    /// differ, gossip, a local write, a new peer.
+    stirred: bool,
     gossip: PhantomData<fn() -> G>,
 }
 
@@ -113,6 +127,9 @@ impl<P: Peer, G> Client<P, G> {
             round: 0,
             exchanged: HashMap::new(),
             run_entries: RUN_ENTRIES,
+            quiet: 0,
+            waited: 0,
+            stirred: true,
             gossip: PhantomData,
         }
     }
@@ -130,6 +147,7 @@ impl<P: Peer, G> Client<P, G> {
 
     /// A peer connected: exchange heads.
     pub fn connected(&mut self, peer: &P) -> Vec<Action<P, G>> {
+        self.stir();
         self.namespaces
             .clone()
             .into_iter()
@@ -153,6 +171,33 @@ impl<P: Peer, G> Client<P, G> {
             round: self.round,
             namespaces: self.namespaces.clone(),
         }))]
+    }
+
+    /// One period of the node's sync timer: a round ([`Client::tick`]) when it is due. While
+    /// rounds find nothing new, each waits twice as many periods as the last, up to
+    /// 2^[`MAX_QUIET_DOUBLINGS`]; after any change the next period starts one.
+    pub fn timer<'a>(&mut self, peers: impl IntoIterator<Item = &'a P>) -> Vec<Action<P, G>>
+    where
+        P: 'a,
+    {
+        self.waited += 1;
+        if self.waited < 1 << self.quiet {
+            return Vec::new();
+        }
+        self.waited = 0;
+        self.quiet = if self.stirred {
+            0
+        } else {
+            (self.quiet + 1).min(MAX_QUIET_DOUBLINGS)
+        };
+        self.stirred = false;
+        self.tick(peers)
+    }
+
+    /// Something changed: the timer's next period starts a round.
+    fn stir(&mut self) {
+        self.stirred = true;
+        self.quiet = 0;
     }
 
     /// A peer went away: what it advertised and what was asked of it are forgotten.
@@ -302,6 +347,10 @@ impl<P: Peer, G> Client<P, G> {
             ) => {
                 if heads.len() > HEADS_PER_RESPONSE || forks.len() > FORKS_PER_RESPONSE {
                     return vec![self.penalize(peer, Fault::TooManyHeads)];
+                }
+                // Only a peer holding the same heads answers an empty page.
+                if !heads.is_empty() || !forks.is_empty() {
+                    self.stir();
                 }
                 let in_order = heads.windows(2).all(|pair| pair[0].author < pair[1].author);
                 let moves_on = heads
@@ -737,6 +786,7 @@ impl<P: Peer, G> Client<P, G> {
         ns: NamespaceId,
         gossip: Gossip,
     ) -> Vec<Action<P, G>> {
+        self.stir();
         match gossip {
             Gossip::Push(push) => {
                 let run = push.into_run(ns);
@@ -783,6 +833,7 @@ impl<P: Peer, G> Client<P, G> {
 
     /// This replica appended `run` to its own feed: gossip it.
     pub fn published(&mut self, run: Run) -> Vec<Action<P, G>> {
+        self.stir();
         let ns = run.head.namespace;
         self.scheduler
             .set_held((ns, run.head.author), run.head.length);

@@ -139,3 +139,68 @@ fn a_round_is_exchanged_only_when_its_own_exchange_ends() {
         "b's rounds are forgotten"
     );
 }
+
+/// The timer's rounds stretch apart while each finds a peer holding the same heads (1, 1, 2,
+/// 4, 8, 16, 16 periods), and come back to every period once a peer's heads differ or gossip
+/// arrives.
+#[test]
+fn timer_rounds_stretch_while_quiet_and_return_on_change() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = Options {
+        durable: false,
+        ..Options::default()
+    };
+    let store = Store::init(dir.path(), options, Access::Open).expect("init");
+    let ns = store.default_namespace();
+    let mut client: Client<TestPeer, u64> =
+        Client::new(b"me".to_vec(), Holdings::of(&store).expect("holdings"));
+    let peer = TestPeer(1);
+    let other = SignedHead::sign(&SigningKey::from_bytes(&[3; 32]), ns, 1, [1; 32]);
+    // Runs `periods` timer periods, answering each round's heads with other heads when
+    // `differ`, else with the empty page of a peer holding the same; returns
+    // the periods at which a round started.
+    let mut run = |client: &mut Client<TestPeer, u64>, periods: u32, differ: bool| {
+        let mut rounds = Vec::new();
+        for period in 1..=periods {
+            let actions = client.timer([&peer]);
+            let sent = drive(client, &store, actions);
+            if !sent.is_empty() {
+                rounds.push(period);
+            }
+            for (peer, pending) in sent {
+                let heads = if differ {
+                    vec![WireHead::from_head(&other)]
+                } else {
+                    Vec::new()
+                };
+                let answer = Response::Heads {
+                    heads,
+                    more: false,
+                    forks: Vec::new(),
+                };
+                let more = client.on_response(peer, pending, answer);
+                drive(client, &store, more);
+            }
+        }
+        rounds
+    };
+    assert_eq!(run(&mut client, 64, false), [1, 2, 4, 8, 16, 32, 48, 64]);
+    // A peer whose heads differ: every period again.
+    assert!(
+        run(&mut client, 3, true).is_empty(),
+        "the wait already begun runs out first"
+    );
+    let rounds = run(&mut client, 16, true);
+    assert_eq!(rounds, [13, 14, 15, 16], "{rounds:?}");
+    // Quiet again, then gossip: the next period starts a round.
+    assert_eq!(run(&mut client, 7, false), [1, 2, 4]);
+    let push = crate::wire::WireRun::from_run(weft_storage::Run {
+        head: other.clone(),
+        start: 0,
+        entries: Vec::new(),
+        extension: Vec::new(),
+    });
+    let gossiped = client.on_gossip(peer, 1, ns, Gossip::Push(push));
+    drive(&mut client, &store, gossiped);
+    assert_eq!(run(&mut client, 2, false), [1, 2]);
+}
