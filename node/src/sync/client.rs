@@ -22,6 +22,7 @@ use weft_storage::{
 use super::actions::{Action, Fault, Pending, Verdict};
 use super::jobs::{Done, DoneKind, Incoming, Job, JobKind, Source};
 use super::remote::{self, RemoteReads};
+use super::rounds::Rounds;
 use super::scheduler::{FeedProgress, Scheduler};
 use super::{FeedId, Peer};
 use crate::access::Cap;
@@ -34,12 +35,6 @@ use crate::wire::{
 /// the exchange ends (a peer can make up authors without end), and the next round starts
 /// again from the first page.
 pub const MAX_HEAD_PAGES: u32 = 64;
-
-/// How far rounds started by the timer stretch apart while nothing changes: each quiet
-/// round doubles the wait, up to 2^4 = 16 timer periods (160 s at the default 10 s). Gossip
-/// carries every write live, so the rounds only mend what it missed; and any sign of change
-/// (gossip, a new peer, a peer's heads that differ) brings them back to every period.
-pub const MAX_QUIET_DOUBLINGS: u32 = 4;
 
 /// What a replica holds, as a client starts from it ([`Holdings::of`]).
 #[derive(Clone, Debug)]
@@ -91,20 +86,8 @@ pub struct Client<P, G> {
     remote: RemoteReads,
     head_exchanges: u64,
     refusals: u64,
-    /// The sync round: one more at each [`Client::tick`].
-    round: u64,
-    /// For each peer and namespace, the latest round whose head exchange has ended: answered
-    /// in full, refused, or failed (then a later round tries again).
-    exchanged: HashMap<(P, NamespaceId), u64>,
+    rounds: Rounds<P>,
     run_entries: u32,
-    /// Timer-started rounds in a row that found nothing new (up to [`MAX_QUIET_DOUBLINGS`]):
-    /// the timer waits 2^quiet periods between rounds.
-    quiet: u32,
-    /// Timer periods since the last timer-started round.
-    waited: u32,
-    /// Whether anything changed since the last timer-started round: a peer's heads that
-    /// differ, gossip, a local write, a new peer.
-    stirred: bool,
     gossip: PhantomData<fn() -> G>,
 }
 
@@ -124,12 +107,8 @@ impl<P: Peer, G> Client<P, G> {
             remote: RemoteReads::default(),
             head_exchanges: 0,
             refusals: 0,
-            round: 0,
-            exchanged: HashMap::new(),
+            rounds: Rounds::new(),
             run_entries: RUN_ENTRIES,
-            quiet: 0,
-            waited: 0,
-            stirred: true,
             gossip: PhantomData,
         }
     }
@@ -147,11 +126,12 @@ impl<P: Peer, G> Client<P, G> {
 
     /// A peer connected: exchange heads.
     pub fn connected(&mut self, peer: &P) -> Vec<Action<P, G>> {
-        self.stir();
+        self.rounds.stir();
+        let round = self.rounds.current();
         self.namespaces
             .clone()
             .into_iter()
-            .map(|ns| self.ask_heads(peer.clone(), ns, None, (0, self.round), None))
+            .map(|ns| self.ask_heads(peer.clone(), ns, None, (0, round), None))
             .collect()
     }
 
@@ -161,54 +141,42 @@ impl<P: Peer, G> Client<P, G> {
     where
         P: 'a,
     {
-        self.round += 1;
+        let round = self.rounds.start();
         let peers: Vec<P> = peers.into_iter().cloned().collect();
         if peers.is_empty() || self.namespaces.is_empty() {
             return Vec::new();
         }
         vec![Action::Store(Job(JobKind::Digest {
             peers,
-            round: self.round,
+            round,
             namespaces: self.namespaces.clone(),
         }))]
     }
 
     /// One period of the node's sync timer: a round ([`Client::tick`]) when it is due. While
     /// rounds find nothing new, each waits twice as many periods as the last, up to
-    /// 2^[`MAX_QUIET_DOUBLINGS`]; after any change the next period starts one.
+    /// 2^[`MAX_QUIET_DOUBLINGS`](super::MAX_QUIET_DOUBLINGS); after any change the next
+    /// period starts one.
     pub fn timer<'a>(&mut self, peers: impl IntoIterator<Item = &'a P>) -> Vec<Action<P, G>>
     where
         P: 'a,
     {
-        self.waited += 1;
-        if self.waited < 1 << self.quiet {
-            return Vec::new();
-        }
-        self.waited = 0;
-        self.quiet = if self.stirred {
-            0
+        if self.rounds.due() {
+            self.tick(peers)
         } else {
-            (self.quiet + 1).min(MAX_QUIET_DOUBLINGS)
-        };
-        self.stirred = false;
-        self.tick(peers)
-    }
-
-    /// Something changed: the timer's next period starts a round.
-    fn stir(&mut self) {
-        self.stirred = true;
-        self.quiet = 0;
+            Vec::new()
+        }
     }
 
     /// A peer went away: what it advertised and what was asked of it are forgotten.
     pub fn disconnected(&mut self, peer: &P) {
         self.scheduler.peer_gone(peer);
-        self.exchanged.retain(|(other, _), _| other != peer);
+        self.rounds.forget(peer);
     }
 
     /// The current sync round; the next [`Client::tick`] starts a new one.
     pub fn round(&self) -> u64 {
-        self.round
+        self.rounds.current()
     }
 
     /// The latest round whose head exchanges have all ended with every one of `peers` in
@@ -218,24 +186,7 @@ impl<P: Peer, G> Client<P, G> {
     where
         P: 'a,
     {
-        let mut least = None;
-        for peer in peers {
-            for ns in &self.namespaces {
-                let round = self
-                    .exchanged
-                    .get(&(peer.clone(), *ns))
-                    .copied()
-                    .unwrap_or(0);
-                least = Some(least.map_or(round, |l: u64| l.min(round)));
-            }
-        }
-        least.unwrap_or(0)
-    }
-
-    /// The exchange of `ns` heads with `peer` for `round` has ended.
-    fn exchange_ended(&mut self, peer: P, ns: NamespaceId, round: u64) {
-        let ended = self.exchanged.entry((peer, ns)).or_insert(0);
-        *ended = (*ended).max(round);
+        self.rounds.exchanged(peers, &self.namespaces)
     }
 
     fn ask_heads(
@@ -350,7 +301,7 @@ impl<P: Peer, G> Client<P, G> {
                 }
                 // Only a peer holding the same heads answers an empty page.
                 if !heads.is_empty() || !forks.is_empty() {
-                    self.stir();
+                    self.rounds.stir();
                 }
                 let in_order = heads.windows(2).all(|pair| pair[0].author < pair[1].author);
                 let moves_on = heads
@@ -459,7 +410,7 @@ impl<P: Peer, G> Client<P, G> {
             }
             (Pending::Heads { ns, round, .. }, Response::Refused(reason)) => {
                 debug!(?peer, ?reason, "heads refused");
-                self.exchange_ended(peer, ns, round);
+                self.rounds.ended(peer, ns, round);
                 Vec::new()
             }
             (Pending::Fork { feed, fault }, Response::Fork(Some(proof)))
@@ -513,7 +464,7 @@ impl<P: Peer, G> Client<P, G> {
             }
             Pending::Key { query } => self.remote_done(query),
             Pending::Heads { ns, round, .. } => {
-                self.exchange_ended(peer.clone(), ns, round);
+                self.rounds.ended(peer.clone(), ns, round);
                 Vec::new()
             }
             Pending::Fork { .. } => Vec::new(),
@@ -557,7 +508,7 @@ impl<P: Peer, G> Client<P, G> {
                     }
                     None => {
                         self.head_exchanges += 1;
-                        self.exchange_ended(peer, ns, round);
+                        self.rounds.ended(peer, ns, round);
                     }
                 }
             }
@@ -786,7 +737,7 @@ impl<P: Peer, G> Client<P, G> {
         ns: NamespaceId,
         gossip: Gossip,
     ) -> Vec<Action<P, G>> {
-        self.stir();
+        self.rounds.stir();
         match gossip {
             Gossip::Push(push) => {
                 let run = push.into_run(ns);
@@ -833,7 +784,7 @@ impl<P: Peer, G> Client<P, G> {
 
     /// This replica appended `run` to its own feed: gossip it.
     pub fn published(&mut self, run: Run) -> Vec<Action<P, G>> {
-        self.stir();
+        self.rounds.stir();
         let ns = run.head.namespace;
         self.scheduler
             .set_held((ns, run.head.author), run.head.length);

@@ -10,6 +10,8 @@
 //! - [`Server`] and [`answer`] (`server.rs`): which requests are answered, and the answers,
 //!   read from the store.
 //! - `remote.rs`: remote reads in flight.
+//! - `rounds.rs`: sync rounds: their numbers, the exchanges of each that ended, and when the
+//!   timer starts the next.
 //! - `codec.rs`: the messages' bytes on a stream, with size caps.
 //!
 //! # States of a feed
@@ -28,6 +30,7 @@ mod client;
 mod codec;
 mod jobs;
 mod remote;
+mod rounds;
 mod scheduler;
 mod server;
 
@@ -40,6 +43,7 @@ pub use codec::{
     MAX_REQUEST, MAX_RESPONSE, read_request, read_response, write_request, write_response,
 };
 pub use jobs::{Done, Job, local_length, read_push};
+pub use rounds::MAX_QUIET_DOUBLINGS;
 pub use scheduler::{
     FeedProgress, MAX_OUTSTANDING, MAX_PER_PEER, MAX_QUEUED_PER_FEED, Scheduler, Want,
 };

@@ -1,0 +1,110 @@
+//! Sync rounds: their numbers, which peers' head exchanges of each have ended, and when the
+//! timer starts the next one.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use weft_storage::NamespaceId;
+
+/// How far rounds started by the timer stretch apart while nothing changes: each quiet
+/// round doubles the wait, up to 2^4 = 16 timer periods (160 s at the default 10 s). Gossip
+/// carries every write live, so the rounds only mend what it missed; and any sign of change
+/// (gossip, a new peer, a peer's heads that differ) brings them back to every period.
+pub const MAX_QUIET_DOUBLINGS: u32 = 4;
+
+/// The rounds of one client.
+#[derive(Debug)]
+pub(super) struct Rounds<P> {
+    /// The current round: one more at each start.
+    current: u64,
+    /// For each peer and namespace, the latest round whose head exchange has ended: answered
+    /// in full, refused, or failed (then a later round tries again).
+    exchanged: HashMap<(P, NamespaceId), u64>,
+    /// Timer-started rounds in a row that found nothing new (up to [`MAX_QUIET_DOUBLINGS`]):
+    /// the timer waits 2^quiet periods between rounds.
+    quiet: u32,
+    /// Timer periods since the last timer-started round.
+    waited: u32,
+    /// Whether anything changed since the last timer-started round.
+    stirred: bool,
+}
+
+impl<P: Clone + Eq + Hash> Rounds<P> {
+    pub(super) fn new() -> Self {
+        Rounds {
+            current: 0,
+            exchanged: HashMap::new(),
+            quiet: 0,
+            waited: 0,
+            stirred: true,
+        }
+    }
+
+    pub(super) fn current(&self) -> u64 {
+        self.current
+    }
+
+    /// Starts a round; returns its number.
+    pub(super) fn start(&mut self) -> u64 {
+        self.current += 1;
+        self.current
+    }
+
+    /// One timer period has passed: whether a round is due. While rounds find nothing new,
+    /// each waits twice as many periods as the last; after a change the next period is due.
+    pub(super) fn due(&mut self) -> bool {
+        self.waited += 1;
+        if self.waited < 1 << self.quiet {
+            return false;
+        }
+        self.waited = 0;
+        self.quiet = if self.stirred {
+            0
+        } else {
+            (self.quiet + 1).min(MAX_QUIET_DOUBLINGS)
+        };
+        self.stirred = false;
+        true
+    }
+
+    /// Something changed: the timer's next period starts a round.
+    pub(super) fn stir(&mut self) {
+        self.stirred = true;
+        self.quiet = 0;
+    }
+
+    /// The exchange of `ns` heads with `peer` for `round` has ended.
+    pub(super) fn ended(&mut self, peer: P, ns: NamespaceId, round: u64) {
+        let ended = self.exchanged.entry((peer, ns)).or_insert(0);
+        *ended = (*ended).max(round);
+    }
+
+    /// `peer` went away: its exchanges are forgotten.
+    pub(super) fn forget(&mut self, peer: &P) {
+        self.exchanged.retain(|(other, _), _| other != peer);
+    }
+
+    /// The latest round whose head exchanges have all ended with every one of `peers` in
+    /// every one of `namespaces`; zero with no peers.
+    pub(super) fn exchanged<'a>(
+        &self,
+        peers: impl IntoIterator<Item = &'a P>,
+        namespaces: &[NamespaceId],
+    ) -> u64
+    where
+        P: 'a,
+    {
+        let mut least = None;
+        for peer in peers {
+            for ns in namespaces {
+                let round = self
+                    .exchanged
+                    .get(&(peer.clone(), *ns))
+                    .copied()
+                    .unwrap_or(0);
+                least = Some(least.map_or(round, |l: u64| l.min(round)));
+            }
+        }
+        least.unwrap_or(0)
+    }
+}
