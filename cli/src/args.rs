@@ -112,6 +112,12 @@ pub enum Command {
         /// default idle clients stay
         #[arg(long, value_name = "SECONDS", requires = "redis", value_parser = clap::value_parser!(u64).range(1..))]
         redis_timeout: Option<u64>,
+        /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (IP:PORT, say
+        /// 127.0.0.1:9464): sync, the store, peers, memory, and libp2p's own. Anyone who
+        /// can reach ADDR can read them, so keep it on loopback unless a scraper elsewhere
+        /// needs it
+        #[arg(long, value_name = "ADDR", conflicts_with = "relay")]
+        metrics: Option<std::net::SocketAddr>,
         /// MiB of the store's page cache, the bulk of the node's memory [default: the config
         /// file's `cache_mib`, else 128]
         #[arg(long, value_name = "MIB", conflicts_with = "relay", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]

@@ -111,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             redis_password,
             redis_timeout,
             relay: false,
+            metrics,
             cache_size,
             test_clock_ahead,
         } => {
@@ -129,7 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cache_mib: cache_size,
                 clock_ahead: std::time::Duration::from_secs(test_clock_ahead.unwrap_or(0)),
             };
-            return crate::network::node(&dir, network, redis, store);
+            return crate::network::node(&dir, network, redis, metrics, store);
         }
         Command::Ticket {
             write,

@@ -1,6 +1,7 @@
 //! The commands about peers: `node`, `ticket`, `init --join`, `status`, `peers`, `sync`.
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use weft_node::api::{self, ApiRequest, ApiResponse};
 use weft_node::config::{ConfigFile, Network, NodeConfig, load_identity, peer_id};
+use weft_node::metrics::MetricsServer;
 use weft_node::multiaddr::Protocol;
 use weft_node::redis::{RedisConfig, RedisError, RedisServer};
 use weft_node::relay::RelayNode;
@@ -56,6 +58,7 @@ pub fn node(
     dir: &Path,
     network: Network,
     redis: Option<RedisConfig>,
+    metrics: Option<SocketAddr>,
     settings: StoreSettings,
 ) -> anyhow::Result<ExitCode> {
     if api::Client::connect(dir)?.is_some() {
@@ -102,6 +105,22 @@ pub fn node(
             }
             None => None,
         };
+        let metrics = match metrics {
+            Some(addr) => {
+                let server = MetricsServer::bind(addr)
+                    .await
+                    .with_context(|| format!("serving metrics on {addr}"))?;
+                let addr = server.local_addr()?;
+                if !addr.ip().is_loopback() {
+                    eprintln!(
+                        "weft: warning: metrics on {addr} can be read by anyone who reaches it"
+                    );
+                }
+                println!("metrics on http://{addr}/metrics");
+                Some(tokio::spawn(server.serve(node.handle(), shutdown.clone())))
+            }
+            None => None,
+        };
         let serving = api::serve(dir, node.handle(), shutdown);
         tokio::pin!(serving);
         let served = tokio::select! {
@@ -115,6 +134,9 @@ pub fn node(
         stop.fire();
         if let Some(redis) = redis {
             redis.await.context("the Redis task failed")?;
+        }
+        if let Some(metrics) = metrics {
+            metrics.await.context("the metrics task failed")?;
         }
         let stopped = node.shutdown().await;
         served.context("serving the local API")?;

@@ -360,3 +360,123 @@ fn a_watch_reader_that_falls_behind_is_told_where_the_feed_now_starts() {
     assert_eq!(kept.lines().count(), 300);
     assert!(kept.starts_with("371\tb/0\t"), "{kept:.40}");
 }
+
+/// One HTTP GET of `path` from `addr` (HOST:PORT): the status line, headers and body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("send");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("a reply");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("a head and a body");
+    (head.to_string(), body.to_string())
+}
+
+/// The samples of an OpenMetrics text body, checked line by line: every family declared
+/// with `# TYPE` before its samples, every sample `name{labels} value`, and `# EOF` last.
+fn samples(body: &str) -> std::collections::HashMap<String, f64> {
+    let mut lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.pop(), Some("# EOF"), "the body ends with # EOF");
+    let mut families = Vec::new();
+    let mut samples = std::collections::HashMap::new();
+    for line in lines {
+        if let Some(declared) = line.strip_prefix("# TYPE ") {
+            let (family, kind) = declared.split_once(' ').expect("# TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "info", "unknown"].contains(&kind),
+                "{line}"
+            );
+            families.push(family.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample: series value");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            other => other
+                .parse()
+                .unwrap_or_else(|_| panic!("not a number: {line}")),
+        };
+        let name = series.split('{').next().expect("a name");
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "a bad metric name: {line}"
+        );
+        assert!(
+            families.iter().any(|f| name.starts_with(f.as_str())),
+            "{name} has no # TYPE before it"
+        );
+        assert!(
+            series.ends_with('}') == series.contains('{'),
+            "bad labels: {line}"
+        );
+        samples.insert(series.to_string(), value);
+    }
+    samples
+}
+
+/// `weft node --metrics` serves the Prometheus (OpenMetrics) text format: weft's counters of
+/// sync and writes, its gauges of peers and bytes, and libp2p's own, each moving with what
+/// the node did; another path is not found.
+#[test]
+fn the_metrics_endpoint_serves_what_the_node_did_in_the_prometheus_format() {
+    let a = Dir::initialized();
+    let a_node = NodeProcess::start(&a);
+    let a_addr = a_node.printed("listening on ");
+    for i in 0..3 {
+        a.weft(["put", &format!("k{i}"), "v"]).ok();
+    }
+    let ticket = a.weft(["ticket", "--write"]).ok().text();
+    let b = Dir::new();
+    b.weft(["init", "--join", ticket.trim()]).ok();
+    let b_node = NodeProcess::start_with(&b, &["--peer", &a_addr, "--metrics", "127.0.0.1:0"]);
+    let url = b_node.printed("metrics on http://");
+    let addr = url.trim_end_matches("/metrics");
+    b.weft(["sync", "--timeout", "60"]).ok();
+    // The 3 puts and B's grant.
+    let a_entries = a.feed_length();
+    until_ok(&b, &["put", "mine", "x"], "B to hold its grant");
+
+    let (head, body) = http_get(addr, "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    let samples = samples(&body);
+    let value = |series: &str| {
+        *samples
+            .get(series)
+            .unwrap_or_else(|| panic!("no {series} in:\n{body}"))
+    };
+    assert_eq!(value("weft_entries_ingested_total"), a_entries as f64);
+    assert_eq!(value("weft_entries_written_total"), 1.0);
+    assert_eq!(value("weft_write_seconds_count"), 1.0);
+    assert!(value(r#"weft_sync_requests_sent_total{kind="heads"}"#) >= 1.0);
+    assert!(value(r#"weft_sync_requests_sent_total{kind="run"}"#) >= 1.0);
+    assert!(value(r#"weft_sync_responses_received_total{kind="run"}"#) >= 1.0);
+    assert_eq!(value(r#"weft_peers{way="direct"}"#), 1.0);
+    assert_eq!(value(r#"weft_peers{way="relayed"}"#), 0.0);
+    assert!(value(r#"weft_wire_bytes_total{way="received"}"#) > 0.0);
+    assert!(value("weft_resident_bytes") > 1e6);
+    assert!(
+        samples
+            .keys()
+            .any(|s| s.starts_with("libp2p_swarm_connections_established_total")),
+        "libp2p's swarm metrics: {body}"
+    );
+    assert!(!body.contains("weft_bans_total{"), "no peer was cut off");
+
+    let (head, _) = http_get(addr, "/other");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    drop(b_node);
+    drop(a_node);
+}

@@ -7,6 +7,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use weft_storage::{AuthorId, Interest, NamespaceId, Op, Run, Store, VersionId, VersionInfo};
 
+use crate::metrics::Metrics;
 use crate::node::NodeError;
 use crate::status::Status;
 use crate::transport::WireCounters;
@@ -41,12 +42,17 @@ pub struct NodeHandle {
     pub(crate) worker: StoreWorker,
     pub(crate) peer_id: PeerId,
     pub(crate) counters: Arc<WireCounters>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl NodeHandle {
     /// The store behind the node, for reads. See [`StoreWorker::run`].
     pub fn worker(&self) -> &StoreWorker {
         &self.worker
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// This node's peer id.
@@ -90,10 +96,15 @@ impl NodeHandle {
         E: From<weft_storage::Error> + Send + 'static,
         NodeError: From<E>,
     {
-        let (value, run) = self
+        let started = std::time::Instant::now();
+        let (value, run, written) = self
             .worker
             .run(move |store| append_and_read_push(store, &ns, append))
             .await??;
+        self.metrics
+            .write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.entries_written.inc_by(written);
         if let Some(run) = run {
             // The write is done; a node shutting down just does not gossip it.
             let _ = self.commands.send(Command::Published { run }).await;
@@ -186,8 +197,12 @@ fn append_and_read_push<T, E: From<weft_storage::Error>>(
     store: &Store,
     ns: &NamespaceId,
     append: impl FnOnce(&Store) -> Result<T, E>,
-) -> Result<(T, Option<Run>), E> {
+) -> Result<(T, Option<Run>, u64), E> {
     let before = crate::sync::local_length(store, ns);
     let ids = append(store)?;
-    Ok((ids, crate::sync::read_push(store, ns, before)?))
+    let push = crate::sync::read_push(store, ns, before)?;
+    let written = push
+        .as_ref()
+        .map_or(0, |run| run.head.length.saturating_sub(before));
+    Ok((ids, push, written))
 }

@@ -17,6 +17,7 @@
 //!   ([`api::execute`]), served on a Unix socket and called by the CLI.
 //! - [`watch`]: following the change feed, waiting for commits.
 //! - [`redis`]: the Redis protocol front end.
+//! - [`metrics`]: Prometheus metrics and the endpoint that serves them.
 //! - [`shutdown`]: the one signal every server stops on.
 //! - [`config`]: flags, the config file, the node's identity; [`ticket`]: the string that
 //!   shares a namespace.
@@ -28,6 +29,7 @@ mod book;
 pub mod config;
 mod gossip;
 mod handle;
+pub mod metrics;
 mod node;
 mod reach;
 pub mod redis;

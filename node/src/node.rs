@@ -27,6 +27,7 @@ use crate::book::AddressBook;
 use crate::config::NodeConfig;
 use crate::gossip;
 use crate::handle::{Command, NodeHandle};
+use crate::metrics::{Kind, Metrics};
 use crate::reach::Reach;
 use crate::status::{BanStatus, FeedStatus, PeerStatus, Status};
 use crate::swarm::{Behaviour, BehaviourEvent, Listening, build_swarm, listen_all};
@@ -155,14 +156,17 @@ impl Node {
             AddressBook::load(Some(&worker.facts().dir)),
         );
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let metrics = Arc::new(Metrics::new());
         let handle = NodeHandle {
             commands,
             worker: worker.clone(),
             peer_id: *swarm.local_peer_id(),
             counters: Arc::clone(&counters),
+            metrics: Arc::clone(&metrics),
         };
         let mut task = Task {
             counters,
+            metrics,
             server: Server::new(me.clone(), holdings.namespaces.iter().copied()),
             client: Client::new(me, holdings),
             topics,
@@ -271,6 +275,7 @@ struct Task {
     no_sync: HashSet<PeerId>,
     reach: Reach,
     counters: Arc<WireCounters>,
+    metrics: Arc<Metrics>,
 }
 
 impl Task {
@@ -326,6 +331,10 @@ impl Task {
                     request,
                     pending,
                 } => {
+                    self.metrics
+                        .requests_sent
+                        .get_or_create(&Kind::of(request.kind()))
+                        .inc();
                     let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                     self.pending.insert(id, (peer, pending));
                 }
@@ -374,6 +383,7 @@ impl Task {
             }
             Finished::Unserved { asker } => self.server.answered(&asker),
             Finished::Sync(done) => {
+                self.metrics.entries_ingested.inc_by(done.entries_stored());
                 let actions = self.client.on_done(done);
                 self.act(actions);
             }
@@ -503,8 +513,26 @@ impl Task {
 
     /// Drops a peer that sent bad data: logged with its id, disconnected and kept away for
     /// [`BAN`]. The client has already forgotten what it asked of it.
+    /// Hands libp2p's own metrics what they count.
+    fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        let metrics = &self.metrics.libp2p;
+        metrics.record(event);
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => metrics.record(e),
+            _ => {}
+        }
+    }
+
     fn ban(&mut self, peer: PeerId, fault: &Fault) {
         warn!(%peer, reason = %fault, "rejecting bad data from peer; disconnecting it");
+        self.metrics
+            .bans
+            .get_or_create(&Kind::of(fault.kind()))
+            .inc();
         let ban = Ban {
             until: Instant::now() + BAN,
             reason: fault.to_string(),
@@ -514,6 +542,7 @@ impl Task {
     }
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.record(&event);
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -611,11 +640,21 @@ impl Task {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => self.serve(peer, request, channel),
+                } => {
+                    self.metrics
+                        .requests_served
+                        .get_or_create(&Kind::of(request.kind()))
+                        .inc();
+                    self.serve(peer, request, channel);
+                }
                 request_response::Message::Response {
                     request_id,
                     response,
                 } => {
+                    self.metrics
+                        .responses_received
+                        .get_or_create(&Kind::of(response.kind()))
+                        .inc();
                     if let Some((_, pending)) = self.pending.remove(&request_id) {
                         if matches!(
                             (&pending, &response),
@@ -635,6 +674,10 @@ impl Task {
                 error,
                 ..
             } => {
+                self.metrics
+                    .responses_received
+                    .get_or_create(&Kind::of("failed"))
+                    .inc();
                 let fault = match error {
                     OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                         Some(Fault::Unreadable(format!("sync response: {e}")))

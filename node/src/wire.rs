@@ -239,6 +239,17 @@ pub enum Request {
 }
 
 impl Request {
+    /// Its kind, as a metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Heads { .. } => "heads",
+            Request::Run { .. } => "run",
+            Request::Sparse { .. } => "sparse",
+            Request::Key { .. } => "key",
+            Request::Fork { .. } => "fork",
+        }
+    }
+
     /// The namespace the request is about.
     pub fn topic(&self) -> Topic {
         self.credentials().0
@@ -280,6 +291,20 @@ pub enum Response {
     /// The proof that the server's copy of the feed forks from the head asked about, or
     /// `None` when it does not (or the server holds less of it).
     Fork(Option<Box<ForkProof>>),
+}
+
+impl Response {
+    /// Its kind, as a metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Heads { .. } => "heads",
+            Response::Run(_) => "run",
+            Response::Refused(_) => "refused",
+            Response::Sparse(_) => "sparse",
+            Response::Key(_) => "key",
+            Response::Fork(_) => "fork",
+        }
+    }
 }
 
 /// Why a request was not served: what a peer learns, rather than our error text.

@@ -105,6 +105,11 @@ impl StoreWorker {
         self.commits.clone()
     }
 
+    /// Jobs waiting in the queue to the store's thread.
+    pub fn queued(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     /// Facts fixed at open.
     pub fn facts(&self) -> &Facts {
         &self.facts

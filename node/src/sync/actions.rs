@@ -145,6 +145,24 @@ pub enum Fault {
     ForeignGossip,
 }
 
+impl Fault {
+    /// Its kind, as a metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::TooManyHeads => "too_many_heads",
+            Fault::BadPage => "bad_page",
+            Fault::BadHead { .. } => "bad_head",
+            Fault::Unasked { .. } => "unasked",
+            Fault::WrongAnswer => "wrong_answer",
+            Fault::Invalid(_) => "invalid",
+            Fault::RemoteRead(_) => "remote_read",
+            Fault::ForeignFork => "foreign_fork",
+            Fault::Unreadable(_) => "unreadable",
+            Fault::ForeignGossip => "foreign_gossip",
+        }
+    }
+}
+
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -159,7 +159,7 @@ fn timer_rounds_stretch_while_quiet_and_return_on_change() {
     // Runs `periods` timer periods, answering each round's heads with other heads when
     // `differ`, else with the empty page of a peer holding the same; returns
     // the periods at which a round started.
-    let mut run = |client: &mut Client<TestPeer, u64>, periods: u32, differ: bool| {
+    let run = |client: &mut Client<TestPeer, u64>, periods: u32, differ: bool| {
         let mut rounds = Vec::new();
         for period in 1..=periods {
             let actions = client.timer([&peer]);

@@ -148,6 +148,19 @@ pub(crate) enum DoneKind<P, G> {
     },
 }
 
+impl<P, G> Done<P, G> {
+    /// Entries the job stored from a peer.
+    pub fn entries_stored(&self) -> u64 {
+        match &self.0 {
+            DoneKind::Ingested {
+                result: Ok(Ingested::Appended { added, .. }),
+                ..
+            } => *added,
+            _ => 0,
+        }
+    }
+}
+
 impl<P, G> Job<P, G> {
     /// Does the job's store work on the calling thread.
     pub fn run(self, store: &Store) -> Done<P, G> {
