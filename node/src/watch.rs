@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use weft_storage::{Change, NamespaceId};
 
 use crate::worker::{Closed, StoreWorker};
@@ -34,19 +34,30 @@ pub struct Watcher {
     /// The seq the next read starts at; `None` until the first read when following only new
     /// changes.
     next: Option<u64>,
+    /// For a reader of only new changes: where the change feed stood when it was made, read
+    /// by a job queued then, so a change committed before its first read is not skipped.
+    start: Option<oneshot::Receiver<Result<u64, weft_storage::Error>>>,
     commits: watch::Receiver<u64>,
     buffer: VecDeque<Change>,
 }
 
 impl Watcher {
     /// A reader of the changes of `ns` under `prefix` from seq `from` on: 0 for the oldest kept,
-    /// `None` for only those after now.
+    /// `None` for only those committed after this call.
     pub fn new(worker: &StoreWorker, ns: NamespaceId, prefix: Vec<u8>, from: Option<u64>) -> Self {
+        // A full queue leaves the position to the first read, as late as that is.
+        let start = match from {
+            None => worker
+                .try_run(move |store| store.changes(&ns, &[], None, 0).map(|page| page.next))
+                .ok(),
+            Some(_) => None,
+        };
         Watcher {
             worker: worker.clone(),
             ns,
             prefix,
             next: from,
+            start,
             commits: worker.commits(),
             buffer: VecDeque::new(),
         }
@@ -80,6 +91,11 @@ impl Watcher {
     pub async fn next_page(&mut self, wait: Option<Duration>) -> Result<Vec<Change>, WatchError> {
         if !self.buffer.is_empty() {
             return Ok(self.buffer.drain(..).collect());
+        }
+        if let Some(start) = self.start.take()
+            && let Ok(next) = start.await
+        {
+            self.next = Some(next?);
         }
         let deadline = wait.map(|wait| tokio::time::Instant::now() + wait);
         loop {

@@ -242,9 +242,9 @@ impl Weft {
     }
 
     /// The changes of keys under `prefix`, local and synced, from change `from` on: 0 for the
-    /// oldest kept, `None` for only those from now. Each [`Change`] carries its `seq`; keep
-    /// the last one seen and pass it plus one as `from` to resume after a restart with no
-    /// gap. A reader further behind than the replica keeps (1,000,000 changes) gets
+    /// oldest kept, `None` for only those committed after this call. Each [`Change`] carries
+    /// its `seq`; keep the last one seen and pass it plus one as `from` to resume after a
+    /// restart with no gap. A reader further behind than the replica keeps (1,000,000 changes) gets
     /// [`weft_storage::Error::ChangesDropped`].
     pub fn watch(&self, prefix: impl AsRef<[u8]>, from: Option<u64>) -> Watcher {
         Watcher::new(

@@ -187,6 +187,24 @@ async fn the_change_feed_resumes_after_a_reopen_and_bad_input_is_refused() {
     db.close().await.expect("closes cleanly");
 }
 
+/// A watch of only new changes starts where the change feed stood when `watch` was called,
+/// not at its first read: a write between the two is seen, one before is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_of_new_changes_starts_when_it_is_made() {
+    let dirs = tempfile::tempdir().expect("temp dir");
+    let db = Weft::open(dirs.path().join("db")).expect("open");
+    db.put("before", "1").await.expect("put");
+    let mut watcher = db.watch("", None);
+    db.put("between", "2").await.expect("put");
+    let change = tokio::time::timeout(Duration::from_secs(10), watcher.next())
+        .await
+        .expect("the write made after watch() is seen")
+        .expect("a change");
+    assert_eq!(change.key, b"between");
+    drop(watcher);
+    db.close().await.expect("closes cleanly");
+}
+
 #[path = "../examples/two_replicas.rs"]
 mod two_replicas;
 
