@@ -16,6 +16,7 @@ use weft_storage::{Op, Options, Store};
 
 mod authors;
 mod net;
+mod nodes;
 mod redis;
 
 /// A workload of `shared/WORKLOADS.md`.
@@ -37,6 +38,8 @@ pub enum Workload {
     W7,
     /// Many authors: a fresh node joins 1,000 authors' feeds, the two idle, one appends.
     W8,
+    /// Many nodes: a put on one of 20 until all read it; a late joiner catches up from five.
+    W9,
 }
 
 /// How to run.
@@ -109,6 +112,7 @@ pub fn run(workloads: &[Workload], settings: &Settings) -> Result<(), BenchError
             Workload::W6 => net::w6(settings)?,
             Workload::W7 => redis::w7(settings)?,
             Workload::W8 => authors::w8(&data, settings)?,
+            Workload::W9 => nodes::w9(&data, settings)?,
         }
     }
     Ok(())

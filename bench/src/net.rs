@@ -49,7 +49,7 @@ pub(crate) async fn start(
 }
 
 /// [`start`] with the store opened with `options`.
-async fn start_with(
+pub(crate) async fn start_with(
     dir: &Path,
     peers: Vec<Multiaddr>,
     options: Options,

@@ -316,8 +316,11 @@ pub enum Workload {
     /// redis-benchmark SET and GET (-P 16) against weft node --redis and redis-server
     W7,
     /// Many authors: a fresh node joins 1,000 authors' feeds (100,000 entries), then the two
-    /// idle for 60 s, then one appends an entry
+    /// idle for 5 minutes, then one appends an entry
     W8,
+    /// Many nodes: 1,000 puts on one of 20 nodes (5 links each) until all read it, then a
+    /// late joiner catches up from 5 of them
+    W9,
     /// Every workload above
     All,
 }

@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Workload::W6 => vec![weft_bench::Workload::W6],
             Workload::W7 => vec![weft_bench::Workload::W7],
             Workload::W8 => vec![weft_bench::Workload::W8],
+            Workload::W9 => vec![weft_bench::Workload::W9],
             Workload::All => vec![
                 weft_bench::Workload::W1,
                 weft_bench::Workload::W2,
@@ -50,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 weft_bench::Workload::W6,
                 weft_bench::Workload::W7,
                 weft_bench::Workload::W8,
+                weft_bench::Workload::W9,
             ],
         };
         let settings = weft_bench::Settings {

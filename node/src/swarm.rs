@@ -68,6 +68,9 @@ pub(crate) fn build_swarm(
         .validate_messages()
         .max_transmit_size(MAX_PUSH)
         .heartbeat_interval(Duration::from_millis(500))
+        // A push of one small entry is about 400 bytes, under libp2p's 1,000-byte default,
+        // so without this mesh peers were never told not to send a push already here.
+        .idontwant_message_size_threshold(200)
         .build()
         .map_err(|e| transport_error(&e))?;
     let mut gossipsub =

@@ -93,6 +93,9 @@ pub struct Scheduler<P> {
     /// The feed asked for last: the next round starts after it, so feeds that sort first
     /// cannot take every request.
     cursor: Option<FeedId>,
+    /// Turns through peers equally good for a request, so a feed's runs come from all of
+    /// them rather than from one.
+    turn: usize,
 }
 
 impl<P> Default for Scheduler<P> {
@@ -102,6 +105,7 @@ impl<P> Default for Scheduler<P> {
             outstanding: 0,
             per_peer: HashMap::new(),
             cursor: None,
+            turn: 0,
         }
     }
 }
@@ -221,23 +225,31 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
             if state.asked.is_some() || state.queued >= MAX_QUEUED_PER_FEED {
                 continue;
             }
-            // Ask the peer that failed least, and of those the one that has most.
+            // Ask the peer that failed least, and of those the one that has most; between
+            // peers alike, each in turn.
             let per_peer = &self.per_peer;
-            let Some(peer) = state
+            let rank = |(peer, length): (&P, &u64)| {
+                let failures = state.failures.get(peer).copied().unwrap_or(0);
+                (failures, std::cmp::Reverse(*length))
+            };
+            let candidates: Vec<(&P, &u64)> = state
                 .remote
                 .iter()
                 .filter(|(peer, length)| {
                     **length > state.next
                         && per_peer.get(*peer).copied().unwrap_or(0) < MAX_PER_PEER
                 })
-                .min_by_key(|(peer, length)| {
-                    let failures = state.failures.get(*peer).copied().unwrap_or(0);
-                    (failures, std::cmp::Reverse(**length))
-                })
-                .map(|(peer, _)| peer.clone())
-            else {
+                .collect();
+            let Some(best) = candidates.iter().map(|c| rank(*c)).min() else {
                 continue;
             };
+            let tied: Vec<&P> = candidates
+                .into_iter()
+                .filter(|c| rank(*c) == best)
+                .map(|(peer, _)| peer)
+                .collect();
+            let peer = tied[self.turn % tied.len()].clone();
+            self.turn = self.turn.wrapping_add(1);
             state.asked = Some((peer.clone(), state.next));
             self.outstanding += 1;
             *self.per_peer.entry(peer.clone()).or_insert(0) += 1;
@@ -464,6 +476,26 @@ mod tests {
             0,
             "asked again once it has more"
         );
+    }
+
+    /// Peers alike (no failures, the same length) take turns serving one feed's runs.
+    #[test]
+    fn runs_of_one_feed_are_spread_over_peers_alike() {
+        let mut scheduler = Scheduler::default();
+        for peer in [1u32, 2, 3] {
+            scheduler.advertised(peer, feed(1), 100);
+        }
+        let mut asked = Vec::new();
+        for start in (0..60).step_by(10) {
+            let want = scheduler.wants().remove(0);
+            assert_eq!(want.start, start);
+            asked.push(want.peer);
+            assert!(scheduler.received(&want.peer, feed(1), start, 10));
+            scheduler.ingested(feed(1), start + 10, true);
+        }
+        for peer in [1, 2, 3] {
+            assert_eq!(asked.iter().filter(|p| **p == peer).count(), 2, "{asked:?}");
+        }
     }
 
     /// A peer that advertises entries and then sends none of them (it pruned the next one)
