@@ -463,6 +463,7 @@ fn the_metrics_endpoint_serves_what_the_node_did_in_the_prometheus_format() {
     assert!(value(r#"weft_sync_requests_sent_total{kind="heads"}"#) >= 1.0);
     assert!(value(r#"weft_sync_requests_sent_total{kind="run"}"#) >= 1.0);
     assert!(value(r#"weft_sync_responses_received_total{kind="run"}"#) >= 1.0);
+    assert_eq!(value("weft_feeds"), 2.0, "A's feed and B's own");
     assert_eq!(value(r#"weft_peers{way="direct"}"#), 1.0);
     assert_eq!(value(r#"weft_peers{way="relayed"}"#), 0.0);
     assert!(value(r#"weft_wire_bytes_total{way="received"}"#) > 0.0);

@@ -4,7 +4,7 @@
 //! status when scraped.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -53,6 +53,9 @@ pub struct Metrics {
     feeds: Gauge,
     store_queue: Gauge,
     resident_bytes: Gauge,
+    /// One scrape at a time brings the counters kept elsewhere up to date, so two at once
+    /// cannot both add the same bytes.
+    scraping: Mutex<()>,
 }
 
 impl Kind {
@@ -80,6 +83,7 @@ impl Metrics {
             feeds: Gauge::default(),
             store_queue: Gauge::default(),
             resident_bytes: Gauge::default(),
+            scraping: Mutex::new(()),
         };
         let weft = registry.sub_registry_with_prefix("weft");
         let m = &metrics;
@@ -143,6 +147,7 @@ impl Metrics {
 
     /// The metrics as of `status`, in the OpenMetrics text format.
     fn encode(&self, status: &Status, store_queue: usize) -> String {
+        let _one_at_a_time = self.scraping.lock().unwrap_or_else(PoisonError::into_inner);
         let counted = |way, total: u64| {
             let counter = self.wire_bytes.get_or_create(&Way { way });
             counter.inc_by(total.saturating_sub(counter.get()));
@@ -157,7 +162,8 @@ impl Metrics {
         self.peers
             .get_or_create(&Way { way: "relayed" })
             .set(gauge(relayed));
-        self.feeds.set(gauge(status.feeds.len()));
+        self.feeds
+            .set(gauge(status.feeds.iter().filter(|f| f.held > 0).count()));
         self.store_queue.set(gauge(store_queue));
         if let Some(bytes) = resident_bytes() {
             self.resident_bytes.set(gauge(bytes));
