@@ -243,6 +243,8 @@ enum Finished {
         asker: Vec<u8>,
         channel: ResponseChannel<Response>,
         response: Response,
+        /// The asker and namespace, when its round's digest matched this replica's heads.
+        matched: Option<(PeerId, NamespaceId)>,
     },
     /// A request admitted but not answered: the store went away.
     Unserved { asker: Vec<u8> },
@@ -377,7 +379,11 @@ impl Task {
                 asker,
                 channel,
                 response,
+                matched,
             } => {
+                if let Some((peer, ns)) = matched {
+                    self.client.peer_matched(peer, ns);
+                }
                 self.server.answered(&asker);
                 self.respond(channel, response);
             }
@@ -727,14 +733,15 @@ impl Task {
         };
         let busy = match self.worker.reserve() {
             Ok(slot) => {
-                let answered = slot.run(move |store| sync::answer(store, &ns, request));
+                let answered = slot.run(move |store| sync::answer_matching(store, &ns, request));
                 self.jobs.push(
                     async move {
                         match answered.await {
-                            Ok(response) => Finished::Served {
+                            Ok((response, matched)) => Finished::Served {
                                 asker,
                                 channel,
                                 response,
+                                matched: matched.then_some((peer, ns)),
                             },
                             Err(_) => Finished::Unserved { asker },
                         }

@@ -15,11 +15,10 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use tracing::{debug, warn};
-use weft_storage::{
-    AuthorId, IngestError, Ingested, Interest, NamespaceId, Run, SignedHead, Store,
-};
+use weft_storage::{AuthorId, IngestError, Ingested, Interest, NamespaceId, Run, SignedHead};
 
 use super::actions::{Action, Fault, Pending, Verdict};
+use super::holdings::Holdings;
 use super::jobs::{Done, DoneKind, Incoming, Job, JobKind, Source};
 use super::remote::{self, RemoteReads};
 use super::rounds::Rounds;
@@ -35,45 +34,6 @@ use crate::wire::{
 /// the exchange ends (a peer can make up authors without end), and the next round starts
 /// again from the first page.
 pub const MAX_HEAD_PAGES: u32 = 64;
-
-/// What a replica holds, as a client starts from it ([`Holdings::of`]).
-#[derive(Clone, Debug)]
-pub struct Holdings {
-    /// This replica's author: its own feed is asked for only when a peer holds more of it.
-    pub author: AuthorId,
-    /// The namespaces held.
-    pub namespaces: Vec<NamespaceId>,
-    /// The interest of each namespace held sparsely.
-    pub interests: HashMap<NamespaceId, Interest>,
-    /// Every feed held, with the entries stored.
-    pub feeds: Vec<(FeedId, u64)>,
-}
-
-impl Holdings {
-    /// What `store` holds.
-    ///
-    /// # Errors
-    /// Store failures.
-    pub fn of(store: &Store) -> Result<Holdings, weft_storage::Error> {
-        let namespaces = store.namespaces();
-        let mut interests = HashMap::new();
-        let mut feeds = Vec::new();
-        for ns in &namespaces {
-            if let Some(interest) = store.interest(ns)? {
-                interests.insert(*ns, interest);
-            }
-            for feed in store.feeds(ns)? {
-                feeds.push(((*ns, feed.head.author), feed.held));
-            }
-        }
-        Ok(Holdings {
-            author: store.author(),
-            namespaces,
-            interests,
-            feeds,
-        })
-    }
-}
 
 /// The asking side of the sync protocol for one replica.
 pub struct Client<P, G> {
@@ -156,16 +116,28 @@ impl<P: Peer, G> Client<P, G> {
     /// One period of the node's sync timer: a round ([`Client::tick`]) when it is due. While
     /// rounds find nothing new, each waits twice as many periods as the last, up to
     /// 2^[`MAX_QUIET_DOUBLINGS`](super::MAX_QUIET_DOUBLINGS); after any change the next
-    /// period starts one.
+    /// period starts one. A due round is skipped when every peer has asked since with a
+    /// digest of the same heads ([`Client::peer_matched`]).
     pub fn timer<'a>(&mut self, peers: impl IntoIterator<Item = &'a P>) -> Vec<Action<P, G>>
     where
         P: 'a,
     {
-        if self.rounds.due() {
-            self.tick(peers)
-        } else {
-            Vec::new()
+        if !self.rounds.due() {
+            return Vec::new();
         }
+        // Peers that all just asked with this replica's own digest: both sides know they
+        // hold the same, and one side's rounds are enough while that lasts.
+        let peers: Vec<P> = peers.into_iter().cloned().collect();
+        if self.rounds.all_matched(&peers, &self.namespaces) {
+            return Vec::new();
+        }
+        self.tick(&peers)
+    }
+
+    /// `peer`'s round found it holding the same heads of `ns` as this replica
+    /// ([`super::answer_matching`]).
+    pub fn peer_matched(&mut self, peer: P, ns: NamespaceId) {
+        self.rounds.matched(peer, ns);
     }
 
     /// A peer went away: what it advertised and what was asked of it are forgotten.

@@ -1,7 +1,7 @@
 //! The sync client's unit tests.
 
 use ed25519_dalek::SigningKey;
-use weft_storage::{Access, Options, SignedHead};
+use weft_storage::{Access, Options, SignedHead, Store};
 
 use super::*;
 use crate::wire::WireHead;
@@ -203,4 +203,8 @@ fn timer_rounds_stretch_while_quiet_and_return_on_change() {
     let gossiped = client.on_gossip(peer, 1, ns, Gossip::Push(push));
     drive(&mut client, &store, gossiped);
     assert_eq!(run(&mut client, 2, false), [1, 2]);
+    // A peer that has just asked with the same digest makes the next due round needless;
+    // the one after goes out.
+    client.peer_matched(peer, ns);
+    assert_eq!(run(&mut client, 6, false), [6]);
 }

@@ -9,6 +9,7 @@
 //! - [`Scheduler`] (`scheduler.rs`): which runs to ask which peer for, within bounds.
 //! - [`Server`] and [`answer`] (`server.rs`): which requests are answered, and the answers,
 //!   read from the store.
+//! - `holdings.rs`: what a replica holds when a client starts from it.
 //! - `remote.rs`: remote reads in flight.
 //! - `rounds.rs`: sync rounds: their numbers, the exchanges of each that ended, and when the
 //!   timer starts the next.
@@ -28,6 +29,7 @@
 mod actions;
 mod client;
 mod codec;
+mod holdings;
 mod jobs;
 mod remote;
 mod rounds;
@@ -38,17 +40,19 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 pub use actions::{Action, Fault, Pending, Verdict};
-pub use client::{Client, Holdings, MAX_HEAD_PAGES};
+pub use client::{Client, MAX_HEAD_PAGES};
 pub use codec::{
     MAX_REQUEST, MAX_RESPONSE, read_request, read_response, write_request, write_response,
 };
+pub use holdings::Holdings;
 pub use jobs::{Done, Job, local_length, read_push};
 pub use rounds::MAX_QUIET_DOUBLINGS;
 pub use scheduler::{
     FeedProgress, MAX_OUTSTANDING, MAX_PER_PEER, MAX_QUEUED_PER_FEED, Scheduler, Want,
 };
 pub use server::{
-    REQUEST_BURST, REQUESTS_PER_SECOND, SERVING_PER_PEER, Server, answer, heads_digest,
+    REQUEST_BURST, REQUESTS_PER_SECOND, SERVING_PER_PEER, Server, answer, answer_matching,
+    heads_digest,
 };
 use weft_storage::{AuthorId, NamespaceId};
 

@@ -1,7 +1,7 @@
 //! Sync rounds: their numbers, which peers' head exchanges of each have ended, and when the
 //! timer starts the next one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use weft_storage::NamespaceId;
@@ -27,6 +27,9 @@ pub(super) struct Rounds<P> {
     waited: u32,
     /// Whether anything changed since the last timer-started round.
     stirred: bool,
+    /// Peers whose own round found them holding the same heads in a namespace, since this
+    /// node's last timer period that was due.
+    matched: HashSet<(P, NamespaceId)>,
 }
 
 impl<P: Clone + Eq + Hash> Rounds<P> {
@@ -37,6 +40,7 @@ impl<P: Clone + Eq + Hash> Rounds<P> {
             quiet: 0,
             waited: 0,
             stirred: true,
+            matched: HashSet::new(),
         }
     }
 
@@ -65,6 +69,24 @@ impl<P: Clone + Eq + Hash> Rounds<P> {
         };
         self.stirred = false;
         true
+    }
+
+    /// `peer` asked with a digest of the same heads in `ns`.
+    pub(super) fn matched(&mut self, peer: P, ns: NamespaceId) {
+        self.matched.insert((peer, ns));
+    }
+
+    /// Whether every one of `peers` showed the same heads in every one of `namespaces` since
+    /// the last due period: a round now would find what theirs found. Starts the count over.
+    pub(super) fn all_matched(&mut self, peers: &[P], namespaces: &[NamespaceId]) -> bool {
+        let all = !peers.is_empty()
+            && peers.iter().all(|peer| {
+                namespaces
+                    .iter()
+                    .all(|ns| self.matched.contains(&(peer.clone(), *ns)))
+            });
+        self.matched.clear();
+        all
     }
 
     /// Something changed: the timer's next period starts a round.

@@ -151,17 +151,32 @@ pub fn heads_digest(store: &Store, ns: &NamespaceId) -> weft_storage::Result<[u8
 /// `store`. A run is capped at what the request asks and at [`RUN_ENTRIES`] and
 /// [`RUN_BYTES`]; heads are paged at [`HEADS_PER_RESPONSE`].
 pub fn answer(store: &Store, ns: &NamespaceId, request: Request) -> Response {
-    match request {
-        // Caught-up peers exchange one digest per round, whatever the number of authors.
-        Request::Heads {
-            after: None,
-            digest: Some(digest),
-            ..
-        } if heads_digest(store, ns).is_ok_and(|own| own == digest) => Response::Heads {
+    answer_matching(store, ns, request).0
+}
+
+/// As [`answer`], and whether the request was a round's digest of heads equal to this
+/// replica's: the asker holds the same heads, as a round of this node's own would find.
+pub fn answer_matching(store: &Store, ns: &NamespaceId, request: Request) -> (Response, bool) {
+    // Caught-up peers exchange one digest per round, whatever the number of authors.
+    if let Request::Heads {
+        after: None,
+        digest: Some(digest),
+        ..
+    } = &request
+        && heads_digest(store, ns).is_ok_and(|own| own == *digest)
+    {
+        let same = Response::Heads {
             heads: Vec::new(),
             more: false,
             forks: Vec::new(),
-        },
+        };
+        return (same, true);
+    }
+    (answer_in_full(store, ns, request), false)
+}
+
+fn answer_in_full(store: &Store, ns: &NamespaceId, request: Request) -> Response {
+    match request {
         Request::Heads { after, .. } => match store.feeds(ns).and_then(|feeds| {
             let forks = if after.is_none() {
                 store.forks(ns)?
