@@ -374,7 +374,8 @@ pub fn status(dir: &Path, out: &mut impl Write, json: bool) -> anyhow::Result<Ex
         if feed.unserved > feed.held {
             write!(
                 out,
-                " (a peer holds {} but will not send past {}: pruned there)",
+                " (a peer advertises {} but sent nothing past {}: pruned there, or not fetched \
+                 there yet)",
                 feed.unserved, feed.held
             )?;
         }
@@ -438,9 +439,9 @@ pub fn sync(dir: &Path, timeout: Option<u64>) -> anyhow::Result<ExitCode> {
             }
             let missing: u64 = short.iter().map(|f| f.unserved - f.held).sum();
             bail!(
-                "not caught up: {held} entries held, {missing} more in {} feeds are held by peers \
-                 that will not send them (they pruned them: `weft prune`); a peer that has not \
-                 pruned them can, so connect to one and run `weft sync` again",
+                "not caught up: {held} entries held; peers advertise {missing} more in {} feeds \
+                 but sent none of them: they pruned them (`weft prune`) or are still fetching \
+                 them; connect to a peer that holds them, or run `weft sync` again later",
                 short.len()
             );
         }

@@ -76,14 +76,14 @@ fn a_full_replica_behind_a_pruned_one_is_told_and_catches_up_from_another() {
     b.weft(["init", "--join", ticket.trim()]).ok();
     let b_node = NodeProcess::start_with(&b, &["--peer", &a_addr]);
     let sync = b.weft(["sync", "--timeout", "60"]);
-    let sync = sync.fails(2, "not caught up: 1 entries held, 3 more in 1 feeds are held by peers that will not send them");
+    let sync = sync.fails(2, "not caught up: 1 entries held; peers advertise 3 more in 1 feeds but sent none of them: they pruned them");
     assert!(sync.stderr.contains("pruned"), "{}", sync.stderr);
     assert_eq!(b.weft(["get", "before"]).ok().stdout, b"kept");
     b.weft(["get", "after"]).fails(1, "not found");
     let status = b.weft(["status"]).ok().text();
     assert!(
         status.contains(&format!(
-            "feed {}: local 1 remote 0 (a peer holds 4 but will not send past 1: pruned there)",
+            "feed {}: local 1 remote 0 (a peer advertises 4 but sent nothing past 1: pruned there, or not fetched there yet)",
             a.author()
         )),
         "{status}"

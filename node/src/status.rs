@@ -106,8 +106,9 @@ pub struct FeedStatus {
     pub held: u64,
     /// The longest length a connected peer advertised and may still send.
     pub best_remote: u64,
-    /// The longest length a connected peer advertised past `held` and then would not send,
-    /// as a replica does past an entry it pruned; 0 when none.
+    /// The longest length a connected peer advertised past `held` and then did not send, as
+    /// a replica does past an entry it pruned, or one holding a head ahead of its entries;
+    /// 0 when none.
     pub unserved: u64,
 }
 
@@ -121,8 +122,8 @@ impl Status {
             && self.feeds.iter().all(|f| f.held >= f.best_remote)
     }
 
-    /// The feeds held short of what a connected peer advertised, because it would not send the
-    /// entries that come next (it pruned them): only a peer that still holds them can.
+    /// The feeds held short of what a connected peer advertised, because it did not send the
+    /// entries that come next: it pruned them, or has not fetched them yet.
     pub fn held_short(&self) -> impl Iterator<Item = &FeedStatus> {
         self.feeds.iter().filter(|f| f.unserved > f.held)
     }

@@ -52,8 +52,9 @@ struct FeedState<P> {
     /// asked first, so one that never answers stops being chosen over one that does.
     failures: HashMap<P, u32>,
     /// Peers that advertised a length (kept here) and then sent nothing from where this
-    /// replica stands, as a replica does past an entry it pruned: not asked again until they
-    /// advertise more, and still reported, so a feed held short is never called caught up.
+    /// replica stands, as a replica does past an entry it pruned, or one that holds a head
+    /// ahead of its entries: reported until they send something, so a feed held short is
+    /// never called caught up.
     unserved: HashMap<P, u64>,
     /// Frozen by a fork: nothing more is asked for or counted as missing.
     frozen: bool,
@@ -117,8 +118,8 @@ pub struct FeedProgress {
     pub held: u64,
     /// The longest length any connected peer advertised and may still send.
     pub best_remote: u64,
-    /// The longest length a connected peer advertised past `held` and then would not send
-    /// (it pruned what comes next); 0 when none.
+    /// The longest length a connected peer advertised past `held` and then did not send (it
+    /// pruned what comes next, or has not fetched it yet); 0 when none.
     pub unserved: u64,
 }
 
@@ -152,13 +153,9 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
         if state.frozen {
             return;
         }
-        match state.unserved.get(&peer) {
-            Some(refused) if length <= *refused => return,
-            Some(_) => {
-                state.unserved.remove(&peer);
-            }
-            None => {}
-        }
+        // A peer that sent nothing is asked again at its next advertisement: it may have
+        // been catching up itself (a head held ahead of its entries). What it would not send
+        // stays reported until it sends something.
         let known = state.remote.entry(peer).or_insert(0);
         *known = (*known).max(length);
     }
@@ -293,9 +290,13 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
         }
         state.asked = None;
         state.failures.remove(peer);
+        if end > start {
+            state.unserved.remove(peer);
+        }
         if end <= start {
-            // The peer cannot send what it said it holds (pruned there, or it lies): stop
-            // asking it until it advertises more, and keep counting what it would not send.
+            // The peer cannot send what it said it holds (pruned there, not held there yet, or
+            // it lies): stop asking it until it advertises again, and keep counting what it
+            // would not send.
             if let Some(advertised) = state.remote.remove(peer) {
                 state.unserved.insert(peer.clone(), advertised);
             }
@@ -464,17 +465,15 @@ mod tests {
         assert_eq!(wants[0].peer, 2);
         scheduler.failed(&2, feed(1));
         assert_eq!(scheduler.wants()[0].peer, 2);
-        // A peer answering with nothing is not asked again until it advertises more.
+        // A peer answering with nothing is not asked again until it advertises again.
         assert!(scheduler.received(&2, feed(1), 0, 0));
         assert!(scheduler.wants().is_empty());
         assert!(!scheduler.busy());
         scheduler.advertised(2u32, feed(1), 40);
-        assert!(scheduler.wants().is_empty(), "the same length again");
-        scheduler.advertised(2u32, feed(1), 41);
         assert_eq!(
             scheduler.wants()[0].start,
             0,
-            "asked again once it has more"
+            "asked again once it advertises"
         );
     }
 
@@ -521,8 +520,12 @@ mod tests {
                 unserved: 30
             }]
         );
+        // Asked again at its next advertisement, it still sends nothing: still reported.
         scheduler.advertised(1u32, feed(1), 30);
-        assert!(scheduler.wants().is_empty(), "not asked again for the same");
+        let want = scheduler.wants().remove(0);
+        assert_eq!((want.peer, want.start), (1, 10));
+        assert!(scheduler.received(&1, feed(1), 10, 0));
+        assert_eq!(progress(&scheduler)[0].unserved, 30);
 
         scheduler.advertised(2u32, feed(1), 30);
         let want = scheduler.wants().remove(0);
@@ -540,6 +543,30 @@ mod tests {
         scheduler.peer_gone(&1);
         scheduler.advertised(1u32, feed(1), 30);
         assert!(scheduler.wants().is_empty());
+    }
+
+    /// A peer that holds a head ahead of its entries (it is catching up itself) sends nothing
+    /// at first; asked again when it advertises next, it sends what it has fetched since.
+    #[test]
+    fn a_peer_still_catching_up_is_asked_again_and_then_serves() {
+        let mut scheduler = Scheduler::default();
+        scheduler.advertised(1u32, feed(1), 50);
+        let want = scheduler.wants().remove(0);
+        assert!(scheduler.received(&want.peer, feed(1), 0, 0));
+        assert!(scheduler.wants().is_empty());
+        scheduler.advertised(1u32, feed(1), 50);
+        let want = scheduler.wants().remove(0);
+        assert!(scheduler.received(&want.peer, feed(1), 0, 50));
+        scheduler.ingested(feed(1), 50, true);
+        let progress: Vec<_> = scheduler.progress().map(|(_, p)| p).collect();
+        assert_eq!(
+            progress,
+            vec![FeedProgress {
+                held: 50,
+                best_remote: 50,
+                unserved: 0
+            }]
+        );
     }
 
     #[test]
