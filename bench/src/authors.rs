@@ -10,7 +10,7 @@ use weft_storage::tree::{self, Frontier};
 use weft_storage::{Access, Entry, Op, Run, SignedHead, Store, Timestamp};
 
 use crate::net::{self, LIMIT, charter_of, durable, held, start};
-use crate::{BenchError, Data, Settings, median, row};
+use crate::{BenchError, Data, Settings, median, node_error, row};
 
 /// Authors in the namespace: node A's own, and the rest signed here with keys of their own.
 const AUTHORS: u64 = 1000;
@@ -111,7 +111,7 @@ pub(crate) fn w8(data: &Data, settings: &Settings) -> Result<(), BenchError> {
         for author in 1..AUTHORS {
             let first = author * per_author;
             a.ingest(&authored(data, ns, author, first..first + per_author))
-                .map_err(|e| BenchError::Node(e.to_string()))?;
+                .map_err(node_error)?;
         }
         let charter = charter_of(&a)?;
         let a_dir = a.dir().to_owned();
@@ -143,16 +143,12 @@ pub(crate) fn w8(data: &Data, settings: &Settings) -> Result<(), BenchError> {
                     vec![(b"w8/appended".to_vec(), Op::Put(data.values[0].clone()))],
                 )
                 .await
-                .map_err(|e| BenchError::Node(e.to_string()))?;
+                .map_err(node_error)?;
             wait_held(&b_handle, total + 1, "the append").await?;
             let append_wire = (b_handle.counters().total() - before) as f64;
             drop((a_handle, b_handle));
-            b.shutdown()
-                .await
-                .map_err(|e| BenchError::Node(e.to_string()))?;
-            a.shutdown()
-                .await
-                .map_err(|e| BenchError::Node(e.to_string()))?;
+            b.shutdown().await.map_err(node_error)?;
+            a.shutdown().await.map_err(node_error)?;
             Ok::<_, BenchError>(Figures {
                 join_seconds,
                 join_wire,

@@ -87,6 +87,11 @@ pub enum BenchError {
     WrongValue(u64),
 }
 
+/// A node's (or an ingest's) failure as a benchmark's.
+fn node_error(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Node(e.to_string())
+}
+
 const DURABLE: &str = "fsync per commit (Durability::Immediate)";
 const BATCH: usize = 1000;
 const RAW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw");

@@ -10,7 +10,7 @@ use weft_node::multiaddr::Protocol;
 use weft_node::{Multiaddr, Node, NodeHandle};
 use weft_storage::{Access, NamespaceId, Op, Options, Store};
 
-use crate::{BATCH, BenchError, DURABLE, Data, Settings, median, row, w1b_weft};
+use crate::{BATCH, BenchError, DURABLE, Data, Settings, median, node_error, row, w1b_weft};
 
 /// How long a workload may take before the run is called failed.
 pub(crate) const LIMIT: Duration = Duration::from_secs(300);
@@ -21,8 +21,7 @@ fn config(dir: &Path, peers: Vec<Multiaddr>) -> Result<(NodeConfig, Keypair), Be
         peers,
         ..Network::loopback()
     };
-    let (mut config, key) =
-        NodeConfig::load(dir, &network).map_err(|e| BenchError::Node(e.to_string()))?;
+    let (mut config, key) = NodeConfig::load(dir, &network).map_err(node_error)?;
     config.sync_interval = Duration::from_secs(5);
     Ok((config, key))
 }
@@ -56,9 +55,7 @@ pub(crate) async fn start_with(
 ) -> Result<(Node, Multiaddr), BenchError> {
     let store = Store::open(dir, options)?;
     let (config, key) = config(dir, peers)?;
-    let node = Node::start(store, key, config)
-        .await
-        .map_err(|e| BenchError::Node(e.to_string()))?;
+    let node = Node::start(store, key, config).await.map_err(node_error)?;
     let addr = node
         .listen_addrs()
         .first()
@@ -69,10 +66,7 @@ pub(crate) async fn start_with(
 }
 
 pub(crate) async fn held(handle: &NodeHandle) -> Result<u64, BenchError> {
-    let status = handle
-        .status()
-        .await
-        .map_err(|e| BenchError::Node(e.to_string()))?;
+    let status = handle.status().await.map_err(node_error)?;
     Ok(status.feeds.iter().map(|f| f.held).sum())
 }
 
@@ -91,17 +85,16 @@ pub(crate) fn node_api_gets(store: Store, data: &Data, order: &[u64]) -> Result<
     let (config, key) = config(&dir, Vec::new())?;
     let node = runtime
         .block_on(Node::start(store, key, config))
-        .map_err(|e| BenchError::Node(e.to_string()))?;
+        .map_err(node_error)?;
     let (stop, shutdown) = weft_node::shutdown::channel();
     let server = runtime.spawn({
         let dir = dir.clone();
         let handle = node.handle();
         async move { weft_node::api::serve(&dir, handle, shutdown).await }
     });
-    let node_error = |e: &dyn std::fmt::Display| BenchError::Node(e.to_string());
     let started = Instant::now();
     let mut client = loop {
-        if let Some(client) = Client::connect(&dir).map_err(|e| node_error(&e))? {
+        if let Some(client) = Client::connect(&dir).map_err(node_error)? {
             break client;
         }
         if started.elapsed() > LIMIT {
@@ -115,7 +108,7 @@ pub(crate) fn node_api_gets(store: Store, data: &Data, order: &[u64]) -> Result<
             ns,
             key: data.keys[i as usize].clone(),
         };
-        match client.call(&request).map_err(|e| node_error(&e))? {
+        match client.call(&request).map_err(node_error)? {
             ApiResponse::Value(Some(value)) if value == data.values[i as usize] => {}
             _ => return Err(BenchError::WrongValue(i)),
         }
@@ -128,7 +121,7 @@ pub(crate) fn node_api_gets(store: Store, data: &Data, order: &[u64]) -> Result<
             let _ = server.await;
             node.shutdown().await
         })
-        .map_err(|e| BenchError::Node(e.to_string()))?;
+        .map_err(node_error)?;
     Ok(rate)
 }
 
@@ -166,12 +159,8 @@ pub(crate) fn w3(data: &Data, settings: &Settings) -> Result<(), BenchError> {
             let wire = handle.counters().total();
             check_every_key(&handle, ns, data).await?;
             drop(handle);
-            b.shutdown()
-                .await
-                .map_err(|e| BenchError::Node(e.to_string()))?;
-            a.shutdown()
-                .await
-                .map_err(|e| BenchError::Node(e.to_string()))?;
+            b.shutdown().await.map_err(node_error)?;
+            a.shutdown().await.map_err(node_error)?;
             Ok::<_, BenchError>((elapsed.as_secs_f64(), wire))
         })?;
         seconds.push(s);
@@ -299,9 +288,7 @@ pub(crate) fn w4(data: &Data, settings: &Settings) -> Result<(), BenchError> {
             let wire = handle.counters().total();
             check_wanted(&handle, ns, data).await?;
             drop(handle);
-            b.shutdown()
-                .await
-                .map_err(|e| BenchError::Node(e.to_string()))?;
+            b.shutdown().await.map_err(node_error)?;
 
             let (c, _) = start(&c_dir, vec![a_addr]).await?;
             let handle = c.handle();
@@ -313,12 +300,8 @@ pub(crate) fn w4(data: &Data, settings: &Settings) -> Result<(), BenchError> {
             }
             let full_wire = handle.counters().total();
             drop(handle);
-            c.shutdown()
-                .await
-                .map_err(|e| BenchError::Node(e.to_string()))?;
-            a.shutdown()
-                .await
-                .map_err(|e| BenchError::Node(e.to_string()))?;
+            c.shutdown().await.map_err(node_error)?;
+            a.shutdown().await.map_err(node_error)?;
             Ok::<_, BenchError>((elapsed.as_secs_f64(), wire, full_wire))
         })?;
         seconds.push(s);
@@ -390,7 +373,7 @@ async fn check_wanted(handle: &NodeHandle, ns: NamespaceId, data: &Data) -> Resu
             Ok(())
         })
         .await
-        .map_err(|e| BenchError::Node(e.to_string()))?
+        .map_err(node_error)?
 }
 
 async fn check_every_key(
@@ -412,7 +395,7 @@ async fn check_every_key(
             Ok(())
         })
         .await
-        .map_err(|e| BenchError::Node(e.to_string()))?
+        .map_err(node_error)?
 }
 
 fn digest(store: &Store, ns: &NamespaceId) -> Result<[u8; 32], weft_storage::Error> {
@@ -468,7 +451,7 @@ pub(crate) fn w5(settings: &Settings) -> Result<(), BenchError> {
                         .handle()
                         .dial(nodes[j].1.clone())
                         .await
-                        .map_err(|e| BenchError::Node(e.to_string()))?;
+                        .map_err(node_error)?;
                 }
             }
             loop {
@@ -480,7 +463,7 @@ pub(crate) fn w5(settings: &Settings) -> Result<(), BenchError> {
                         .worker()
                         .run(move |store| digest(store, &ns))
                         .await
-                        .map_err(|e| BenchError::Node(e.to_string()))??;
+                        .map_err(node_error)??;
                     digests.push((held, d));
                 }
                 if digests
@@ -511,7 +494,7 @@ pub(crate) fn w5(settings: &Settings) -> Result<(), BenchError> {
                             ))
                         })
                         .await
-                        .map_err(|e| BenchError::Node(e.to_string()))??;
+                        .map_err(node_error)??;
                     if siblings != 3 {
                         return Err(BenchError::Node(format!(
                             "key k{i} has {siblings} siblings, not 3"
@@ -524,9 +507,7 @@ pub(crate) fn w5(settings: &Settings) -> Result<(), BenchError> {
                 }
             }
             for (node, _) in nodes {
-                node.shutdown()
-                    .await
-                    .map_err(|e| BenchError::Node(e.to_string()))?;
+                node.shutdown().await.map_err(node_error)?;
             }
             Ok::<_, BenchError>(elapsed)
         })?;
@@ -573,7 +554,7 @@ pub(crate) fn w6(settings: &Settings) -> Result<(), BenchError> {
             a_handle
                 .write(ns, vec![(key.clone(), Op::Put(vec![1; 100]))])
                 .await
-                .map_err(|e| BenchError::Node(e.to_string()))?;
+                .map_err(node_error)?;
             for other in &others {
                 loop {
                     let key = key.clone();
@@ -581,7 +562,7 @@ pub(crate) fn w6(settings: &Settings) -> Result<(), BenchError> {
                         .worker()
                         .run(move |store| store.get(&ns, &key))
                         .await
-                        .map_err(|e| BenchError::Node(e.to_string()))??;
+                        .map_err(node_error)??;
                     if found.is_some() {
                         break;
                     }
@@ -597,9 +578,7 @@ pub(crate) fn w6(settings: &Settings) -> Result<(), BenchError> {
         }
         drop((a_handle, others));
         for node in [a, b, c] {
-            node.shutdown()
-                .await
-                .map_err(|e| BenchError::Node(e.to_string()))?;
+            node.shutdown().await.map_err(node_error)?;
         }
         Ok::<_, BenchError>(latencies)
     })?;

@@ -10,7 +10,7 @@ use weft_node::{Multiaddr, Node, NodeHandle};
 use weft_storage::{Access, NamespaceId, Op, Options, Store};
 
 use crate::net::{self, LIMIT, charter_of, held, start_with};
-use crate::{BATCH, BenchError, Data, Settings, median, row};
+use crate::{BATCH, BenchError, Data, Settings, median, node_error, row};
 
 /// Nodes in the namespace.
 const NODES: usize = 20;
@@ -20,10 +20,6 @@ const PUTS: usize = 1000;
 
 /// Twenty stores of 100,000 entries share one machine: a small cache each.
 const CACHE: usize = 16 << 20;
-
-fn node_error(e: impl std::fmt::Display) -> BenchError {
-    BenchError::Node(e.to_string())
-}
 
 /// The nodes node `i` dials, of those started before it: the two before it on a ring and, in
 /// the second half, the one ten before; so every node has five links, and a put crosses the

@@ -12,7 +12,7 @@ use weft_node::redis::{RedisConfig, RedisServer};
 use weft_storage::{Access, Store};
 
 use crate::net::{durable, runtime, start};
-use crate::{BenchError, Settings};
+use crate::{BenchError, Settings, node_error};
 
 const PIPELINE: &str = "16";
 
@@ -115,7 +115,7 @@ fn weft_rates(requests: u64, runs: u32) -> Result<Rates, BenchError> {
         let (node, _) = start(&dir, Vec::new()).await?;
         let server = RedisServer::bind(RedisConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))))
             .await
-            .map_err(|e| BenchError::Node(e.to_string()))?;
+            .map_err(node_error)?;
         let port = server.local_addr()?.tcp().map_or(0, |addr| addr.port());
         let (stop, shutdown) = weft_node::shutdown::channel();
         let serving = tokio::spawn(server.serve(node.handle(), ns, shutdown));
@@ -129,7 +129,7 @@ fn weft_rates(requests: u64, runs: u32) -> Result<Rates, BenchError> {
             let _ = stop.1.await;
             node.shutdown().await
         })
-        .map_err(|e| BenchError::Node(e.to_string()))?;
+        .map_err(node_error)?;
     rates
 }
 
