@@ -5,11 +5,10 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use serde_json::json;
-use weft_node::NodeHandle;
 use weft_storage::tree::{self, Frontier};
 use weft_storage::{Access, Entry, Op, Run, SignedHead, Store, Timestamp};
 
-use crate::net::{self, LIMIT, charter_of, durable, held, start};
+use crate::net::{self, charter_of, durable, start, wait_held};
 use crate::{BenchError, Data, Settings, median, node_error, row};
 
 /// Authors in the namespace: node A's own, and the rest signed here with keys of their own.
@@ -63,19 +62,6 @@ fn authored(
     }
 }
 
-async fn wait_held(handle: &NodeHandle, want: u64, what: &str) -> Result<(), BenchError> {
-    let started = Instant::now();
-    while held(handle).await? < want {
-        if started.elapsed() > LIMIT {
-            return Err(BenchError::Node(format!(
-                "W8: {what} did not finish in time"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    Ok(())
-}
-
 /// The three phases' figures of one run.
 struct Figures {
     join_seconds: f64,
@@ -123,7 +109,7 @@ pub(crate) fn w8(data: &Data, settings: &Settings) -> Result<(), BenchError> {
             let started = Instant::now();
             let (b, _) = start(&b_dir, vec![a_addr]).await?;
             let (a_handle, b_handle) = (a.handle(), b.handle());
-            wait_held(&b_handle, total, "the join").await?;
+            wait_held(&b_handle, total, "W8: the join").await?;
             let join_seconds = started.elapsed().as_secs_f64();
             let join_wire = b_handle.counters().total() as f64;
 
@@ -144,7 +130,7 @@ pub(crate) fn w8(data: &Data, settings: &Settings) -> Result<(), BenchError> {
                 )
                 .await
                 .map_err(node_error)?;
-            wait_held(&b_handle, total + 1, "the append").await?;
+            wait_held(&b_handle, total + 1, "W8: the append").await?;
             let append_wire = (b_handle.counters().total() - before) as f64;
             drop((a_handle, b_handle));
             b.shutdown().await.map_err(node_error)?;

@@ -70,6 +70,23 @@ pub(crate) async fn held(handle: &NodeHandle) -> Result<u64, BenchError> {
     Ok(status.feeds.iter().map(|f| f.held).sum())
 }
 
+/// Waits until `handle`'s node holds at least `want` entries; `what` names the phase in the
+/// error when [`LIMIT`] runs out first.
+pub(crate) async fn wait_held(
+    handle: &NodeHandle,
+    want: u64,
+    what: &str,
+) -> Result<(), BenchError> {
+    let started = Instant::now();
+    while held(handle).await? < want {
+        if started.elapsed() > LIMIT {
+            return Err(BenchError::Node(format!("{what} did not finish in time")));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, BenchError> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()

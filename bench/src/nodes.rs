@@ -9,7 +9,7 @@ use serde_json::json;
 use weft_node::{Multiaddr, Node, NodeHandle};
 use weft_storage::{Access, NamespaceId, Op, Options, Store};
 
-use crate::net::{self, LIMIT, charter_of, held, start_with};
+use crate::net::{self, charter_of, held, start_with, wait_held};
 use crate::{BATCH, BenchError, Data, Settings, median, node_error, row};
 
 /// Nodes in the namespace.
@@ -92,20 +92,6 @@ fn stores(root: &std::path::Path, data: &Data) -> Result<(Vec<PathBuf>, Namespac
         }
     }
     Ok((dirs, ns))
-}
-
-/// Waits until `handle`'s node holds at least `want` entries.
-async fn wait_held(handle: &NodeHandle, want: u64, what: &str) -> Result<(), BenchError> {
-    let started = Instant::now();
-    while held(handle).await? < want {
-        if started.elapsed() > LIMIT {
-            return Err(BenchError::Node(format!(
-                "W9: {what} did not finish in time"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    Ok(())
 }
 
 /// Puts `key` on `writer` and returns the milliseconds until every one of `readers` reads it.
@@ -207,7 +193,7 @@ async fn one_run(dirs: &[PathBuf], ns: NamespaceId, entries: u64) -> Result<Figu
     let started = Instant::now();
     let peers = serving.iter().map(|&i| addrs[i].clone()).collect();
     let (joiner, _) = start_with(&dirs[NODES], peers, options).await?;
-    wait_held(&joiner.handle(), held_now, "the late join").await?;
+    wait_held(&joiner.handle(), held_now, "W9: the late join").await?;
     let join_seconds = started.elapsed().as_secs_f64();
     let mut served: Vec<u64> = serving
         .iter()

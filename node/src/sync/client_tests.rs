@@ -15,19 +15,24 @@ impl Peer for TestPeer {
     }
 }
 
-/// A peer that claims more heads on every page, each page moving on as it must, is read
-/// for [`MAX_HEAD_PAGES`] pages and no more (issue 15, finding 8).
-#[test]
-fn a_peer_that_pages_without_end_is_read_for_a_bounded_number_of_pages() {
+/// A store with nothing written, in a temporary directory, and a client starting from it.
+fn fresh() -> (tempfile::TempDir, Store, Client<TestPeer, u64>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let options = Options {
         durable: false,
         ..Options::default()
     };
     let store = Store::init(dir.path(), options, Access::Open).expect("init");
+    let client = Client::new(b"me".to_vec(), Holdings::of(&store).expect("holdings"));
+    (dir, store, client)
+}
+
+/// A peer that claims more heads on every page, each page moving on as it must, is read
+/// for [`MAX_HEAD_PAGES`] pages and no more (issue 15, finding 8).
+#[test]
+fn a_peer_that_pages_without_end_is_read_for_a_bounded_number_of_pages() {
+    let (_dir, store, mut client) = fresh();
     let ns = store.default_namespace();
-    let mut client: Client<TestPeer, u64> =
-        Client::new(b"me".to_vec(), Holdings::of(&store).expect("holdings"));
     let mut heads: Vec<SignedHead> = (0..MAX_HEAD_PAGES + 8)
         .map(|n| {
             let mut seed = [9u8; 32];
@@ -85,14 +90,7 @@ fn drive(
 /// its peers held when it was called has been advertised.
 #[test]
 fn a_round_is_exchanged_only_when_its_own_exchange_ends() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let options = Options {
-        durable: false,
-        ..Options::default()
-    };
-    let store = Store::init(dir.path(), options, Access::Open).expect("init");
-    let mut client: Client<TestPeer, u64> =
-        Client::new(b"me".to_vec(), Holdings::of(&store).expect("holdings"));
+    let (_dir, store, mut client) = fresh();
     let (a, b) = (TestPeer(1), TestPeer(2));
     let empty = || Response::Heads {
         heads: Vec::new(),
@@ -145,15 +143,8 @@ fn a_round_is_exchanged_only_when_its_own_exchange_ends() {
 /// arrives.
 #[test]
 fn timer_rounds_stretch_while_quiet_and_return_on_change() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let options = Options {
-        durable: false,
-        ..Options::default()
-    };
-    let store = Store::init(dir.path(), options, Access::Open).expect("init");
+    let (_dir, store, mut client) = fresh();
     let ns = store.default_namespace();
-    let mut client: Client<TestPeer, u64> =
-        Client::new(b"me".to_vec(), Holdings::of(&store).expect("holdings"));
     let peer = TestPeer(1);
     let other = SignedHead::sign(&SigningKey::from_bytes(&[3; 32]), ns, 1, [1; 32]);
     // Runs `periods` timer periods, answering each round's heads with other heads when
