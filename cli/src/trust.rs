@@ -86,12 +86,18 @@ pub fn status(out: &mut impl Write, report: &TrustReport) -> std::io::Result<()>
         )?;
     }
     for fork in &report.forks {
+        let mut lengths = fork
+            .proof
+            .branches
+            .each_ref()
+            .map(|branch| branch.head.length);
+        lengths.sort_unstable();
         writeln!(
             out,
-            "FORK:      {} signed two histories (lengths {} and {}); frozen at {}",
-            fork.proof.longer.author,
-            fork.proof.shorter.length,
-            fork.proof.longer.length,
+            "FORK:      {} signed two histories (lengths {} and {}) that part at entry {}: its entries from there on do not count",
+            fork.proof.author(),
+            lengths[0],
+            lengths[1],
             fork.frozen_at
         )?;
     }

@@ -9,11 +9,13 @@ use ed25519_dalek::{Signer, SigningKey};
 use weft_node::access::{self, Cap};
 use weft_node::api::ApiRequest;
 use weft_node::ticket::Ticket;
-use weft_node::wire::{self, Gossip, Refusal, Request, Response, Topic, WireHead, WireRun};
+use weft_node::wire::{
+    self, ForkAnswer, ForkProbe, Gossip, Refusal, Request, Response, Topic, WireHead, WireRun,
+};
 use weft_node::{Multiaddr, PeerId};
 use weft_storage::tree::{self, Frontier, Hash, Node};
 use weft_storage::{
-    AuthorId, Charter, Entry, ForkProof, Grant, Link, Membership, Mode, NamespaceId, Op,
+    AuthorId, Branch, Charter, Entry, ForkProof, Grant, Link, Membership, Mode, NamespaceId, Op,
     SignedHead, Timestamp, VersionHash, VersionId,
 };
 
@@ -115,6 +117,25 @@ fn main() -> std::io::Result<()> {
     write(
         &root,
         "wire",
+        "request-fork",
+        wire::encode(&Request::Fork {
+            topic,
+            cap,
+            author: head.author,
+            probe: ForkProbe::Nodes(vec![(2, 0), (0, 4)]),
+        }),
+    )?;
+    write(
+        &root,
+        "wire",
+        "response-fork",
+        wire::encode(&Response::Fork(ForkAnswer::Branch(Box::new(
+            fork.branches[0].clone(),
+        )))),
+    )?;
+    write(
+        &root,
+        "wire",
         "response-heads",
         wire::encode(&Response::Heads {
             heads: vec![WireHead::from_head(&head)],
@@ -144,7 +165,7 @@ fn main() -> std::io::Result<()> {
         &root,
         "wire",
         "gossip-fork",
-        wire::encode(&Gossip::Fork(fork.clone())),
+        wire::encode(&Gossip::Fork(Box::new(fork.clone()))),
     )?;
     write(
         &root,
@@ -156,8 +177,11 @@ fn main() -> std::io::Result<()> {
         }),
     )?;
     let sealed_ns = NamespaceId([3; 32]);
-    let sealed = access::seal(&sealed_ns, &wire::encode(&Gossip::Fork(fork.clone())))
-        .map_err(std::io::Error::other)?;
+    let sealed = access::seal(
+        &sealed_ns,
+        &wire::encode(&Gossip::Fork(Box::new(fork.clone()))),
+    )
+    .map_err(std::io::Error::other)?;
     write(&root, "wire", "sealed-fork", sealed)?;
 
     for (i, entry) in entries.iter().enumerate() {
@@ -205,8 +229,9 @@ fn main() -> std::io::Result<()> {
         tagged(1, postcard(&bad_charter)),
     )?;
     let mut bad_fork = fork;
-    bad_fork.shorter.signature = unrelated;
-    bad_fork.longer.signature = unrelated;
+    for branch in &mut bad_fork.branches {
+        branch.head.signature = unrelated;
+    }
     write(&root, "signed", "fork", tagged(2, postcard(&bad_fork)))?;
     write(
         &root,
@@ -256,7 +281,8 @@ fn feed(key: &SigningKey, ns: NamespaceId, entries: &[Vec<u8>]) -> (Vec<(Node, H
     (nodes, head)
 }
 
-/// A proof that `key` also signed a 3-entry history unlike the first 3 entries of `head`.
+/// A proof that `key` also signed a 2-entry history that parts from `head`'s after its first
+/// entry.
 fn fork_proof(
     key: &SigningKey,
     ns: NamespaceId,
@@ -270,17 +296,29 @@ fn fork_proof(
             .map(|(_, hash)| *hash)
             .expect("a complete node")
     };
-    let (_, shorter) = feed(key, ns, &[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
-    let held = shorter.length;
+    let first = hash(Node::leaf(0));
+    let other = b"another second entry".to_vec();
+    let mut frontier = Frontier::new(1, vec![first]).expect("one peak");
+    frontier.push(tree::leaf_hash(&other), |_, _| {});
     ForkProof {
-        shorter,
-        longer: head.clone(),
-        peaks: tree::peaks(held).into_iter().map(hash).collect(),
-        extension: tree::extension_nodes(held, head.length)
-            .expect("held <= length")
-            .into_iter()
-            .map(hash)
-            .collect(),
+        agreed: 1,
+        common: vec![first],
+        branches: [
+            Branch {
+                head: head.clone(),
+                leaf: hash(Node::leaf(1)),
+                extension: tree::extension_nodes(2, head.length)
+                    .expect("2 <= length")
+                    .into_iter()
+                    .map(hash)
+                    .collect(),
+            },
+            Branch {
+                head: SignedHead::sign(key, ns, 2, frontier.root()),
+                leaf: tree::leaf_hash(&other),
+                extension: Vec::new(),
+            },
+        ],
     }
 }
 

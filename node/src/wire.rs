@@ -9,12 +9,12 @@
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::{Deserialize, Serialize};
 use weft_storage::tree::Hash;
-use weft_storage::{AuthorId, ForkProof, NamespaceId, Run, SignedHead, SparseRun};
+use weft_storage::{AuthorId, Branch, ForkProof, NamespaceId, Run, SignedHead, SparseRun};
 
 pub use crate::access::Cap;
 
 /// The catch-up protocol's name and version.
-pub const SYNC_PROTOCOL: &str = "/weft/sync/3";
+pub const SYNC_PROTOCOL: &str = "/weft/sync/4";
 
 /// The largest sync message read: a run's byte budget plus room for its framing and proof.
 pub const MAX_MESSAGE: usize = RUN_BYTES + (1 << 20) + 64 * 1024;
@@ -226,16 +226,40 @@ pub enum Request {
         /// The key.
         key: Vec<u8>,
     },
-    /// Whether the server's copy of a feed forks from `head`, the asker's: a run it sent did
-    /// not fit what the asker holds, and the two may hold two branches of one author's feed.
+    /// A step of the asker's search for where the server's copy of a feed parts from its own
+    /// ([`weft_storage::ForkSearch`]): a head or entries the server sent did not fit what the
+    /// asker holds, and the two may hold two branches of one author's feed.
     Fork {
         /// The namespace.
         topic: Topic,
         /// Proof that the asker knows the namespace ([`Cap`]).
         cap: Cap,
-        /// The asker's head of the feed.
-        head: WireHead,
+        /// The feed's author.
+        author: AuthorId,
+        /// What the asker wants of the server's copy.
+        probe: ForkProbe,
     },
+}
+
+/// What a [`Request::Fork`] asks of the server's copy of a feed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum ForkProbe {
+    /// The hashes of these nodes of its tree, each `(depth, offset)`; at most
+    /// [`weft_storage::SEARCH_NODES`].
+    Nodes(Vec<(u32, u64)>),
+    /// Its history from this index on, where the asker found the two part.
+    Branch(u64),
+}
+
+/// The answer to a [`Request::Fork`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum ForkAnswer {
+    /// The hashes of the nodes asked for, in order.
+    Nodes(Vec<Hash>),
+    /// The server's history from the index asked for.
+    Branch(Box<Branch>),
+    /// The server does not hold what was asked in full: the feed, or that much of it.
+    NotHeld,
 }
 
 impl Request {
@@ -288,9 +312,8 @@ pub enum Response {
     Sparse(Option<WireSparse>),
     /// The live versions of the key asked for, one run per author.
     Key(Vec<WireSparse>),
-    /// The proof that the server's copy of the feed forks from the head asked about, or
-    /// `None` when it does not (or the server holds less of it).
-    Fork(Option<Box<ForkProof>>),
+    /// What a fork search asked of the server's copy of a feed.
+    Fork(ForkAnswer),
 }
 
 impl Response {
@@ -325,7 +348,7 @@ pub enum Gossip {
     /// A feed's new head and, when they fit [`PUSH_BYTES`], the entries from `start` up to it.
     Push(WireRun),
     /// A fork just found, so every peer freezes the feed.
-    Fork(ForkProof),
+    Fork(Box<ForkProof>),
 }
 
 /// Why a message could not be read.

@@ -33,7 +33,7 @@ use weft_node::wire::{
     WireRun,
 };
 use weft_storage::{
-    Access, AuthorId, ForkProof, Grant, NamespaceId, Op, SignedHead, Store, VersionId,
+    Access, AuthorId, Branch, ForkProof, Grant, NamespaceId, Op, SignedHead, Store, VersionId, tree,
 };
 
 const REPLICAS: usize = 5;
@@ -279,15 +279,19 @@ fn fresh_key(world: &mut World) -> SigningKey {
     SigningKey::from_bytes(&seed)
 }
 
-/// A valid proof that a fresh key signed two heads of one length: a fork of a feed nobody
-/// holds, as cheap to make as two signatures.
+/// A valid proof that a fresh key signed two histories of one entry each: a fork of a feed
+/// nobody holds, as cheap to make as two signatures.
 fn fresh_fork(world: &mut World, ns: NamespaceId) -> ForkProof {
     let key = fresh_key(world);
-    ForkProof {
-        shorter: SignedHead::sign(&key, ns, 3, [1; 32]),
-        longer: SignedHead::sign(&key, ns, 3, [2; 32]),
-        peaks: Vec::new(),
+    let branch = |leaf: [u8; 32]| Branch {
+        head: SignedHead::sign(&key, ns, 1, tree::root_hash(1, &[leaf])),
+        leaf,
         extension: Vec::new(),
+    };
+    ForkProof {
+        agreed: 0,
+        common: Vec::new(),
+        branches: [branch([1; 32]), branch([2; 32])],
     }
 }
 
@@ -302,7 +306,7 @@ fn fresh_head(world: &mut World, ns: NamespaceId) -> SignedHead {
 fn side_attacks(world: &mut World, replicas: &[Replica], me: usize, ns: NamespaceId) {
     for _ in 0..20 {
         let proof = fresh_fork(world, ns);
-        publish(world, me, &Gossip::Fork(proof));
+        publish(world, me, &Gossip::Fork(Box::new(proof)));
     }
     for _ in 0..10 {
         let head = fresh_head(world, ns);

@@ -90,6 +90,16 @@ pub enum Error {
         /// Why the write would not count.
         reason: crate::members::records::Exclusion,
     },
+    /// This replica's own feed is frozen by a fork: nothing written to it would count.
+    #[error(
+        "this replica's author signed two histories of its feed in namespace {namespace} (is its key in use on another device, or was an older backup written to?); every replica froze the feed at entry {frozen_at}, so nothing written to it counts: give this device an author of its own (`weft init --join` into a fresh data dir)"
+    )]
+    OwnFeedForked {
+        /// The namespace.
+        namespace: NamespaceId,
+        /// Where the feed is frozen.
+        frozen_at: u64,
+    },
     /// A grant or revocation from a replica that does not own the namespace, or in an open one.
     #[error("{0}")]
     NotOwner(String),

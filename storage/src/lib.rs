@@ -56,7 +56,7 @@ mod write;
 pub use changes::{Change, ChangePage, ChangeValue};
 pub use entry::Entry;
 pub use error::{Error, Result};
-pub use fork::{Fork, ForkProof};
+pub use fork::{Branch, Fork, ForkProof, ForkSearch, SEARCH_NODES, SearchStep};
 pub use head::SignedHead;
 pub use ids::{AuthorId, NamespaceId};
 pub use interest::{Interest, InterestError, MAX_INTEREST_BYTES, MAX_PREFIXES};

@@ -34,7 +34,7 @@ const MIGRATIONS: &[Migration] = &[
             txn.open_table(tables::CHARTERS)?;
             txn.open_table(tables::EXCLUDED)?;
             txn.open_table(tables::FUTURE)?;
-            txn.open_table(tables::FORKS)?;
+            txn.open_table(replaced::FORKS_1)?;
             Ok(())
         },
     },
@@ -57,6 +57,18 @@ const MIGRATIONS: &[Migration] = &[
         adds: "links that name the superseded entry's hash: the view is rebuilt",
         run: rebuild_view_for_hashed_links,
     },
+    Migration {
+        adds: "fork proofs that name where the histories part",
+        // A proof of the old kind cannot say where the histories part, so it cannot become
+        // one of the new; it is dropped, and the fork is proven again the next time a peer
+        // on the other branch is met (the feed's entries, which the old freeze kept
+        // counting, count until then).
+        run: |txn| {
+            txn.delete_table(replaced::FORKS_1)?;
+            txn.open_table(tables::FORKS)?;
+            Ok(())
+        },
+    },
 ];
 
 /// Tables of earlier schemas that a later migration replaces.
@@ -67,6 +79,7 @@ mod replaced {
     pub const SUPERSEDED_1: TableDefinition<&[u8], ()> = TableDefinition::new("superseded-1");
     pub const EXCLUDED_VERSIONS_1: TableDefinition<&[u8], ()> =
         TableDefinition::new("excluded-versions-1");
+    pub const FORKS_1: TableDefinition<&[u8], &[u8]> = TableDefinition::new("forks-1");
 }
 
 /// The [`META`] key set while the view must be rebuilt from the feeds before the store is

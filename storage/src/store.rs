@@ -20,7 +20,9 @@ use crate::interest::Interest;
 use crate::members::records::{Charter, Mode, RESERVED_PREFIX};
 use crate::migrations;
 use crate::rows::{FeedRecord, feed_of, with_entry};
-use crate::tables::{self, CHARTERS, ENTRIES, FEED_IDS, FEEDS, INTERESTS, META, NAMESPACES, VIEW};
+use crate::tables::{
+    self, CHARTERS, ENTRIES, FEED_IDS, FEEDS, FORKS, INTERESTS, META, NAMESPACES, VIEW,
+};
 use crate::tree::Hash;
 use crate::view::{Gate, ViewTables, rebuild_namespace};
 
@@ -180,6 +182,9 @@ pub struct Store {
     /// when longer than what is held here (a replica restored from an older backup): writes
     /// wait until sync has fetched the rest back, or the next one would fork the feed.
     own_elsewhere: Mutex<HashMap<NamespaceId, u64>>,
+    /// Per namespace number, where each feed frozen by a fork stops counting
+    /// ([`crate::fork`]), mirrored from [`tables::FORKS`].
+    frozen: Mutex<HashMap<u32, HashMap<AuthorId, u64>>>,
 }
 
 /// Who may write a namespace [`Store::init`] creates.
@@ -440,6 +445,7 @@ impl Store {
             interests.insert(NamespaceId(*ns.value()), interest);
         }
         let clock = Clock::new(floor, options.clock_ahead);
+        let frozen = read_frozen(&txn)?;
         let store = Store {
             dir: dir.to_owned(),
             db,
@@ -453,6 +459,7 @@ impl Store {
             charters,
             commits: AtomicU64::new(0),
             own_elsewhere: Mutex::new(HashMap::new()),
+            frozen: Mutex::new(frozen),
         };
         if reindex {
             let replayed = store.reindex()?;
@@ -567,6 +574,15 @@ impl Store {
         self.commit(txn)
     }
 
+    pub(crate) fn frozen_feeds(&self) -> MutexGuard<'_, HashMap<u32, HashMap<AuthorId, u64>>> {
+        self.frozen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Where a fork froze `author`'s feed in namespace number `ns`, if one did.
+    pub(crate) fn frozen_at(&self, ns: u32, author: &AuthorId) -> Option<u64> {
+        self.frozen_feeds().get(&ns)?.get(author).copied()
+    }
+
     pub(crate) fn own_elsewhere(&self) -> MutexGuard<'_, HashMap<NamespaceId, u64>> {
         self.own_elsewhere
             .lock()
@@ -649,28 +665,29 @@ impl Store {
 
     /// The gate that decides which of `ns`'s entries count in the view.
     pub(crate) fn gate(&self, ns: &NamespaceId) -> Result<Gate> {
-        Ok(Gate::new(
-            self.namespace_number(ns)?,
+        let number = self.namespace_number(ns)?;
+        Ok(self.gate_of(ns, number))
+    }
+
+    fn gate_of(&self, ns: &NamespaceId, number: u32) -> Gate {
+        Gate::new(
+            number,
             self.charters.get(ns),
             self.options.max_future,
             Some(self.author),
             self.clock_now(),
-        ))
+            self.frozen_feeds()
+                .get(&number)
+                .cloned()
+                .unwrap_or_default(),
+        )
     }
 
     /// The gate of every namespace held.
     pub(crate) fn gates(&self) -> Vec<Gate> {
         self.namespaces
             .iter()
-            .map(|(ns, number)| {
-                Gate::new(
-                    *number,
-                    self.charters.get(ns),
-                    self.options.max_future,
-                    Some(self.author),
-                    self.clock_now(),
-                )
-            })
+            .map(|(ns, number)| self.gate_of(ns, *number))
             .collect()
     }
 
@@ -752,4 +769,33 @@ fn read_secret(path: &Path) -> Result<SigningKey> {
             reason: "not a 64-hex-digit secret key".into(),
         })?;
     Ok(SigningKey::from_bytes(&bytes))
+}
+
+/// Where each frozen feed of a store stops counting, by namespace number and author.
+fn read_frozen(txn: &redb::ReadTransaction) -> Result<HashMap<u32, HashMap<AuthorId, u64>>> {
+    let mut out: HashMap<u32, HashMap<AuthorId, u64>> = HashMap::new();
+    for row in txn.open_table(FORKS)?.iter()? {
+        let (key, bytes) = row?;
+        let key = key.value();
+        let (Some(ns), Some(author)) = (
+            key.get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes),
+            key.get(4..36).and_then(|b| b.try_into().ok()).map(AuthorId),
+        ) else {
+            return Err(Error::Damaged("a fork record has a malformed key".into()));
+        };
+        out.entry(ns)
+            .or_default()
+            .insert(author, frozen_length(bytes.value())?);
+    }
+    Ok(out)
+}
+
+/// Where the fork recorded as `bytes` (a [`tables::FORKS`] value) freezes its feed: a
+/// [`crate::ForkProof`] begins with it, so it is read without decoding the rest.
+pub(crate) fn frozen_length(bytes: &[u8]) -> Result<u64> {
+    postcard::take_from_bytes::<u64>(bytes)
+        .map(|(agreed, _)| agreed)
+        .map_err(|e| Error::Damaged(format!("a fork record does not decode ({e})")))
 }

@@ -97,12 +97,11 @@ pub const EXCLUDED_VERSIONS: TableDefinition<&[u8], &[u8; 32]> =
 /// whose time has come are one range read away.
 pub const FUTURE: TableDefinition<&[u8], ()> = TableDefinition::new("future-1");
 
-/// `namespace number (u32 BE) ‖ author (32 bytes) → postcard (frozen length u64, ForkProof)`:
-/// feeds frozen because their author signed two heads that cannot both be true
-/// ([`crate::fork::ForkProof`]). A frozen feed takes no more entries past the length held
-/// when the fork was found; the key is the [`FEED_IDS`] key, so a feed not held yet is frozen
-/// too.
-pub const FORKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("forks-1");
+/// `namespace number (u32 BE) ‖ author (32 bytes) → postcard ForkProof`: feeds frozen because
+/// their author signed two histories ([`crate::fork::ForkProof`]), each with the proof that
+/// parts them earliest. A frozen feed takes no more entries, and its entries from where the
+/// histories part on do not count.
+pub const FORKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("forks-2");
 
 /// The [`FUTURE`] key of entry `seq` of `feed` with timestamp `time`.
 pub fn future_key(time: u64, feed: u64, seq: u64) -> [u8; 24] {

@@ -89,8 +89,9 @@ impl Store {
 
 impl Store {
     /// Puts the store back to how an earlier build left it at `schema` 4: the view lived in
-    /// tables of the old layout (here one junk row of `view-1`) and today's view tables do not
-    /// exist. The next open must migrate and rebuild the view from the feeds.
+    /// tables of the old layout (here one junk row of `view-1`), forks in `forks-1` (one junk
+    /// row), and today's tables for them do not exist. The next open must migrate and rebuild
+    /// the view from the feeds.
     pub fn rewind_to_schema_4(&self) -> Result<()> {
         let txn = self.db().begin_write()?;
         txn.delete_table(crate::tables::VIEW)?;
@@ -99,6 +100,10 @@ impl Store {
         let old: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("view-1");
         txn.open_table(old)?
             .insert(&b"junk"[..], &b"of the old layout"[..])?;
+        txn.delete_table(crate::tables::FORKS)?;
+        let old_forks: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("forks-1");
+        txn.open_table(old_forks)?
+            .insert(&[0u8; 36][..], &b"a proof of the old kind"[..])?;
         txn.open_table(crate::tables::META)?
             .insert("schema", &[4][..])?;
         txn.commit()?;

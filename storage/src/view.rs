@@ -339,17 +339,21 @@ pub(crate) struct Gate {
     /// Each author's membership read so far, with the timestamp of the owner's record of it.
     members: HashMap<AuthorId, Option<(Membership, Timestamp)>>,
     pub membership_changed: bool,
+    /// Where each feed frozen by a fork stops counting.
+    frozen: HashMap<AuthorId, u64>,
 }
 
 impl Gate {
     /// The gate of namespace number `ns` under `charter` (none: open), judging timestamps
-    /// of authors other than `local` against `now` (this replica's clock) plus `max_future`.
+    /// of authors other than `local` against `now` (this replica's clock) plus `max_future`,
+    /// with the feeds in `frozen` counted only up to where their forks part.
     pub fn new(
         ns: u32,
         charter: Option<&Charter>,
         max_future: Duration,
         local: Option<AuthorId>,
         now: Timestamp,
+        frozen: HashMap<AuthorId, u64>,
     ) -> Gate {
         let max_future = uhlc::NTP64::from(max_future).as_u64();
         Gate {
@@ -360,7 +364,13 @@ impl Gate {
             max_future,
             members: HashMap::new(),
             membership_changed: false,
+            frozen,
         }
+    }
+
+    /// Counts `author`'s feed only up to `at` from now on, for a fork just proven.
+    pub fn freeze(&mut self, author: AuthorId, at: u64) {
+        self.frozen.insert(author, at);
     }
 
     /// Why entry `id` does not count, or `None` when it does.
@@ -371,6 +381,9 @@ impl Gate {
         id: VersionId,
         entry: &Entry<'_>,
     ) -> Result<Option<Exclusion>> {
+        if self.frozen.get(&id.author).is_some_and(|&at| id.seq >= at) {
+            return Ok(Some(Exclusion::Forked));
+        }
         let is_owner = self.owner == Some(id.author);
         if entry.key.starts_with(RESERVED_PREFIX)
             && !(is_owner && entry.key.starts_with(MEMBER_PREFIX))

@@ -64,6 +64,12 @@ impl Store {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(frozen_at) = self.frozen_at(ns_number, &self.author()) {
+            return Err(Error::OwnFeedForked {
+                namespace: *ns,
+                frozen_at,
+            });
+        }
         let mut txn = self.db().begin_write()?;
         txn.set_durability(self.durability())?;
         let mut ids = Vec::with_capacity(ops.len());
@@ -188,8 +194,15 @@ impl Store {
             .into_iter()
             .filter_map(|ns| Some((self.namespace_number(&ns).ok()?, ns)))
             .collect();
-        let bound =
-            Gate::new(0, None, self.options().max_future, None, self.clock_now()).future_after;
+        let bound = Gate::new(
+            0,
+            None,
+            self.options().max_future,
+            None,
+            self.clock_now(),
+            HashMap::new(),
+        )
+        .future_after;
         let end = future_key(bound, u64::MAX, u64::MAX);
         {
             let txn = self.db().begin_read()?;

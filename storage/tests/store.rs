@@ -727,8 +727,9 @@ fn reindex_logs_only_what_it_changes_and_pruned_winners_say_so() {
     assert!(replay::read_changes(&store, &ns, b"", next).0.len() == 1);
 }
 
-/// A store of schema 4 kept its view in tables whose layout links without hashes; opening
-/// it with this build drops them and rebuilds the view from the feeds, once.
+/// A store of schema 4 kept its view in tables whose layout links without hashes, and fork
+/// proofs that cannot say where two histories part; opening it with this build drops them and
+/// rebuilds the view from the feeds, once.
 #[test]
 fn a_schema_4_store_is_migrated_and_its_view_rebuilt() {
     let (dir, store) = fresh();
@@ -750,6 +751,8 @@ fn a_schema_4_store_is_migrated_and_its_view_rebuilt() {
     let tables = store.table_names().expect("tables");
     assert!(!tables.iter().any(|t| t == "view-1"), "{tables:?}");
     assert!(tables.iter().any(|t| t == "view-2"), "{tables:?}");
+    assert!(!tables.iter().any(|t| t == "forks-1"), "{tables:?}");
+    assert!(store.forks(&ns).expect("forks").is_empty());
     assert!(store.verify().expect("verify").is_clean());
     // The rebuilt view takes writes as ever: an overwrite supersedes what it saw.
     store.put(&ns, b"kept", b"three").expect("put");

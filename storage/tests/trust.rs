@@ -6,8 +6,8 @@ use crate::common::{held, options, replay};
 use std::time::Duration;
 
 use weft_storage::{
-    Access, Charter, Error, Exclusion, Grant, IngestError, Ingested, Invalid, Membership,
-    NamespaceId, Options, Store, Timestamp,
+    Access, Charter, Error, Exclusion, ForkProof, Grant, IngestError, Ingested, Invalid,
+    Membership, NamespaceId, Options, SearchStep, Store, Timestamp,
 };
 
 fn init(access: Access) -> (tempfile::TempDir, Store) {
@@ -425,100 +425,151 @@ fn twins(origin: &Store) -> ((tempfile::TempDir, Store), (tempfile::TempDir, Sto
     )
 }
 
+/// What two nodes' sync does when one holds a head that does not fit the other's tree: walks
+/// the holder's tree to where the histories part and puts the proof together there.
+fn find_fork(asker: &Store, holder: &Store, head: &weft_storage::SignedHead) -> Option<ForkProof> {
+    let mut search = asker.suspect_fork(head).expect("suspect")?;
+    let at = loop {
+        let theirs = holder
+            .node_hashes(&search.namespace, &search.author, &search.asked)
+            .expect("nodes")
+            .expect("the holder holds them");
+        match asker.fork_search_step(search, &theirs).expect("step") {
+            SearchStep::Ask(next) => search = next,
+            SearchStep::Found(at) => break at,
+            SearchStep::Agree => return None,
+        }
+    };
+    let branch = holder
+        .branch_at(&head.namespace, &head.author, at)
+        .expect("branch")
+        .expect("held");
+    asker
+        .prove_fork(&head.namespace, &head.author, at, branch)
+        .expect("a fork")
+}
+
 #[test]
-fn forks_are_proven_recorded_and_freeze_the_feed() {
+fn forks_freeze_every_replica_where_the_histories_part() {
     let (_a, origin) = init(Access::Open);
     let ns: NamespaceId = origin.default_namespace();
     let ((_x, left), (_y, right)) = twins(&origin);
-    assert_eq!(left.author(), right.author());
-    for i in 0..3u8 {
+    let author = left.author();
+    assert_eq!(author, right.author());
+    for i in 0..5u8 {
+        left.put(&ns, &[b'k', i], b"x").expect("put");
+    }
+    // A third device with the same key that has seen only the first two entries.
+    let (_z, third) = join_with(&origin, options(), Some([42; 32]));
+    let first_two = left
+        .read_run(&ns, &author, 0, 2, usize::MAX)
+        .expect("read")
+        .expect("a run");
+    third.ingest(&first_two).expect("ingest");
+    pull_feed(&left, &right, author);
+    for i in 5..8u8 {
         left.put(&ns, &[b'l', i], b"x").expect("put");
     }
-    for i in 0..2u8 {
+    for i in 5..7u8 {
         right.put(&ns, &[b'r', i], b"x").expect("put");
     }
-    let author = left.author();
-    let right_head = right.head(&ns, &author).expect("head").expect("held");
+    third.put(&ns, b"t2", b"x").expect("put");
+    let head = |store: &Store| store.head(&ns, &author).expect("head").expect("held");
+    let (left_head, right_head, third_head) = (head(&left), head(&right), head(&third));
 
     let (_r, reader) = join(&origin);
     pull(&left, &reader);
-    let proof = reader
-        .check_head(&right_head)
-        .expect("check")
-        .expect("a shorter head off the held tree is a fork");
+    assert_eq!(held(&reader, &author), 8);
+    assert_eq!(find_fork(&reader, &left, &left_head), None, "one history");
+    let proof = find_fork(&reader, &right, &right_head).expect("a shorter head off the tree");
+    assert_eq!(proof.agreed, 5, "the first entry the histories differ in");
     assert_eq!(proof.verify(), Ok(()));
-    let mut forged = right_head.clone();
-    forged.signature[0] ^= 1;
-    assert_eq!(
-        reader.check_head(&forged).expect("check"),
-        None,
-        "a forged head proves nothing"
-    );
 
     assert!(reader.record_fork(&proof).expect("record"));
     assert!(
         !reader.record_fork(&proof).expect("record"),
         "recorded twice"
     );
-    let forks = reader.forks(&ns).expect("forks");
-    assert_eq!(forks.len(), 1);
-    assert_eq!(forks[0].frozen_at, 3);
-    left.put(&ns, b"l3", b"x").expect("put");
+    assert_eq!(reader.forks(&ns).expect("forks")[0].frozen_at, 5);
+    assert_eq!(get(&reader, b"k\x04").as_deref(), Some(&b"x"[..]));
+    assert_eq!(get(&reader, b"l\x05"), None, "past the fork nothing counts");
+    assert_eq!(excluded(&reader), vec![(Exclusion::Forked, 3)]);
+    assert_clean(&reader);
+    assert_eq!(
+        reader.suspect_fork(&right_head).expect("suspect"),
+        None,
+        "a frozen feed is searched no more"
+    );
+    left.put(&ns, b"l8", b"x").expect("put");
     let run = left
-        .read_run(&ns, &author, 3, usize::MAX, usize::MAX)
+        .read_run(&ns, &author, 8, usize::MAX, usize::MAX)
         .expect("read")
         .expect("a run");
     assert_eq!(
         reader.ingest(&run).expect("ingest"),
-        Ingested::Frozen { held: 3 }
+        Ingested::Frozen { held: 8 }
     );
-    assert_eq!(get(&reader, b"l\x02").as_deref(), Some(&b"x"[..]));
+
+    // The replica on the other branch counts the same entries once it holds the proof, and
+    // its author can no longer write to the feed.
+    assert!(right.record_fork(&proof).expect("record"));
+    assert_eq!(get(&right, b"r\x05"), None);
+    assert_eq!(get(&right, b"k\x04").as_deref(), Some(&b"x"[..]));
+    assert_eq!(
+        replay::view(&right, &ns, b""),
+        replay::view(&reader, &ns, b"")
+    );
+    assert!(matches!(
+        right.put(&ns, b"more", b"x"),
+        Err(Error::OwnFeedForked { frozen_at: 5, .. })
+    ));
+
+    // A third history that parts earlier moves every replica back to where it parts.
+    let earlier = find_fork(&left, &third, &third_head).expect("a fork at 2");
+    assert_eq!(earlier.agreed, 2);
+    assert!(reader.record_fork(&earlier).expect("record"));
+    assert!(
+        !reader.record_fork(&proof).expect("record"),
+        "the lowest point wins"
+    );
+    assert_eq!(reader.forks(&ns).expect("forks")[0].frozen_at, 2);
+    assert_eq!(get(&reader, b"k\x01").as_deref(), Some(&b"x"[..]));
+    assert_eq!(get(&reader, b"k\x02"), None);
     assert_clean(&reader);
 
-    // A replica that holds nothing of the feed keeps no proof of it (or anyone could fill
-    // it with proofs about fresh keys), and a fork of a held feed freezes it there.
+    // A replica that holds nothing of the feed keeps no proof of it (or anyone could fill it
+    // with proofs about fresh keys).
     let (_o, other) = join(&origin);
     assert!(!other.record_fork(&proof).expect("record"));
     assert!(other.forks(&ns).expect("forks").is_empty());
-    let first = left
-        .read_run(&ns, &author, 0, 1, usize::MAX)
-        .expect("read")
-        .expect("a run");
-    other.ingest(&first).expect("ingest");
-    assert!(other.record_fork(&proof).expect("record"));
-    assert_eq!(other.forks(&ns).expect("forks")[0].frozen_at, 1);
-    assert!(matches!(
-        other.ingest(&run).expect("ingest"),
-        Ingested::Frozen { held: 1 }
-    ));
 
-    // Equal lengths, different roots.
-    right.put(&ns, b"r2", b"x").expect("put");
-    right.put(&ns, b"r3", b"x").expect("put");
-    let (_s, second) = join(&origin);
-    pull(&left, &second);
-    let left_head = left.head(&ns, &author).expect("head").expect("held");
-    let equal_len = right.head(&ns, &author).expect("head").expect("held");
-    assert_eq!((left_head.length, equal_len.length), (4, 4));
-    assert_eq!(
-        second.check_head(&left_head).expect("check"),
-        None,
-        "its own head is no fork"
-    );
-    let proof = second
-        .check_head(&equal_len)
-        .expect("check")
-        .expect("equal lengths, other roots");
-    assert_eq!(proof.verify(), Ok(()));
-
-    // A proof of two consistent heads is refused as the sender's fault.
+    // A proof of one history twice is refused as its sender's fault; so are answers to a
+    // search that do not fit what was asked.
+    pull_feed(&left, &other, author);
     let mut bogus = proof.clone();
-    bogus.shorter = left_head;
+    bogus.branches[1] = bogus.branches[0].clone();
     assert!(matches!(
-        second.record_fork(&bogus),
+        other.record_fork(&bogus),
         Err(IngestError::Invalid(Invalid::Fork(_)))
     ));
-    assert!(second.forks(&ns).expect("forks").is_empty());
+    let search = other
+        .suspect_fork(&right_head)
+        .expect("suspect")
+        .expect("a search");
+    assert!(matches!(
+        other.fork_search_step(search, &[]),
+        Err(IngestError::Invalid(Invalid::Fork(_)))
+    ));
+    let mut forged = right
+        .branch_at(&ns, &author, 5)
+        .expect("branch")
+        .expect("held");
+    forged.leaf[0] ^= 1;
+    assert!(matches!(
+        other.prove_fork(&ns, &author, 5, forged),
+        Err(IngestError::Invalid(Invalid::Fork(_)))
+    ));
+    assert!(other.forks(&ns).expect("forks").is_empty());
 }
 
 /// A remote read passes the gates catch-up does: a version this replica would keep out of its

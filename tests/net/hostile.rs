@@ -227,10 +227,14 @@ async fn expect_cut_off(root: &std::path::Path, ns: NamespaceId, mut scenario: S
     let back = tokio::time::timeout(LIMIT, async {
         hostile.dial(victim.addr()).expect("dial the victim");
         loop {
-            if let SwarmEvent::ConnectionClosed { peer_id, .. } = hostile.select_next_some().await
-                && peer_id == victim_peer
-            {
-                return;
+            // Dropped once up, or refused while the connection is still being set up.
+            match hostile.select_next_some().await {
+                SwarmEvent::ConnectionClosed { peer_id, .. }
+                | SwarmEvent::OutgoingConnectionError {
+                    peer_id: Some(peer_id),
+                    ..
+                } if peer_id == victim_peer => return,
+                _ => {}
             }
         }
     })

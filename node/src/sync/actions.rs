@@ -4,7 +4,7 @@
 use std::fmt;
 
 use weft_storage::tree::ProofError;
-use weft_storage::{AuthorId, Invalid, NamespaceId, VersionInfo};
+use weft_storage::{AuthorId, ForkSearch, Invalid, NamespaceId, VersionInfo};
 
 use super::FeedId;
 use super::jobs::Job;
@@ -37,13 +37,25 @@ pub enum Pending {
         /// Its query number.
         query: u64,
     },
-    /// Whether the peer's copy of `feed` forks from what is held here.
+    /// A step of a search for where the peer's copy of `feed` parts from what is held here.
     Fork {
         /// The feed.
         feed: FeedId,
-        /// The peer's fault if it proves no fork: what it sent did not verify.
-        fault: Fault,
+        /// The peer's fault if its copy shows no fork: what it sent did not verify. `None`
+        /// when only a head it sent did not fit (it may have relayed it).
+        fault: Option<Fault>,
+        /// What was asked.
+        step: ForkStep,
     },
+}
+
+/// What a step of a fork search asked a peer for.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ForkStep {
+    /// The hashes of these nodes of its tree.
+    Nodes(ForkSearch),
+    /// Its branch from this index, where the histories part.
+    Branch(u64),
 }
 
 /// What the runner must do.

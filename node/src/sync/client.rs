@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use tracing::{debug, warn};
-use weft_storage::{AuthorId, IngestError, Ingested, Interest, NamespaceId, Run, SignedHead};
+use weft_storage::{AuthorId, IngestError, Ingested, Interest, NamespaceId, Run};
 
 use super::actions::{Action, Fault, Pending, Verdict};
 use super::holdings::Holdings;
@@ -27,13 +27,15 @@ use super::{FeedId, Peer};
 use crate::access::Cap;
 use crate::wire::{
     FORKS_PER_RESPONSE, Gossip, HEADS_PER_RESPONSE, RUN_ENTRIES, Refusal, Request, Response, Topic,
-    WireHead, WireRun, WireSparse,
+    WireRun, WireSparse,
 };
 
 /// Pages of heads one exchange reads from a peer: 262,144 authors at 4,096 a page. Past it
 /// the exchange ends (a peer can make up authors without end), and the next round starts
 /// again from the first page.
 pub const MAX_HEAD_PAGES: u32 = 64;
+
+mod forks;
 
 /// The asking side of the sync protocol for one replica.
 pub struct Client<P, G> {
@@ -183,20 +185,6 @@ impl<P: Peer, G> Client<P, G> {
                 page,
                 round,
             },
-        }
-    }
-
-    /// Asks `peer` whether its copy of `feed` forks from `held`, the head held here, before
-    /// charging it `fault`: a run that does not fit may be another branch, honestly sent.
-    fn ask_fork(&self, peer: P, feed: FeedId, held: &SignedHead, fault: Fault) -> Action<P, G> {
-        Action::Send {
-            request: Request::Fork {
-                topic: Topic::of(&feed.0),
-                cap: self.cap(&feed.0, &peer),
-                head: WireHead::from_head(held),
-            },
-            peer,
-            pending: Pending::Fork { feed, fault },
         }
     }
 
@@ -385,26 +373,8 @@ impl<P: Peer, G> Client<P, G> {
                 self.rounds.ended(peer, ns, round);
                 Vec::new()
             }
-            (Pending::Fork { feed, fault }, Response::Fork(Some(proof)))
-                if (proof.longer.namespace, proof.longer.author) == feed =>
-            {
-                vec![Action::Store(Job(JobKind::CheckFork {
-                    peer,
-                    feed,
-                    proof,
-                    fault,
-                }))]
-            }
-            (Pending::Fork { fault, .. }, Response::Fork(_)) => vec![self.penalize(peer, fault)],
-            (Pending::Fork { fault, .. }, Response::Refused(reason)) => {
-                // A busy peer is asked again when its next run does not fit; one that holds
-                // nothing of the feed it just sent has no excuse.
-                if reason == Refusal::Busy {
-                    debug!(?peer, "fork check refused: busy");
-                    Vec::new()
-                } else {
-                    vec![self.penalize(peer, fault)]
-                }
+            (Pending::Fork { feed, fault, step }, response) => {
+                self.on_fork_answer(peer, (feed, fault, step), response)
             }
             (pending, _) => {
                 let mut actions = match pending {
@@ -456,6 +426,7 @@ impl<P: Peer, G> Client<P, G> {
                 ns,
                 live,
                 new_forks,
+                suspects,
                 bad,
                 next,
                 round,
@@ -463,11 +434,14 @@ impl<P: Peer, G> Client<P, G> {
                 if let Some(fault) = bad {
                     return vec![self.penalize(peer, fault)];
                 }
+                for search in suspects {
+                    actions.push(self.search_fork(peer.clone(), search, None));
+                }
                 for proof in new_forks {
-                    self.scheduler.freeze((ns, proof.longer.author));
+                    self.scheduler.freeze((ns, proof.author()));
                     actions.push(Action::Publish {
                         ns,
-                        message: Gossip::Fork(proof),
+                        message: Gossip::Fork(Box::new(proof)),
                     });
                 }
                 for (author, length) in live {
@@ -537,40 +511,25 @@ impl<P: Peer, G> Client<P, G> {
                     }
                 }
             }
-            DoneKind::ForkChecked {
+            DoneKind::ForkSearched {
                 peer,
                 feed,
-                proof,
                 fault,
-                result,
-            } => match result {
-                Ok(new) => {
-                    // The peer holds another branch: it sent what it holds, honestly.
-                    self.scheduler.freeze(feed);
-                    if new {
-                        actions.push(Action::Publish {
-                            ns: feed.0,
-                            message: Gossip::Fork(*proof),
-                        });
-                    }
-                }
-                Err(IngestError::Invalid(_)) => actions.push(self.penalize(peer, fault)),
-                Err(e) => warn!(error = %e, "recording a fork"),
-            },
+                step,
+            } => actions.extend(self.on_fork_searched(peer, feed, fault, step)),
+            DoneKind::ForkProven { peer, feed, result } => {
+                actions.extend(self.on_fork_proven(peer, feed, result));
+            }
             DoneKind::Ingested {
                 feed,
                 source,
                 result,
                 held,
-                fork,
+                suspect,
                 branch,
             } => {
-                if let Some(proof) = fork {
-                    self.scheduler.freeze(feed);
-                    actions.push(Action::Publish {
-                        ns: feed.0,
-                        message: Gossip::Fork(*proof),
-                    });
+                if let Some(search) = suspect {
+                    actions.push(self.search_fork(source.peer().clone(), *search, None));
                 }
                 if let Ok(Ingested::Frozen { .. }) = result {
                     self.scheduler.freeze(feed);
@@ -609,7 +568,7 @@ impl<P: Peer, G> Client<P, G> {
                         }
                         let fault = Fault::Invalid(invalid);
                         actions.push(match branch {
-                            Some(held) => self.ask_fork(peer, feed, &held, fault),
+                            Some(search) => self.search_fork(peer, *search, Some(fault)),
                             None => self.penalize(peer, fault),
                         });
                     }
@@ -690,8 +649,8 @@ impl<P: Peer, G> Client<P, G> {
                 debug!("store busy; heads are exchanged again next round");
                 Vec::new()
             }
-            JobKind::CheckFork { .. } => {
-                debug!("store busy; dropping a peer's fork proof, to be asked for again");
+            JobKind::SearchFork { .. } | JobKind::ProveFork { .. } => {
+                debug!("store busy; dropping a fork search, to be started again");
                 Vec::new()
             }
             JobKind::MergeRemote { query, .. } => vec![Action::Answer {
@@ -733,7 +692,7 @@ impl<P: Peer, G> Client<P, G> {
                 )]
             }
             Gossip::Fork(proof) => {
-                if proof.longer.namespace != ns {
+                if proof.namespace() != ns {
                     return vec![
                         Action::Validate {
                             peer: peer.clone(),
@@ -743,7 +702,7 @@ impl<P: Peer, G> Client<P, G> {
                         self.penalize(peer, Fault::ForeignFork),
                     ];
                 }
-                let feed = (ns, proof.longer.author);
+                let feed = (ns, proof.author());
                 vec![Action::Store(Job(JobKind::RecordFork {
                     peer,
                     message,

@@ -5,8 +5,9 @@ use std::collections::{HashMap, HashSet};
 
 use tracing::warn;
 use weft_storage::{
-    AuthorId, ForkProof, IngestError, Ingested, Invalid, Membership, NamespaceId, Run, SignedHead,
-    SparseRun, Store, VersionInfo, tree::ProofError,
+    AuthorId, Branch, ForkProof, ForkSearch, IngestError, Ingested, Invalid, Membership,
+    NamespaceId, Run, SearchStep, SignedHead, SparseRun, Store, VersionInfo, tree::Hash,
+    tree::ProofError,
 };
 
 use super::FeedId;
@@ -68,13 +69,22 @@ pub(crate) enum JobKind<P, G> {
         key: Vec<u8>,
         runs: Vec<SparseRun>,
     },
-    /// Check and record the fork proof a peer sent to explain a run that did not fit what is
-    /// held here; `fault` is charged to it if the proof proves nothing.
-    CheckFork {
+    /// Compare a peer's node hashes with this replica's, a step of a fork search; `fault`
+    /// is what the peer is charged if its copy shows no fork (what it sent did not fit).
+    SearchFork {
         peer: P,
         feed: FeedId,
-        proof: Box<ForkProof>,
-        fault: Fault,
+        search: ForkSearch,
+        hashes: Vec<Hash>,
+        fault: Option<Fault>,
+    },
+    /// Make and record the fork proof from a peer's branch where a search found the
+    /// histories part.
+    ProveFork {
+        peer: P,
+        feed: FeedId,
+        at: u64,
+        branch: Box<Branch>,
     },
     /// Digest what is held in each of `namespaces`, to exchange heads with `peers`.
     Digest {
@@ -87,7 +97,7 @@ pub(crate) enum JobKind<P, G> {
         peer: P,
         message: G,
         feed: FeedId,
-        proof: ForkProof,
+        proof: Box<ForkProof>,
     },
 }
 
@@ -102,12 +112,13 @@ pub(crate) enum DoneKind<P, G> {
         source: Source<P, G>,
         result: Result<Ingested, IngestError>,
         held: u64,
-        /// A fork the run's head proved against what is held, just recorded.
-        fork: Option<Box<ForkProof>>,
+        /// When the run's head does not fit what is held: the search with its sender for
+        /// where the two part.
+        suspect: Option<Box<ForkSearch>>,
         /// When the entries did not rebuild the root of a validly signed head over what is
-        /// held: the head held. The sender may hold another branch of a forked feed rather
-        /// than have sent bad entries, so it is asked for the proof before it is blamed.
-        branch: Option<Box<SignedHead>>,
+        /// held: the sender may hold another branch of a forked feed rather than have sent
+        /// bad entries, so this search runs before it is blamed.
+        branch: Option<Box<ForkSearch>>,
     },
     Digested {
         peers: Vec<P>,
@@ -115,20 +126,27 @@ pub(crate) enum DoneKind<P, G> {
         digests: Vec<(NamespaceId, Option<[u8; 32]>)>,
         round: u64,
     },
-    ForkChecked {
+    ForkSearched {
         peer: P,
         feed: FeedId,
-        proof: Box<ForkProof>,
-        fault: Fault,
-        result: Result<bool, IngestError>,
+        fault: Option<Fault>,
+        step: Result<SearchStep, IngestError>,
+    },
+    /// A proof made from a peer's branch, and whether it was kept (new, or parting earlier).
+    ForkProven {
+        peer: P,
+        feed: FeedId,
+        result: Result<Option<(Box<ForkProof>, bool)>, IngestError>,
     },
     HeadsChecked {
         peer: P,
         ns: NamespaceId,
         /// The heads of feeds that are not frozen, to sync.
         live: Vec<(AuthorId, u64)>,
-        /// Forks found or learnt that were not known before.
+        /// Forks learnt that were not known before.
         new_forks: Vec<ForkProof>,
+        /// Heads that do not fit what is held: a search with the peer for each.
+        suspects: Vec<ForkSearch>,
         /// What the peer sent that does not hold: a bad signature, a fork proof that proves
         /// nothing.
         bad: Option<Fault>,
@@ -170,7 +188,7 @@ impl<P, G> Job<P, G> {
                     Incoming::Run(run) => (store.ingest(run), &run.head),
                     Incoming::Sparse(run) => (store.ingest_sparse(run), &run.head),
                 };
-                let mut fork = None;
+                let mut suspect = None;
                 let result = match result {
                     Ok(Ingested::Gap { .. } | Ingested::AlreadyHeld { .. }) => {
                         // Nothing was verified: check the head before believing or
@@ -179,7 +197,7 @@ impl<P, G> Job<P, G> {
                             Err(e) => Err(IngestError::Invalid(Invalid::Proof(e))),
                             Ok(()) => {
                                 // A head at or below what is held must fit the held tree.
-                                fork = record_new_fork(store, head).map(Box::new);
+                                suspect = suspect_fork(store, head).map(Box::new);
                                 result
                             }
                         }
@@ -190,7 +208,13 @@ impl<P, G> Job<P, G> {
                     Err(IngestError::Invalid(Invalid::Proof(ProofError::RootMismatch)))
                         if head.verify().is_ok() =>
                     {
-                        held_head(store, head)
+                        store
+                            .start_fork_search(&head.namespace, &head.author, head.length)
+                            .unwrap_or_else(|e| {
+                                warn!(error = %e, "starting a fork search");
+                                None
+                            })
+                            .map(Box::new)
                     }
                     _ => None,
                 };
@@ -202,7 +226,7 @@ impl<P, G> Job<P, G> {
                     source,
                     result,
                     held,
-                    fork,
+                    suspect,
                     branch,
                 }
             }
@@ -218,17 +242,36 @@ impl<P, G> Job<P, G> {
                     .map(|ns| (ns, super::heads_digest(store, &ns).ok()))
                     .collect(),
             },
-            JobKind::CheckFork {
+            JobKind::SearchFork {
                 peer,
                 feed,
-                proof,
+                search,
+                hashes,
                 fault,
-            } => DoneKind::ForkChecked {
-                result: store.record_fork(&proof),
+            } => DoneKind::ForkSearched {
+                step: store.fork_search_step(search, &hashes),
                 peer,
                 feed,
-                proof,
                 fault,
+            },
+            JobKind::ProveFork {
+                peer,
+                feed,
+                at,
+                branch,
+            } => DoneKind::ForkProven {
+                result: store
+                    .prove_fork(&feed.0, &feed.1, at, *branch)
+                    .and_then(|proof| {
+                        proof
+                            .map(|proof| {
+                                let kept = store.record_fork(&proof)?;
+                                Ok((Box::new(proof), kept))
+                            })
+                            .transpose()
+                    }),
+                peer,
+                feed,
             },
             JobKind::CheckHeads {
                 peer,
@@ -276,6 +319,7 @@ fn check_heads<P, G>(
         ns,
         live: Vec::new(),
         new_forks: Vec::new(),
+        suspects: Vec::new(),
         bad: Some(bad),
         next: None,
         round,
@@ -320,7 +364,7 @@ fn check_heads<P, G>(
     }
     let mut new_forks = Vec::new();
     for proof in forks {
-        if proof.longer.namespace != ns {
+        if proof.namespace() != ns {
             return refused(peer, Fault::ForeignFork);
         }
         match store.record_fork(&proof) {
@@ -330,8 +374,9 @@ fn check_heads<P, G>(
             Err(e) => warn!(error = %e, "recording a fork"),
         }
     }
+    let mut suspects = Vec::new();
     for head in &heads {
-        new_forks.extend(record_new_fork(store, head));
+        suspects.extend(suspect_fork(store, head));
         if let Err(e) = store.note_own_head(head) {
             warn!(error = %e, "checking a peer's head of the own feed");
         }
@@ -340,7 +385,7 @@ fn check_heads<P, G>(
         .forks(&ns)
         .unwrap_or_default()
         .into_iter()
-        .map(|fork| fork.proof.longer.author)
+        .map(|fork| fork.proof.author())
         .collect();
     let live = heads
         .iter()
@@ -358,42 +403,20 @@ fn check_heads<P, G>(
         ns,
         live,
         new_forks,
+        suspects,
         bad: None,
         next,
         round,
     }
 }
 
-/// The head held of `head`'s feed, when something of it is held: a run that does not fit
-/// nothing cannot come from another branch.
-fn held_head(store: &Store, head: &SignedHead) -> Option<Box<SignedHead>> {
-    match store.head(&head.namespace, &head.author) {
-        Ok(held) => held.filter(|held| held.length > 0).map(Box::new),
-        Err(e) => {
-            warn!(error = %e, "reading a held head");
-            None
-        }
-    }
-}
-
-/// Checks `head` against the held tree; a fork it proves is recorded (freezing the feed) and
-/// returned if it was not known before.
-fn record_new_fork(store: &Store, head: &SignedHead) -> Option<ForkProof> {
-    let proof = match store.check_head(head) {
-        Ok(proof) => proof?,
-        Err(e) => {
-            warn!(error = %e, "checking a head for forks");
-            return None;
-        }
-    };
-    match store.record_fork(&proof) {
-        Ok(true) => Some(proof),
-        Ok(false) => None,
-        Err(e) => {
-            warn!(error = %e, "recording a fork");
-            None
-        }
-    }
+/// The search for where `head`, validly signed, parts from the held tree, when it does not fit
+/// it.
+fn suspect_fork(store: &Store, head: &SignedHead) -> Option<ForkSearch> {
+    store.suspect_fork(head).unwrap_or_else(|e| {
+        warn!(error = %e, "checking a head for forks");
+        None
+    })
 }
 
 /// How many entries this replica's own feed in `ns` holds.

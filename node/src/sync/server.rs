@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use tracing::warn;
+use weft_storage::tree::Node;
 use weft_storage::{Interest, NamespaceId, Served, Store};
 
 use crate::wire::{
-    FORKS_PER_RESPONSE, HEADS_PER_RESPONSE, RUN_BYTES, RUN_ENTRIES, Refusal, Request, Response,
-    Topic, WireHead, WireRun, WireSparse,
+    FORKS_PER_RESPONSE, ForkAnswer, ForkProbe, HEADS_PER_RESPONSE, RUN_BYTES, RUN_ENTRIES, Refusal,
+    Request, Response, Topic, WireHead, WireRun, WireSparse,
 };
 
 /// Requests of one peer being answered at once. An honest client keeps at most
@@ -119,13 +120,13 @@ impl Server {
 }
 
 /// What a heads exchange about `ns` would carry, in 32 bytes: every feed held with its head
-/// and held length, in author order, and the authors of known forks. Two replicas with the
-/// same digest have nothing to tell each other's catch-up.
+/// and held length, in author order, and the authors of known forks with where each froze its
+/// feed. Two replicas with the same digest have nothing to tell each other's catch-up.
 ///
 /// # Errors
 /// Database failures.
 pub fn heads_digest(store: &Store, ns: &NamespaceId) -> weft_storage::Result<[u8; 32]> {
-    let mut hasher = blake3::Hasher::new_derive_key("weft 2026 heads digest v1");
+    let mut hasher = blake3::Hasher::new_derive_key("weft 2026 heads digest v2");
     let mut feeds = store.feeds(ns)?;
     feeds.sort_by_key(|feed| feed.head.author);
     for feed in &feeds {
@@ -137,12 +138,13 @@ pub fn heads_digest(store: &Store, ns: &NamespaceId) -> weft_storage::Result<[u8
     let mut forks: Vec<_> = store
         .forks(ns)?
         .into_iter()
-        .map(|fork| fork.proof.longer.author)
+        .map(|fork| (fork.proof.author(), fork.frozen_at))
         .collect();
     forks.sort();
     hasher.update(&(forks.len() as u64).to_le_bytes());
-    for author in &forks {
+    for (author, frozen_at) in &forks {
         hasher.update(author.as_bytes());
+        hasher.update(&frozen_at.to_le_bytes());
     }
     Ok(*hasher.finalize().as_bytes())
 }
@@ -251,14 +253,32 @@ fn answer_in_full(store: &Store, ns: &NamespaceId, request: Request) -> Response
                 }
             }
         }
-        // One tree read and two signature checks, under the asker's share like any request.
-        Request::Fork { head, .. } => match store.check_head(&head.into_head(*ns)) {
-            Ok(proof) => Response::Fork(proof.map(Box::new)),
-            Err(e) => {
-                warn!(error = %e, "checking a head for a fork to serve");
-                Response::Refused(Refusal::Internal)
+        // At most SEARCH_NODES tree reads, under the asker's share like any request.
+        Request::Fork { author, probe, .. } => {
+            let answer = match probe {
+                ForkProbe::Nodes(nodes) => {
+                    let nodes: Vec<Node> = nodes
+                        .into_iter()
+                        .map(|(depth, offset)| Node { depth, offset })
+                        .collect();
+                    store
+                        .node_hashes(ns, &author, &nodes)
+                        .map(|hashes| hashes.map_or(ForkAnswer::NotHeld, ForkAnswer::Nodes))
+                }
+                ForkProbe::Branch(at) => store.branch_at(ns, &author, at).map(|branch| {
+                    branch.map_or(ForkAnswer::NotHeld, |branch| {
+                        ForkAnswer::Branch(Box::new(branch))
+                    })
+                }),
+            };
+            match answer {
+                Ok(answer) => Response::Fork(answer),
+                Err(e) => {
+                    warn!(error = %e, "reading a feed's tree for a fork search");
+                    Response::Refused(Refusal::Internal)
+                }
             }
-        },
+        }
     }
 }
 

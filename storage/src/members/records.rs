@@ -214,17 +214,21 @@ pub enum Exclusion {
     /// The timestamp lies further ahead of this machine's clock than the store allows; it
     /// counts once the clock catches up.
     Future,
+    /// The author signed two histories of its feed ([`crate::ForkProof`]), and the entry lies
+    /// at or past the index where they part.
+    Forked,
 }
 
 impl Exclusion {
     /// Every reason, in byte order.
-    pub const ALL: [Exclusion; 6] = [
+    pub const ALL: [Exclusion; 7] = [
         Exclusion::NoGrant,
         Exclusion::OutsideGrant,
         Exclusion::Expired,
         Exclusion::Revoked,
         Exclusion::Reserved,
         Exclusion::Future,
+        Exclusion::Forked,
     ];
 
     /// The stored byte.
@@ -246,6 +250,7 @@ impl Exclusion {
             Exclusion::Revoked => "revoked",
             Exclusion::Reserved => "reserved key",
             Exclusion::Future => "timestamp in the future",
+            Exclusion::Forked => "past a fork of its feed",
         }
     }
 }

@@ -1,0 +1,164 @@
+//! The client's side of a fork search: a head or entries a peer sent do not fit what is held
+//! here, so the two walk the peer's tree to where their copies part
+//! ([`weft_storage::ForkSearch`]), and the proof made there freezes the feed on every replica
+//! at the same point. A peer is charged only if what it sent did not fit and its own copy
+//! then shows no fork, or if its answers to the search are false.
+
+use tracing::{debug, warn};
+use weft_storage::{ForkProof, ForkSearch, IngestError, SearchStep};
+
+use super::Client;
+use crate::sync::FeedId;
+use crate::sync::Peer;
+use crate::sync::actions::{Action, Fault, ForkStep, Pending};
+use crate::sync::jobs::{Job, JobKind};
+use crate::wire::{ForkAnswer, ForkProbe, Gossip, Refusal, Request, Response, Topic};
+
+impl<P: Peer, G> Client<P, G> {
+    /// Asks `peer` for the hashes `search` wants of its copy of `feed`; `fault` is what it is
+    /// charged if its copy shows no fork.
+    pub(super) fn search_fork(
+        &self,
+        peer: P,
+        search: ForkSearch,
+        fault: Option<Fault>,
+    ) -> Action<P, G> {
+        let feed = (search.namespace, search.author);
+        let nodes = search
+            .asked
+            .iter()
+            .map(|node| (node.depth, node.offset))
+            .collect();
+        self.ask_fork(
+            peer,
+            feed,
+            ForkProbe::Nodes(nodes),
+            fault,
+            ForkStep::Nodes(search),
+        )
+    }
+
+    fn ask_fork(
+        &self,
+        peer: P,
+        feed: FeedId,
+        probe: ForkProbe,
+        fault: Option<Fault>,
+        step: ForkStep,
+    ) -> Action<P, G> {
+        Action::Send {
+            request: Request::Fork {
+                topic: Topic::of(&feed.0),
+                cap: self.cap(&feed.0, &peer),
+                author: feed.1,
+                probe,
+            },
+            peer,
+            pending: Pending::Fork { feed, fault, step },
+        }
+    }
+
+    /// `peer` answered a step of a search of `feed`.
+    pub(super) fn on_fork_answer(
+        &mut self,
+        peer: P,
+        (feed, fault, step): (FeedId, Option<Fault>, ForkStep),
+        response: Response,
+    ) -> Vec<Action<P, G>> {
+        match (step, response) {
+            (ForkStep::Nodes(search), Response::Fork(ForkAnswer::Nodes(hashes))) => {
+                vec![Action::Store(Job(JobKind::SearchFork {
+                    peer,
+                    feed,
+                    search,
+                    hashes,
+                    fault,
+                }))]
+            }
+            (ForkStep::Branch(at), Response::Fork(ForkAnswer::Branch(branch))) => {
+                vec![Action::Store(Job(JobKind::ProveFork {
+                    peer,
+                    feed,
+                    at,
+                    branch,
+                }))]
+            }
+            // A peer that does not hold its copy in full (a sparse replica) cannot show a
+            // fork; it is charged only if what it sent did not fit. A busy one is searched
+            // again when it next sends what does not fit.
+            (_, Response::Fork(ForkAnswer::NotHeld) | Response::Refused(Refusal::NotShared)) => {
+                fault
+                    .map(|fault| self.penalize(peer, fault))
+                    .into_iter()
+                    .collect()
+            }
+            (_, Response::Refused(reason)) => {
+                debug!(?peer, ?reason, "fork search refused");
+                Vec::new()
+            }
+            _ => vec![self.penalize(peer, Fault::WrongAnswer)],
+        }
+    }
+
+    /// A step of a search with `peer` was compared here.
+    pub(super) fn on_fork_searched(
+        &mut self,
+        peer: P,
+        feed: FeedId,
+        fault: Option<Fault>,
+        step: Result<SearchStep, IngestError>,
+    ) -> Vec<Action<P, G>> {
+        match step {
+            Ok(SearchStep::Ask(next)) => vec![self.search_fork(peer, next, fault)],
+            Ok(SearchStep::Found(at)) => vec![self.ask_fork(
+                peer,
+                feed,
+                ForkProbe::Branch(at),
+                fault,
+                ForkStep::Branch(at),
+            )],
+            Ok(SearchStep::Agree) => fault
+                .map(|fault| self.penalize(peer, fault))
+                .into_iter()
+                .collect(),
+            Err(IngestError::Invalid(invalid)) => {
+                vec![self.penalize(peer, Fault::Invalid(invalid))]
+            }
+            Err(e) => {
+                warn!(error = %e, "comparing a peer's tree for a fork");
+                Vec::new()
+            }
+        }
+    }
+
+    /// A proof was made from `peer`'s branch of `feed`: `kept` when it froze the feed or
+    /// moved its freeze earlier, so every peer hears of it.
+    pub(super) fn on_fork_proven(
+        &mut self,
+        peer: P,
+        feed: FeedId,
+        result: Result<Option<(Box<ForkProof>, bool)>, IngestError>,
+    ) -> Vec<Action<P, G>> {
+        match result {
+            Ok(Some((proof, kept))) => {
+                // The peer holds another branch: it sent what it holds, honestly.
+                self.scheduler.freeze(feed);
+                if kept {
+                    return vec![Action::Publish {
+                        ns: feed.0,
+                        message: Gossip::Fork(proof),
+                    }];
+                }
+                Vec::new()
+            }
+            Ok(None) => Vec::new(),
+            Err(IngestError::Invalid(invalid)) => {
+                vec![self.penalize(peer, Fault::Invalid(invalid))]
+            }
+            Err(e) => {
+                warn!(error = %e, "recording a fork");
+                Vec::new()
+            }
+        }
+    }
+}
