@@ -64,7 +64,8 @@ pub use members::{Charter, Excluded, Exclusion, Grant, Membership, Mode, TrustRe
 pub use prune::PruneReport;
 pub use read::{FeedInfo, HistoryItem, Info, NamespaceInfo, Scan, Snapshot, VersionInfo};
 pub use replicate::{
-    HeldFeed, IngestError, Ingested, Invalid, Run, Served, SparseRun, verify_remote_key,
+    FEED_WALK_ENTRIES, HeldFeed, IngestError, Ingested, Invalid, Run, Served, SparseRun,
+    VIEW_WALK_KEYS, verify_remote_key,
 };
 pub use store::{Access, DB_FILE, DEFAULT_CACHE_SIZE, KEYS_DIR, MAX_CLOCK_AHEAD, Options, Store};
 pub use verify::{Problem, VerifyReport};

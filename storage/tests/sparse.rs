@@ -4,8 +4,8 @@
 
 use crate::common::{charter, held, options};
 use weft_storage::{
-    Access, IngestError, Ingested, Interest, Invalid, NamespaceId, Op, Served, SparseRun, Store,
-    VersionId, verify_remote_key,
+    Access, FEED_WALK_ENTRIES, IngestError, Ingested, Interest, Invalid, NamespaceId, Op, Served,
+    SparseRun, Store, VIEW_WALK_KEYS, VersionId, verify_remote_key,
 };
 
 const ANY: usize = usize::MAX;
@@ -450,4 +450,54 @@ fn sparse_answers_count_their_proofs_and_refuse_impossible_interests() {
             "{impossible:?} was served"
         );
     }
+}
+
+/// Under a prefix with more keys than [`VIEW_WALK_KEYS`], a request must not walk them all
+/// each time: the answer is made from the feed, reads at most [`FEED_WALK_ENTRIES`] of it and
+/// ends there, and still carries every version of the wanted keys in that stretch, superseded
+/// ones too, so a sparse replica pulled this way ends with the full replica's view.
+#[test]
+fn a_wide_prefix_is_served_from_the_feed_a_stretch_at_a_time() {
+    let (_d0, full) = store(None);
+    let ns = full.default_namespace();
+    let total = FEED_WALK_ENTRIES as usize + 4_000;
+    let key = |i: usize| {
+        if i.is_multiple_of(2) {
+            format!("w/{:06}", i % (2 * VIEW_WALK_KEYS + 100))
+        } else {
+            format!("z/{i:06}")
+        }
+    };
+    for batch in (0..total).collect::<Vec<_>>().chunks(2_000) {
+        let ops = batch
+            .iter()
+            .map(|&i| (key(i).into_bytes(), Op::Put(i.to_le_bytes().to_vec())))
+            .collect();
+        full.write(&ns, ops).expect("write");
+    }
+    let (_d1, part) = sparse(&full, &["w/"]);
+    let want = part.interest(&ns).expect("ns").expect("sparse");
+    let Served::Run(first) = full
+        .read_sparse(&ns, &full.author(), 0, &want, ANY, ANY)
+        .expect("read_sparse")
+    else {
+        panic!("nothing served");
+    };
+    assert_eq!(
+        first.end, FEED_WALK_ENTRIES,
+        "the answer ends where its walk did"
+    );
+    let wanted: Vec<u64> = (0..FEED_WALK_ENTRIES).filter(|i| i.is_multiple_of(2)).collect();
+    let sent: Vec<u64> = first.entries.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(
+        sent, wanted,
+        "every wanted entry of the stretch, superseded ones too"
+    );
+
+    sparse_pull(&full, &part, ANY);
+    for i in (0..2 * VIEW_WALK_KEYS + 100).step_by(2) {
+        let key = format!("w/{i:06}");
+        assert_eq!(versions(&part, &key), versions(&full, &key), "{key}");
+    }
+    assert!(part.verify().expect("verify").is_clean());
 }

@@ -13,7 +13,7 @@ mod key;
 mod sparse;
 
 pub use key::verify_remote_key;
-pub use sparse::{Served, SparseRun};
+pub use sparse::{FEED_WALK_ENTRIES, Served, SparseRun, VIEW_WALK_KEYS};
 
 use redb::{ReadableDatabase, ReadableTable};
 use weft_crdt::VersionId;

@@ -32,8 +32,8 @@ use crate::head::SignedHead;
 use crate::ids::{AuthorId, NamespaceId};
 use crate::interest::{Interest, InterestError};
 use crate::rows::{
-    FeedRecord, SparseRecord, SparseTree, entry_bytes, feed_slot, held_extension, key_versions,
-    namespace_feeds, node_hash, prefix_range, sparse_row, with_entry,
+    FeedRecord, SparseRecord, SparseTree, decode_row, entry_bytes, feed_slot, held_extension,
+    key_versions, namespace_feeds, node_hash, prefix_range, sparse_row, with_entry,
 };
 use crate::store::Store;
 use crate::tables::{
@@ -73,6 +73,13 @@ pub enum Served {
     /// This replica's own interest does not cover what was asked, or it cannot prove it.
     NotCovered,
 }
+
+/// Keys under a sparse request's prefixes read from the view before its answer is made from
+/// the feed instead (see [`Store::read_sparse`]).
+pub const VIEW_WALK_KEYS: usize = 4096;
+
+/// Entries of a feed one sparse answer made from the feed reads; it ends where they end.
+pub const FEED_WALK_ENTRIES: u64 = 32_768;
 
 impl Store {
     /// The interest of this replica of `ns`; `None` when it is full.
@@ -158,7 +165,9 @@ impl Store {
 
     /// The entries of `author`'s feed in `ns` from `start` whose key `want` covers, every held
     /// version of each key, live or superseded: at most `max_entries` of them and, past the
-    /// first, `max_bytes` of entry bytes, with their proof against the latest head held.
+    /// first, `max_bytes` of entry bytes, with their proof against the latest head held. Under
+    /// more than [`VIEW_WALK_KEYS`] keys a replica holding the feed in full reads at most
+    /// [`FEED_WALK_ENTRIES`] entries of it instead, and the run ends there.
     ///
     /// # Errors
     /// [`Error::UnknownNamespace`]; database failures; [`Error::Damaged`] when stored rows do
@@ -194,16 +203,29 @@ impl Store {
             Some(bytes) => Some(SparseRecord::decode(bytes.value())?),
             None => None,
         };
-        let limit = sparse_record.map_or(record.held, |r| r.scanned);
+        let mut limit = sparse_record.map_or(record.held, |r| r.scanned);
         if start >= limit {
             return Ok(Served::Nothing);
         }
 
         let view = txn.open_table(VIEW)?;
         let superseded = txn.open_table(tables::SUPERSEDED)?;
+        let entries_table = txn.open_table(ENTRIES)?;
+        // Walking the keys under the prefixes finds a narrow interest's entries without
+        // reading the rest of the feed; but under a wide one every request would walk every
+        // key again. Past VIEW_WALK_KEYS keys the answer is made from the feed instead, and
+        // ends where FEED_WALK_ENTRIES of it were read, so no request costs more than either.
+        // A sparse server keeps to the keys: it may lack the tree nodes to end anywhere else.
         let mut seqs = BTreeSet::new();
-        for prefix in &want.prefixes {
+        let mut keys_walked = 0usize;
+        let mut wide = false;
+        'keys: for prefix in &want.prefixes {
             for row in prefix_range(&view, &view_key(ns_number, prefix))? {
+                keys_walked += 1;
+                if keys_walked > VIEW_WALK_KEYS && sparse_record.is_none() {
+                    wide = true;
+                    break 'keys;
+                }
                 let (key, _) = row?;
                 let key = &key.value()[4..];
                 for (id, _) in key_versions(&view, &superseded, ns_number, key)? {
@@ -213,17 +235,29 @@ impl Store {
                 }
             }
         }
-        let entries_table = txn.open_table(ENTRIES)?;
-        // Entries that do not count here (no grant yet, a future timestamp) are not in the
-        // view, but the asker judges them by what it knows, so they are sent too.
-        let excluded = txn.open_table(tables::EXCLUDED)?;
-        for row in excluded.range(feed_key(feed, start)..feed_key(feed, limit))? {
-            let seq = row?.0.value() as u64;
-            let wanted = with_entry(&entries_table, feed, seq, |entry| {
-                want.prefixes.iter().any(|p| entry.key.starts_with(p))
-            })?;
-            if wanted {
-                seqs.insert(seq);
+        if wide {
+            seqs.clear();
+            limit = limit.min(start.saturating_add(FEED_WALK_ENTRIES));
+            for row in entries_table.range(feed_key(feed, start)..feed_key(feed, limit))? {
+                let (at, row) = row?;
+                let seq = at.value() as u64;
+                let key = decode_row(feed, seq, row.value())?.key;
+                if want.prefixes.iter().any(|p| key.starts_with(p)) {
+                    seqs.insert(seq);
+                }
+            }
+        } else {
+            // Entries that do not count here (no grant yet, a future timestamp) are not in
+            // the view, but the asker judges them by what it knows, so they are sent too.
+            let excluded = txn.open_table(tables::EXCLUDED)?;
+            for row in excluded.range(feed_key(feed, start)..feed_key(feed, limit))? {
+                let seq = row?.0.value() as u64;
+                let wanted = with_entry(&entries_table, feed, seq, |entry| {
+                    want.prefixes.iter().any(|p| entry.key.starts_with(p))
+                })?;
+                if wanted {
+                    seqs.insert(seq);
+                }
             }
         }
 
