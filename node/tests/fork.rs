@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use weft_node::sync::{self, Action, Client, Fault, Holdings, Peer, Server, Verdict};
 use weft_node::wire::{self, ForkProbe, Gossip, MAX_MESSAGE, Request, Response, WireRun};
-use weft_storage::{Access, Charter, Ingested, NamespaceId, Run, Store};
+use weft_storage::{Access, Charter, Ingested, Interest, NamespaceId, Run, Served, Store};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 struct Id(usize);
@@ -264,6 +264,73 @@ fn gossip_from_another_branch_is_dropped_unforwarded_and_freezes_the_feed() {
     );
     assert!(log.branches_asked >= 1);
     assert_eq!(forks(&replicas[0], &ns), 1);
+}
+
+/// A sparse replica verifies and relays pushes of feeds it does not hold in full, so it
+/// cannot show its copy when searched: relaying a push of another branch must not get it cut
+/// off, though the push is neither kept nor forwarded.
+#[test]
+fn a_sparse_relay_of_another_branch_is_not_blamed() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let writer = branches(root.path());
+    let (short, long) = (&writer.short, &writer.long);
+    let (ns, mut replicas) = replicas(root.path(), &writer, short, long);
+    // Replica 1 becomes a sparse replica of every key, holding the long branch so.
+    let store = Store::init_joined(
+        &root.path().join("sparse"),
+        options(),
+        &writer.charter,
+        None,
+    )
+    .expect("join");
+    let every_key = Interest::new(
+        [b"a", b"b", b"c", b"d", b"e"].map(|p| p.to_vec()),
+        Vec::new(),
+    );
+    store.set_interest(&ns, every_key.clone()).expect("sparse");
+    let Served::Run(run) = replicas[1]
+        .store
+        .read_sparse(&ns, &long.head.author, 0, &every_key, 100, usize::MAX)
+        .expect("read")
+    else {
+        panic!("the long branch is served");
+    };
+    store.ingest_sparse(&run).expect("ingest");
+    let holdings = Holdings::of(&store).expect("holdings");
+    replicas[1] = Replica {
+        server: Server::new(Id(1).id_bytes(), holdings.namespaces.clone()),
+        client: Client::new(Id(1).id_bytes(), holdings),
+        store,
+    };
+    let mut log = Log::default();
+
+    let push = WireRun {
+        head: wire::WireHead::from_head(&long.head),
+        start: 3,
+        entries: long.entries[3..].to_vec(),
+        extension: Vec::new(),
+    };
+    let actions = replicas[0]
+        .client
+        .on_gossip(Id(1), 7, ns, Gossip::Push(push));
+    drive(&mut replicas, &mut log, 0, actions);
+
+    assert!(
+        log.penalized.is_empty(),
+        "the sparse relay was cut off: {:?}",
+        log.penalized
+    );
+    assert!(log.fork_searches >= 1, "the relay was searched");
+    assert_eq!(log.verdicts.first(), Some(&(0, Verdict::Ignore)));
+    assert_eq!(
+        replicas[0]
+            .store
+            .head(&ns, &long.head.author)
+            .expect("head")
+            .map(|head| head.length),
+        Some(4),
+        "nothing of the other branch kept"
+    );
 }
 
 #[test]

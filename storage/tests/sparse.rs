@@ -487,7 +487,9 @@ fn a_wide_prefix_is_served_from_the_feed_a_stretch_at_a_time() {
         first.end, FEED_WALK_ENTRIES,
         "the answer ends where its walk did"
     );
-    let wanted: Vec<u64> = (0..FEED_WALK_ENTRIES).filter(|i| i.is_multiple_of(2)).collect();
+    let wanted: Vec<u64> = (0..FEED_WALK_ENTRIES)
+        .filter(|i| i.is_multiple_of(2))
+        .collect();
     let sent: Vec<u64> = first.entries.iter().map(|(seq, _)| *seq).collect();
     assert_eq!(
         sent, wanted,

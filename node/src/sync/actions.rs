@@ -41,12 +41,25 @@ pub enum Pending {
     Fork {
         /// The feed.
         feed: FeedId,
-        /// The peer's fault if its copy shows no fork: what it sent did not verify. `None`
-        /// when only a head it sent did not fit (it may have relayed it).
-        fault: Option<Fault>,
+        /// What the peer is charged if its copy shows no fork.
+        blame: Blame,
         /// What was asked.
         step: ForkStep,
     },
+}
+
+/// What the peer of a fork search is charged if it shows no fork.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Blame {
+    /// Nothing: only a head it sent did not fit, which it may have relayed.
+    Nothing,
+    /// The fault of entries it sent in answer to a run asked of it: its copy must show the
+    /// fork they come from.
+    Sent(Fault),
+    /// The fault of entries it relayed in gossip: charged if its copy agrees with this one,
+    /// not if it cannot show its copy (a sparse replica verifies and relays pushes of feeds
+    /// it does not hold in full).
+    Relayed(Fault),
 }
 
 /// What a step of a fork search asked a peer for.

@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use tracing::{debug, warn};
 use weft_storage::{AuthorId, IngestError, Ingested, Interest, NamespaceId, Run};
 
-use super::actions::{Action, Fault, Pending, Verdict};
+use super::actions::{Action, Blame, Fault, Pending, Verdict};
 use super::holdings::Holdings;
 use super::jobs::{Done, DoneKind, Incoming, Job, JobKind, Source};
 use super::remote::{self, RemoteReads};
@@ -373,8 +373,8 @@ impl<P: Peer, G> Client<P, G> {
                 self.rounds.ended(peer, ns, round);
                 Vec::new()
             }
-            (Pending::Fork { feed, fault, step }, response) => {
-                self.on_fork_answer(peer, (feed, fault, step), response)
+            (Pending::Fork { feed, blame, step }, response) => {
+                self.on_fork_answer(peer, (feed, blame, step), response)
             }
             (pending, _) => {
                 let mut actions = match pending {
@@ -435,7 +435,7 @@ impl<P: Peer, G> Client<P, G> {
                     return vec![self.penalize(peer, fault)];
                 }
                 for search in suspects {
-                    actions.push(self.search_fork(peer.clone(), search, None));
+                    actions.push(self.search_fork(peer.clone(), search, Blame::Nothing));
                 }
                 for proof in new_forks {
                     self.scheduler.freeze((ns, proof.author()));
@@ -514,9 +514,9 @@ impl<P: Peer, G> Client<P, G> {
             DoneKind::ForkSearched {
                 peer,
                 feed,
-                fault,
+                blame,
                 step,
-            } => actions.extend(self.on_fork_searched(peer, feed, fault, step)),
+            } => actions.extend(self.on_fork_searched(peer, feed, blame, step)),
             DoneKind::ForkProven { peer, feed, result } => {
                 actions.extend(self.on_fork_proven(peer, feed, result));
             }
@@ -529,7 +529,7 @@ impl<P: Peer, G> Client<P, G> {
                 branch,
             } => {
                 if let Some(search) = suspect {
-                    actions.push(self.search_fork(source.peer().clone(), *search, None));
+                    actions.push(self.search_fork(source.peer().clone(), *search, Blame::Nothing));
                 }
                 if let Ok(Ingested::Frozen { .. }) = result {
                     self.scheduler.freeze(feed);
@@ -554,7 +554,8 @@ impl<P: Peer, G> Client<P, G> {
                 match (result, source) {
                     (Err(IngestError::Invalid(invalid)), source) => {
                         let peer = source.peer().clone();
-                        if let Source::Gossip { message, .. } = source {
+                        let fault = Fault::Invalid(invalid);
+                        let blame = if let Source::Gossip { message, .. } = source {
                             // Not forwarded either way; blamed only once proven bad.
                             let verdict = match branch {
                                 Some(_) => Verdict::Ignore,
@@ -565,10 +566,12 @@ impl<P: Peer, G> Client<P, G> {
                                 message,
                                 verdict,
                             });
-                        }
-                        let fault = Fault::Invalid(invalid);
+                            Blame::Relayed(fault.clone())
+                        } else {
+                            Blame::Sent(fault.clone())
+                        };
                         actions.push(match branch {
-                            Some(search) => self.search_fork(peer, *search, Some(fault)),
+                            Some(search) => self.search_fork(peer, *search, blame),
                             None => self.penalize(peer, fault),
                         });
                     }

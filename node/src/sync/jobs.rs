@@ -11,7 +11,7 @@ use weft_storage::{
 };
 
 use super::FeedId;
-use super::actions::Fault;
+use super::actions::{Blame, Fault};
 use crate::wire::PUSH_BYTES;
 
 /// A run to ingest: contiguous (catch-up of a full replica, or any gossip push) or sparse.
@@ -69,14 +69,14 @@ pub(crate) enum JobKind<P, G> {
         key: Vec<u8>,
         runs: Vec<SparseRun>,
     },
-    /// Compare a peer's node hashes with this replica's, a step of a fork search; `fault`
-    /// is what the peer is charged if its copy shows no fork (what it sent did not fit).
+    /// Compare a peer's node hashes with this replica's, a step of a fork search; `blame`
+    /// is what the peer is charged if its copy shows no fork.
     SearchFork {
         peer: P,
         feed: FeedId,
         search: ForkSearch,
         hashes: Vec<Hash>,
-        fault: Option<Fault>,
+        blame: Blame,
     },
     /// Make and record the fork proof from a peer's branch where a search found the
     /// histories part.
@@ -129,7 +129,7 @@ pub(crate) enum DoneKind<P, G> {
     ForkSearched {
         peer: P,
         feed: FeedId,
-        fault: Option<Fault>,
+        blame: Blame,
         step: Result<SearchStep, IngestError>,
     },
     /// A proof made from a peer's branch, and whether it was kept (new, or parting earlier).
@@ -247,12 +247,12 @@ impl<P, G> Job<P, G> {
                 feed,
                 search,
                 hashes,
-                fault,
+                blame,
             } => DoneKind::ForkSearched {
                 step: store.fork_search_step(search, &hashes),
                 peer,
                 feed,
-                fault,
+                blame,
             },
             JobKind::ProveFork {
                 peer,

@@ -39,7 +39,7 @@ mod server;
 use std::fmt::Debug;
 use std::hash::Hash;
 
-pub use actions::{Action, Fault, Pending, Verdict};
+pub use actions::{Action, Blame, Fault, ForkStep, Pending, Verdict};
 pub use client::{Client, MAX_HEAD_PAGES};
 pub use codec::{
     MAX_REQUEST, MAX_RESPONSE, read_request, read_response, write_request, write_response,

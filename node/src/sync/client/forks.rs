@@ -10,19 +10,14 @@ use weft_storage::{ForkProof, ForkSearch, IngestError, SearchStep};
 use super::Client;
 use crate::sync::FeedId;
 use crate::sync::Peer;
-use crate::sync::actions::{Action, Fault, ForkStep, Pending};
+use crate::sync::actions::{Action, Blame, Fault, ForkStep, Pending};
 use crate::sync::jobs::{Job, JobKind};
 use crate::wire::{ForkAnswer, ForkProbe, Gossip, Refusal, Request, Response, Topic};
 
 impl<P: Peer, G> Client<P, G> {
-    /// Asks `peer` for the hashes `search` wants of its copy of `feed`; `fault` is what it is
+    /// Asks `peer` for the hashes `search` wants of its copy of `feed`; `blame` is what it is
     /// charged if its copy shows no fork.
-    pub(super) fn search_fork(
-        &self,
-        peer: P,
-        search: ForkSearch,
-        fault: Option<Fault>,
-    ) -> Action<P, G> {
+    pub(super) fn search_fork(&self, peer: P, search: ForkSearch, blame: Blame) -> Action<P, G> {
         let feed = (search.namespace, search.author);
         let nodes = search
             .asked
@@ -33,7 +28,7 @@ impl<P: Peer, G> Client<P, G> {
             peer,
             feed,
             ForkProbe::Nodes(nodes),
-            fault,
+            blame,
             ForkStep::Nodes(search),
         )
     }
@@ -43,7 +38,7 @@ impl<P: Peer, G> Client<P, G> {
         peer: P,
         feed: FeedId,
         probe: ForkProbe,
-        fault: Option<Fault>,
+        blame: Blame,
         step: ForkStep,
     ) -> Action<P, G> {
         Action::Send {
@@ -54,7 +49,7 @@ impl<P: Peer, G> Client<P, G> {
                 probe,
             },
             peer,
-            pending: Pending::Fork { feed, fault, step },
+            pending: Pending::Fork { feed, blame, step },
         }
     }
 
@@ -62,7 +57,7 @@ impl<P: Peer, G> Client<P, G> {
     pub(super) fn on_fork_answer(
         &mut self,
         peer: P,
-        (feed, fault, step): (FeedId, Option<Fault>, ForkStep),
+        (feed, blame, step): (FeedId, Blame, ForkStep),
         response: Response,
     ) -> Vec<Action<P, G>> {
         match (step, response) {
@@ -72,7 +67,7 @@ impl<P: Peer, G> Client<P, G> {
                     feed,
                     search,
                     hashes,
-                    fault,
+                    blame,
                 }))]
             }
             (ForkStep::Branch(at), Response::Fork(ForkAnswer::Branch(branch))) => {
@@ -83,14 +78,17 @@ impl<P: Peer, G> Client<P, G> {
                     branch,
                 }))]
             }
-            // A peer that does not hold its copy in full (a sparse replica) cannot show a
-            // fork; it is charged only if what it sent did not fit. A busy one is searched
-            // again when it next sends what does not fit.
+            // A peer that does not hold its copy in full cannot show a fork: a sparse relay is
+            // excused, one that answered a run with entries that do not fit is not. A busy
+            // one is searched again when it next sends what does not fit.
             (_, Response::Fork(ForkAnswer::NotHeld) | Response::Refused(Refusal::NotShared)) => {
-                fault
-                    .map(|fault| self.penalize(peer, fault))
-                    .into_iter()
-                    .collect()
+                match blame {
+                    Blame::Sent(fault) => vec![self.penalize(peer, fault)],
+                    Blame::Relayed(_) | Blame::Nothing => {
+                        debug!(?peer, "a fork search's peer does not hold the feed in full");
+                        Vec::new()
+                    }
+                }
             }
             (_, Response::Refused(reason)) => {
                 debug!(?peer, ?reason, "fork search refused");
@@ -105,22 +103,22 @@ impl<P: Peer, G> Client<P, G> {
         &mut self,
         peer: P,
         feed: FeedId,
-        fault: Option<Fault>,
+        blame: Blame,
         step: Result<SearchStep, IngestError>,
     ) -> Vec<Action<P, G>> {
         match step {
-            Ok(SearchStep::Ask(next)) => vec![self.search_fork(peer, next, fault)],
+            Ok(SearchStep::Ask(next)) => vec![self.search_fork(peer, next, blame)],
             Ok(SearchStep::Found(at)) => vec![self.ask_fork(
                 peer,
                 feed,
                 ForkProbe::Branch(at),
-                fault,
+                blame,
                 ForkStep::Branch(at),
             )],
-            Ok(SearchStep::Agree) => fault
-                .map(|fault| self.penalize(peer, fault))
-                .into_iter()
-                .collect(),
+            Ok(SearchStep::Agree) => match blame {
+                Blame::Sent(fault) | Blame::Relayed(fault) => vec![self.penalize(peer, fault)],
+                Blame::Nothing => Vec::new(),
+            },
             Err(IngestError::Invalid(invalid)) => {
                 vec![self.penalize(peer, Fault::Invalid(invalid))]
             }
