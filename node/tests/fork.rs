@@ -158,12 +158,15 @@ fn drive(replicas: &mut [Replica], log: &mut Log, me: usize, actions: Vec<Action
                 (me, Vec::new())
             }
             Action::Publish { ns, message } => {
-                let other = 1 - me;
-                let message = wire::decode(&wire::encode(&message), MAX_MESSAGE).expect("decodes");
-                (
-                    other,
-                    replicas[other].client.on_gossip(Id(me), 0, ns, message),
-                )
+                let message: Gossip =
+                    wire::decode(&wire::encode(&message), MAX_MESSAGE).expect("decodes");
+                for other in (0..replicas.len()).filter(|&other| other != me) {
+                    let more = replicas[other]
+                        .client
+                        .on_gossip(Id(me), 0, ns, message.clone());
+                    todo.extend(more.into_iter().map(|action| (other, action)));
+                }
+                (me, Vec::new())
             }
             Action::Validate { verdict, .. } => {
                 log.verdicts.push((me, verdict));
@@ -235,6 +238,68 @@ fn a_run_from_another_branch_freezes_the_feed_and_blames_nobody() {
         Some(4),
         "nothing of the other branch kept"
     );
+}
+
+/// A replica that held less than both branches share when the proof reached it fetches the
+/// rest of the shared part, from a replica on either branch, and nothing past it: it ends
+/// counting what the others count.
+#[test]
+fn a_replica_behind_catches_up_to_where_the_branches_part() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let writer = branches(root.path());
+    let (short, long) = (&writer.short, &writer.long);
+    let (ns, mut replicas) = replicas(root.path(), &writer, short, long);
+    let store = Store::init_joined(&root.path().join("late"), options(), &writer.charter, None)
+        .expect("join");
+    let first_two = replicas[1]
+        .store
+        .read_run(&ns, &long.head.author, 0, 2, usize::MAX)
+        .expect("read")
+        .expect("held");
+    store.ingest(&first_two).expect("ingest");
+    let holdings = Holdings::of(&store).expect("holdings");
+    replicas.push(Replica {
+        server: Server::new(Id(2).id_bytes(), holdings.namespaces.clone()),
+        client: Client::new(Id(2).id_bytes(), holdings),
+        store,
+    });
+    let mut log = Log::default();
+
+    let actions = replicas[0].client.connected(&Id(1));
+    drive(&mut replicas, &mut log, 0, actions);
+    assert_eq!(
+        forks(&replicas[2], &ns),
+        1,
+        "the proof was gossiped to the late replica"
+    );
+    let actions = replicas[2].client.connected(&Id(1));
+    drive(&mut replicas, &mut log, 2, actions);
+
+    assert!(log.penalized.is_empty(), "{:?}", log.penalized);
+    let held = |replica: &Replica| {
+        replica
+            .store
+            .feeds(&ns)
+            .expect("feeds")
+            .into_iter()
+            .find(|feed| feed.head.author == long.head.author)
+            .map(|feed| feed.held)
+    };
+    assert_eq!(
+        held(&replicas[2]),
+        Some(3),
+        "caught up to the fork, not past it"
+    );
+    let keys = |replica: &Replica| -> Vec<Vec<u8>> {
+        replica
+            .store
+            .scan(&ns, b"", false)
+            .expect("scan")
+            .map(|item| item.expect("a key").0)
+            .collect()
+    };
+    assert_eq!(keys(&replicas[2]), keys(&replicas[0]));
+    assert_eq!(keys(&replicas[2]), [&b"a"[..], b"b", b"c"]);
 }
 
 #[test]

@@ -86,7 +86,7 @@ fn sparse_pull(from: &Store, to: &Store, step: usize) {
                     Ingested::Appended { held, .. } => assert_eq!(held, run.end),
                     Ingested::AlreadyHeld { .. } => break,
                     Ingested::Gap { held } => panic!("gap at {held} for a run from {start}"),
-                    Ingested::Frozen { held } => panic!("{author} frozen at {held}"),
+                    Ingested::Frozen { held, .. } => panic!("{author} frozen at {held}"),
                     Ingested::NotMember { .. } => panic!("{author} is not a member"),
                 },
                 Served::Nothing => break,

@@ -507,7 +507,7 @@ fn forks_freeze_every_replica_where_the_histories_part() {
         .expect("a run");
     assert_eq!(
         reader.ingest(&run).expect("ingest"),
-        Ingested::Frozen { held: 8 }
+        Ingested::Frozen { held: 8, at: 5 }
     );
 
     // The replica on the other branch counts the same entries once it holds the proof, and
@@ -523,6 +523,37 @@ fn forks_freeze_every_replica_where_the_histories_part() {
         right.put(&ns, b"more", b"x"),
         Err(Error::OwnFeedForked { frozen_at: 5, .. })
     ));
+
+    // A replica that held less than both histories share when the proof came catches up to
+    // where they part, from either branch, and takes nothing past it.
+    let (_l, late) = join(&origin);
+    let first_three = left
+        .read_run(&ns, &author, 0, 3, usize::MAX)
+        .expect("read")
+        .expect("a run");
+    late.ingest(&first_three).expect("ingest");
+    assert!(late.record_fork(&proof).expect("record"));
+    let past_the_fork = right
+        .read_run(&ns, &author, 3, usize::MAX, usize::MAX)
+        .expect("read")
+        .expect("a run");
+    assert_eq!(
+        late.ingest(&past_the_fork).expect("ingest"),
+        Ingested::Frozen { held: 3, at: 5 }
+    );
+    let to_the_fork = right
+        .read_run(&ns, &author, 3, 2, usize::MAX)
+        .expect("read")
+        .expect("a run");
+    assert!(matches!(
+        late.ingest(&to_the_fork).expect("ingest"),
+        Ingested::Appended { held: 5, .. }
+    ));
+    assert_eq!(
+        replay::view(&late, &ns, b""),
+        replay::view(&reader, &ns, b"")
+    );
+    assert_clean(&late);
 
     // A third history that parts earlier moves every replica back to where it parts.
     let earlier = find_fork(&left, &third, &third_head).expect("a fork at 2");

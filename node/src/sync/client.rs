@@ -163,6 +163,17 @@ impl<P: Peer, G> Client<P, G> {
         self.rounds.exchanged(peers, &self.namespaces)
     }
 
+    /// Syncs `feed` only up to `at`, where the histories of a fork part; a sparse replica
+    /// takes nothing more of it.
+    fn freeze(&mut self, feed: FeedId, at: u64) {
+        let at = if self.interests.contains_key(&feed.0) {
+            0
+        } else {
+            at
+        };
+        self.scheduler.freeze(feed, at);
+    }
+
     fn ask_heads(
         &self,
         peer: P,
@@ -221,7 +232,9 @@ impl<P: Peer, G> Client<P, G> {
                     cap,
                     author,
                     start: want.start,
-                    max_entries: self.run_entries,
+                    max_entries: want.limit.map_or(self.run_entries, |limit| {
+                        limit.min(u64::from(self.run_entries)) as u32
+                    }),
                 },
             };
             actions.push(Action::Send {
@@ -438,7 +451,7 @@ impl<P: Peer, G> Client<P, G> {
                     actions.push(self.search_fork(peer.clone(), search, Blame::Nothing));
                 }
                 for proof in new_forks {
-                    self.scheduler.freeze((ns, proof.author()));
+                    self.freeze((ns, proof.author()), proof.agreed);
                     actions.push(Action::Publish {
                         ns,
                         message: Gossip::Fork(Box::new(proof)),
@@ -462,10 +475,11 @@ impl<P: Peer, G> Client<P, G> {
                 peer,
                 message,
                 feed,
+                agreed,
                 result,
             } => match result {
                 Ok(true) => {
-                    self.scheduler.freeze(feed);
+                    self.freeze(feed, agreed);
                     actions.push(Action::Validate {
                         peer,
                         message,
@@ -531,8 +545,8 @@ impl<P: Peer, G> Client<P, G> {
                 if let Some(search) = suspect {
                     actions.push(self.search_fork(source.peer().clone(), *search, Blame::Nothing));
                 }
-                if let Ok(Ingested::Frozen { .. }) = result {
-                    self.scheduler.freeze(feed);
+                if let Ok(Ingested::Frozen { at, .. }) = result {
+                    self.freeze(feed, at);
                 }
                 let ok = matches!(
                     result,

@@ -1,7 +1,7 @@
 //! The sync client's store work: ingesting runs, checking heads and fork proofs. A [`Job`] is
 //! run where the store lives ([`Job::run`]); its [`Done`] goes back to the client.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use tracing::warn;
 use weft_storage::{
@@ -158,6 +158,8 @@ pub(crate) enum DoneKind<P, G> {
         peer: P,
         message: G,
         feed: FeedId,
+        /// Where the proof freezes the feed.
+        agreed: u64,
         result: Result<bool, IngestError>,
     },
     RemoteMerged {
@@ -290,6 +292,7 @@ impl<P, G> Job<P, G> {
                 peer,
                 message,
                 feed,
+                agreed: proof.agreed,
                 result: store.record_fork(&proof),
             },
             JobKind::MergeRemote {
@@ -381,21 +384,24 @@ fn check_heads<P, G>(
             warn!(error = %e, "checking a peer's head of the own feed");
         }
     }
-    let frozen: HashSet<AuthorId> = store
+    // A frozen feed is fetched up to where its histories part, which both branches hold
+    // alike; a sparse replica fetches nothing more of it.
+    let sparse = store.interest(&ns).ok().flatten().is_some();
+    let frozen: HashMap<AuthorId, u64> = store
         .forks(&ns)
         .unwrap_or_default()
         .into_iter()
-        .map(|fork| fork.proof.author())
+        .map(|fork| (fork.proof.author(), if sparse { 0 } else { fork.frozen_at }))
         .collect();
     let live = heads
         .iter()
-        .filter(|head| !frozen.contains(&head.author))
         .filter_map(|head| {
             let cap = match &members {
                 None => u64::MAX,
                 Some(members) => *members.get(&head.author)?,
             };
-            Some((head.author, head.length.min(cap)))
+            let frozen_at = frozen.get(&head.author).copied().unwrap_or(u64::MAX);
+            Some((head.author, head.length.min(cap).min(frozen_at)))
         })
         .collect();
     DoneKind::HeadsChecked {

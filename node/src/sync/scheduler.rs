@@ -34,6 +34,9 @@ pub struct Want<P> {
     pub feed: FeedId,
     /// From which entry.
     pub start: u64,
+    /// At most how many entries, when fewer than a run carries: a feed frozen by a fork is
+    /// fetched only up to where its histories part.
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -56,8 +59,8 @@ struct FeedState<P> {
     /// ahead of its entries: reported until they send something, so a feed held short is
     /// never called caught up.
     unserved: HashMap<P, u64>,
-    /// Frozen by a fork: nothing more is asked for or counted as missing.
-    frozen: bool,
+    /// Where a fork froze the feed: nothing past it is asked for or counted as missing.
+    frozen: Option<u64>,
 }
 
 impl<P> FeedState<P> {
@@ -70,7 +73,7 @@ impl<P> FeedState<P> {
             remote: HashMap::new(),
             failures: HashMap::new(),
             unserved: HashMap::new(),
-            frozen: false,
+            frozen: None,
         }
     }
 
@@ -150,9 +153,7 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
     /// Records that `peer` holds `length` entries of `feed`.
     pub fn advertised(&mut self, peer: P, feed: FeedId, length: u64) {
         let state = self.feeds.entry(feed).or_insert_with(|| FeedState::new(0));
-        if state.frozen {
-            return;
-        }
+        let length = length.min(state.frozen.unwrap_or(u64::MAX));
         // A peer that sent nothing is asked again at its next advertisement: it may have
         // been catching up itself (a head held ahead of its entries). What it would not send
         // stays reported until it sends something.
@@ -160,11 +161,14 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
         *known = (*known).max(length);
     }
 
-    /// Stops syncing `feed` for good: a fork froze it.
-    pub fn freeze(&mut self, feed: FeedId) {
+    /// Syncs `feed` only up to `at` from now on: a fork froze it there (0: not at all).
+    pub fn freeze(&mut self, feed: FeedId, at: u64) {
         let state = self.feeds.entry(feed).or_insert_with(|| FeedState::new(0));
-        state.frozen = true;
-        state.remote.clear();
+        let at = state.frozen.map_or(at, |known| known.min(at));
+        state.frozen = Some(at);
+        for length in state.remote.values_mut() {
+            *length = (*length).min(at);
+        }
         state.unserved.clear();
     }
 
@@ -255,6 +259,7 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
                 peer,
                 feed,
                 start: state.next,
+                limit: state.frozen.map(|at| at.saturating_sub(state.next)),
             });
         }
         out
@@ -369,6 +374,28 @@ mod tests {
     }
 
     #[test]
+    fn a_frozen_feed_is_fetched_up_to_where_its_histories_part() {
+        let mut scheduler = Scheduler::default();
+        scheduler.set_held(feed(1), 10);
+        scheduler.advertised(7u32, feed(1), 100);
+        scheduler.freeze(feed(1), 12);
+        scheduler.freeze(feed(1), 30);
+        let wants = scheduler.wants();
+        assert_eq!(wants.len(), 1);
+        assert_eq!(
+            (wants[0].start, wants[0].limit),
+            (10, Some(2)),
+            "the lowest point wins"
+        );
+        assert!(scheduler.received(&7, feed(1), 10, 2));
+        scheduler.ingested(feed(1), 12, true);
+        scheduler.advertised(7u32, feed(1), 200);
+        assert!(scheduler.wants().is_empty(), "nothing past the fork");
+        let best: Vec<u64> = scheduler.progress().map(|(_, p)| p.best_remote).collect();
+        assert_eq!(best, [12]);
+    }
+
+    #[test]
     fn asks_the_peer_ahead_and_pipelines_one_run_past_ingest() {
         let mut scheduler = Scheduler::default();
         scheduler.set_held(feed(1), 10);
@@ -381,7 +408,8 @@ mod tests {
             vec![Want {
                 peer: 8,
                 feed: feed(1),
-                start: 10
+                start: 10,
+                limit: None,
             }]
         );
         assert!(

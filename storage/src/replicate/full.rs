@@ -116,8 +116,13 @@ impl Store {
             let mut view = ViewTables::open(&txn)?;
             let (feed, known) = feed_slot(&feeds, &feed_ids, &index_key)?;
             let held = known.as_ref().map_or(0, |record| record.held);
-            if frozen {
-                return Ok(Ingested::Frozen { held });
+            // Both histories hold the same entries before the fork, so a run that ends by
+            // it is taken from either: a replica that was behind catches up to where every
+            // replica counts.
+            if let Some(at) = frozen
+                && (held >= at || end > at)
+            {
+                return Ok(Ingested::Frozen { held, at });
             }
             if run.start > held {
                 return Ok(Ingested::Gap { held });

@@ -49,7 +49,7 @@ impl Ingested {
             Ingested::Appended { held, .. }
             | Ingested::AlreadyHeld { held }
             | Ingested::Gap { held }
-            | Ingested::Frozen { held }
+            | Ingested::Frozen { held, .. }
             | Ingested::NotMember { held } => held,
         }
     }
@@ -92,10 +92,14 @@ pub enum Ingested {
         /// How many entries are held.
         held: u64,
     },
-    /// The feed is frozen by a proven fork ([`crate::ForkProof`]) and takes nothing more.
+    /// The feed is frozen by a proven fork ([`crate::ForkProof`]): a replica holding it in
+    /// full takes only runs that end by `at`, where the two histories part, and a sparse one
+    /// takes nothing more.
     Frozen {
         /// How many entries are held.
         held: u64,
+        /// Where the histories part.
+        at: u64,
     },
     /// The namespace is closed and its owner has granted the feed's author nothing: its
     /// entries are not stored, so whoever lacks a grant cannot fill this replica. They are
@@ -228,8 +232,8 @@ pub(crate) struct IngestTxn {
     pub txn: redb::WriteTransaction,
     /// The feed's [`tables::FEED_IDS`] key.
     pub index_key: [u8; 36],
-    /// Whether a fork froze the feed: it takes nothing more.
-    pub frozen: bool,
+    /// Where a fork froze the feed, if one did ([`Ingested::Frozen`]).
+    pub frozen: Option<u64>,
     /// What decides whether its entries count.
     pub gate: Gate,
 }
@@ -272,7 +276,10 @@ impl Store {
         let index_key = tables::feed_ids_key(ns_number, &head.author);
         let frozen = {
             let forks = txn.open_table(tables::FORKS).map_err(store_err)?;
-            forks.get(&index_key[..]).map_err(store_err)?.is_some()
+            match forks.get(&index_key[..]).map_err(store_err)? {
+                Some(fork) => Some(crate::store::frozen_length(fork.value())?),
+                None => None,
+            }
         };
         Ok(IngestTxn {
             txn,

@@ -411,9 +411,10 @@ impl Store {
                 }
                 None => (SparseRecord::default(), 0),
             };
-            if frozen {
+            if let Some(at) = frozen {
                 return Ok(Ingested::Frozen {
                     held: record.scanned,
+                    at,
                 });
             }
             if run.start > record.scanned {

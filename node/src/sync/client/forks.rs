@@ -140,7 +140,7 @@ impl<P: Peer, G> Client<P, G> {
         match result {
             Ok(Some((proof, kept))) => {
                 // The peer holds another branch: it sent what it holds, honestly.
-                self.scheduler.freeze(feed);
+                self.freeze(feed, proof.agreed);
                 if kept {
                     return vec![Action::Publish {
                         ns: feed.0,
