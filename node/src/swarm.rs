@@ -221,7 +221,14 @@ pub(crate) async fn listen_all<B: NetworkBehaviour>(
             _ = &mut deadline => break,
         }
     }
-    // A listener on every interface reports one address per interface, in quick succession.
+    // A listener on every interface reports one address per interface, in quick succession;
+    // one on a given address reports just that one, and the node need not wait.
+    if !addrs.iter().any(on_every_interface) {
+        return Ok(Listening {
+            addrs: found,
+            early,
+        });
+    }
     let settle = tokio::time::sleep(Duration::from_millis(200));
     tokio::pin!(settle);
     loop {
@@ -236,6 +243,15 @@ pub(crate) async fn listen_all<B: NetworkBehaviour>(
     Ok(Listening {
         addrs: found,
         early,
+    })
+}
+
+/// Whether `addr` listens on every interface (`0.0.0.0` or `::`).
+fn on_every_interface(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
     })
 }
 
@@ -305,5 +321,23 @@ impl request_response::Codec for SyncCodec {
         T: futures::AsyncWrite + Unpin + Send,
     {
         Ok(sync::write_response(io, &response).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_listener_on_every_interface_waits_for_more_addresses() {
+        for (addr, every) in [
+            ("/ip4/0.0.0.0/tcp/0", true),
+            ("/ip6/::/udp/0/quic-v1", true),
+            ("/ip4/127.0.0.1/tcp/0", false),
+            ("/ip4/192.0.2.1/tcp/4919", false),
+        ] {
+            let addr: Multiaddr = addr.parse().expect("a multiaddr");
+            assert_eq!(on_every_interface(&addr), every, "{addr}");
+        }
     }
 }
