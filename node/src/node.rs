@@ -411,7 +411,7 @@ impl Task {
                 let _ = reply.send(self.client.round());
             }
             Command::Dial(addr) => {
-                self.reach.add_peer(addr);
+                self.reach.add_peer(&mut self.swarm, addr);
                 self.reach_round();
             }
             Command::Interest { ns, interest, held } => {

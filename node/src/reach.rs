@@ -109,8 +109,22 @@ impl Reach {
         }
     }
 
-    /// Adds a peer to keep dialing.
-    pub fn add_peer(&mut self, addr: Multiaddr) {
+    /// Adds a peer to keep dialing, and dials it now unless it is connected or kept away,
+    /// even while a dial of it (at an older address, say) is still under way.
+    pub fn add_peer(&mut self, swarm: &mut Swarm<Behaviour>, addr: Multiaddr) {
+        match peer_of(&addr) {
+            Some(peer) if !self.banned.contains(&peer) => {
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(vec![addr.clone()])
+                    .condition(PeerCondition::Disconnected)
+                    .build();
+                if let Err(e) = swarm.dial(opts) {
+                    debug!(%addr, error = %e, "dial failed");
+                }
+            }
+            Some(_) => {}
+            None => self.dial(swarm, &addr),
+        }
         if !self.peers.contains(&addr) {
             self.peers.push(addr);
         }
@@ -132,14 +146,20 @@ impl Reach {
     }
 
     fn dial(&self, swarm: &mut Swarm<Behaviour>, addr: &Multiaddr) {
-        if let Some(peer) = peer_of(addr)
-            && (swarm.is_connected(&peer) || self.banned.contains(&peer))
-        {
+        let Some(peer) = peer_of(addr) else {
+            if let Err(e) = swarm.dial(addr.clone()) {
+                debug!(%addr, error = %e, "dial failed");
+            }
+            return;
+        };
+        if self.banned.contains(&peer) {
             return;
         }
-        if let Err(e) = swarm.dial(addr.clone()) {
-            debug!(%addr, error = %e, "dial failed");
-        }
+        // Not while a dial is under way either: a round right after another (the one at
+        // start and the timer's first) would open a second connection, and every idle
+        // minute would then ping over both. A dial asked for is made at once
+        // (`add_peer`).
+        dial_peer(swarm, peer, vec![addr.clone()]);
     }
 
     /// Dials the configured peers and, a few at a time, the address book's.
