@@ -188,8 +188,7 @@ impl Store {
     }
 
     /// Compares a peer's hashes of `search.asked` with this replica's: the first node that
-    /// differs is walked into, [`SEARCH_LEVELS`] levels down (or is the leaf where the
-    /// histories part).
+    /// differs is walked into, 8 levels down (or is the leaf where the histories part).
     ///
     /// # Errors
     /// [`IngestError::Invalid`] when the peer answered another number of hashes than asked
