@@ -26,6 +26,13 @@ const DISCOVER_EVERY: Duration = Duration::from_secs(30);
 /// How long after one dial of a known peer the next is tried.
 const REDIAL_AFTER: Duration = Duration::from_secs(60);
 
+/// How long a dial of one address is left to finish before that address is dialed again:
+/// rounds can come moments apart (the one at start and the timer's first), and a second dial
+/// of an address still being dialed opens a second connection, over which every idle minute
+/// then pings too. Other addresses of the peer are still dialed meanwhile, so a direct one
+/// can win over a relayed one.
+const DIAL_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Address book peers dialed per round, at most.
 const DIALS_PER_ROUND: usize = 8;
 
@@ -56,6 +63,8 @@ pub(crate) struct Reach {
     announced: HashMap<PeerId, Vec<Multiaddr>>,
     book: AddressBook,
     dialed: HashMap<PeerId, Instant>,
+    /// When each configured or bootstrap address was last dialed.
+    addr_dialed: HashMap<Multiaddr, Instant>,
     /// Peers not to dial (kept away for bad data), as of the last round.
     banned: HashSet<PeerId>,
     punched: u64,
@@ -103,28 +112,17 @@ impl Reach {
             announced: HashMap::new(),
             book,
             dialed: HashMap::new(),
+            addr_dialed: HashMap::new(),
             banned: HashSet::new(),
             punched: 0,
             punch_failed: 0,
         }
     }
 
-    /// Adds a peer to keep dialing, and dials it now unless it is connected or kept away,
-    /// even while a dial of it (at an older address, say) is still under way.
+    /// Adds a peer to keep dialing, and dials it now unless it is connected or kept away.
     pub fn add_peer(&mut self, swarm: &mut Swarm<Behaviour>, addr: Multiaddr) {
-        match peer_of(&addr) {
-            Some(peer) if !self.banned.contains(&peer) => {
-                let opts = DialOpts::peer_id(peer)
-                    .addresses(vec![addr.clone()])
-                    .condition(PeerCondition::Disconnected)
-                    .build();
-                if let Err(e) = swarm.dial(opts) {
-                    debug!(%addr, error = %e, "dial failed");
-                }
-            }
-            Some(_) => {}
-            None => self.dial(swarm, &addr),
-        }
+        self.addr_dialed.remove(&addr);
+        self.dial(swarm, &addr);
         if !self.peers.contains(&addr) {
             self.peers.push(addr);
         }
@@ -145,21 +143,24 @@ impl Reach {
         self.book.save();
     }
 
-    fn dial(&self, swarm: &mut Swarm<Behaviour>, addr: &Multiaddr) {
-        let Some(peer) = peer_of(addr) else {
-            if let Err(e) = swarm.dial(addr.clone()) {
-                debug!(%addr, error = %e, "dial failed");
-            }
-            return;
-        };
-        if self.banned.contains(&peer) {
+    fn dial(&mut self, swarm: &mut Swarm<Behaviour>, addr: &Multiaddr) {
+        if let Some(peer) = peer_of(addr)
+            && (swarm.is_connected(&peer) || self.banned.contains(&peer))
+        {
             return;
         }
-        // Not while a dial is under way either: a round right after another (the one at
-        // start and the timer's first) would open a second connection, and every idle
-        // minute would then ping over both. A dial asked for is made at once
-        // (`add_peer`).
-        dial_peer(swarm, peer, vec![addr.clone()]);
+        let now = Instant::now();
+        if self
+            .addr_dialed
+            .get(addr)
+            .is_some_and(|at| now.duration_since(*at) < DIAL_PATIENCE)
+        {
+            return;
+        }
+        self.addr_dialed.insert(addr.clone(), now);
+        if let Err(e) = swarm.dial(addr.clone()) {
+            debug!(%addr, error = %e, "dial failed");
+        }
     }
 
     /// Dials the configured peers and, a few at a time, the address book's.
