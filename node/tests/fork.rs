@@ -185,6 +185,16 @@ fn forks(replica: &Replica, ns: &NamespaceId) -> usize {
     replica.store.forks(ns).expect("forks").len()
 }
 
+/// The keys `replica` counts in `ns`.
+fn keys(replica: &Replica, ns: &NamespaceId) -> Vec<Vec<u8>> {
+    replica
+        .store
+        .scan(ns, b"", false)
+        .expect("scan")
+        .map(|item| item.expect("a key").0)
+        .collect()
+}
+
 #[test]
 fn a_run_from_another_branch_freezes_the_feed_and_blames_nobody() {
     let root = tempfile::tempdir().expect("temp dir");
@@ -217,14 +227,8 @@ fn a_run_from_another_branch_freezes_the_feed_and_blames_nobody() {
     // Both froze it where the branches part, so both count the same entries.
     for replica in &replicas {
         assert_eq!(replica.store.forks(&ns).expect("forks")[0].frozen_at, 3);
-        let keys: Vec<Vec<u8>> = replica
-            .store
-            .scan(&ns, b"", false)
-            .expect("scan")
-            .map(|item| item.expect("a key").0)
-            .collect();
         assert_eq!(
-            keys,
+            keys(replica, &ns),
             [&b"a"[..], b"b", b"c"],
             "only what both branches hold"
         );
@@ -290,16 +294,8 @@ fn a_replica_behind_catches_up_to_where_the_branches_part() {
         Some(3),
         "caught up to the fork, not past it"
     );
-    let keys = |replica: &Replica| -> Vec<Vec<u8>> {
-        replica
-            .store
-            .scan(&ns, b"", false)
-            .expect("scan")
-            .map(|item| item.expect("a key").0)
-            .collect()
-    };
-    assert_eq!(keys(&replicas[2]), keys(&replicas[0]));
-    assert_eq!(keys(&replicas[2]), [&b"a"[..], b"b", b"c"]);
+    assert_eq!(keys(&replicas[2], &ns), keys(&replicas[0], &ns));
+    assert_eq!(keys(&replicas[2], &ns), [&b"a"[..], b"b", b"c"]);
 }
 
 #[test]

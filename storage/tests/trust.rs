@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use weft_storage::{
     Access, Charter, Error, Exclusion, ForkProof, Grant, IngestError, Ingested, Invalid,
-    Membership, NamespaceId, Options, SearchStep, Store, Timestamp,
+    Membership, NamespaceId, Options, Run, SearchStep, Store, Timestamp,
 };
 
 fn init(access: Access) -> (tempfile::TempDir, Store) {
@@ -49,6 +49,13 @@ fn pull_feed(from: &Store, to: &Store, author: weft_storage::AuthorId) {
     {
         to.ingest(&run).expect("a run from an honest store ingests");
     }
+}
+
+/// Up to `count` of `author`'s entries from `start`, as `from` holds them.
+fn run(from: &Store, author: &weft_storage::AuthorId, start: u64, count: usize) -> Run {
+    from.read_run(&from.default_namespace(), author, start, count, usize::MAX)
+        .expect("read")
+        .expect("a run")
 }
 
 fn get(store: &Store, key: &[u8]) -> Option<Vec<u8>> {
@@ -132,12 +139,9 @@ fn a_closed_namespace_counts_only_granted_writes() {
 
     // The reader is offered the member's feed before the owner's grant: nothing is stored,
     // so a writer nobody granted cannot fill a replica of a closed namespace.
-    let run = member
-        .read_run(&ns, &member.author(), 0, usize::MAX, usize::MAX)
-        .expect("read")
-        .expect("a run");
+    let ungranted = run(&member, &member.author(), 0, usize::MAX);
     assert_eq!(
-        reader.ingest(&run).expect("ingest"),
+        reader.ingest(&ungranted).expect("ingest"),
         Ingested::NotMember { held: 0 }
     );
     assert_eq!(get(&reader, b"b/1"), None);
@@ -461,10 +465,7 @@ fn forks_freeze_every_replica_where_the_histories_part() {
     }
     // A third device with the same key that has seen only the first two entries.
     let (_z, third) = join_with(&origin, options(), Some([42; 32]));
-    let first_two = left
-        .read_run(&ns, &author, 0, 2, usize::MAX)
-        .expect("read")
-        .expect("a run");
+    let first_two = run(&left, &author, 0, 2);
     third.ingest(&first_two).expect("ingest");
     pull_feed(&left, &right, author);
     for i in 5..8u8 {
@@ -501,12 +502,9 @@ fn forks_freeze_every_replica_where_the_histories_part() {
         "a frozen feed is searched no more"
     );
     left.put(&ns, b"l8", b"x").expect("put");
-    let run = left
-        .read_run(&ns, &author, 8, usize::MAX, usize::MAX)
-        .expect("read")
-        .expect("a run");
+    let past_the_fork = run(&left, &author, 8, usize::MAX);
     assert_eq!(
-        reader.ingest(&run).expect("ingest"),
+        reader.ingest(&past_the_fork).expect("ingest"),
         Ingested::Frozen { held: 8, at: 5 }
     );
 
@@ -527,24 +525,15 @@ fn forks_freeze_every_replica_where_the_histories_part() {
     // A replica that held less than both histories share when the proof came catches up to
     // where they part, from either branch, and takes nothing past it.
     let (_l, late) = join(&origin);
-    let first_three = left
-        .read_run(&ns, &author, 0, 3, usize::MAX)
-        .expect("read")
-        .expect("a run");
+    let first_three = run(&left, &author, 0, 3);
     late.ingest(&first_three).expect("ingest");
     assert!(late.record_fork(&proof).expect("record"));
-    let past_the_fork = right
-        .read_run(&ns, &author, 3, usize::MAX, usize::MAX)
-        .expect("read")
-        .expect("a run");
+    let past_the_fork = run(&right, &author, 3, usize::MAX);
     assert_eq!(
         late.ingest(&past_the_fork).expect("ingest"),
         Ingested::Frozen { held: 3, at: 5 }
     );
-    let to_the_fork = right
-        .read_run(&ns, &author, 3, 2, usize::MAX)
-        .expect("read")
-        .expect("a run");
+    let to_the_fork = run(&right, &author, 3, 2);
     assert!(matches!(
         late.ingest(&to_the_fork).expect("ingest"),
         Ingested::Appended { held: 5, .. }
