@@ -65,6 +65,15 @@ fn replicas(root: &Path, writer: &Writer, short: &Run, long: &Run) -> (Namespace
     (ns, out)
 }
 
+/// A temp dir with the writer's two branches, and replica 0 holding the short one, replica 1
+/// the long one.
+fn two_branches() -> (tempfile::TempDir, Writer, NamespaceId, Vec<Replica>) {
+    let root = tempfile::tempdir().expect("temp dir");
+    let writer = branches(root.path());
+    let (ns, replicas) = replicas(root.path(), &writer, &writer.short, &writer.long);
+    (root, writer, ns, replicas)
+}
+
 /// The writer's feed: 3 common entries, then 1 on the short branch and 2 on the long one, as
 /// when one key is used on two devices (or a backup restored and written to offline).
 struct Writer {
@@ -181,6 +190,48 @@ fn drive(replicas: &mut [Replica], log: &mut Log, me: usize, actions: Vec<Action
     }
 }
 
+/// Replaces replica `i` with a sparse replica of every key that holds what replica `i` held.
+fn make_sparse(root: &Path, charter: &Charter, replicas: &mut [Replica], i: usize) {
+    let full = &replicas[i].store;
+    let ns = full.default_namespace();
+    let store = Store::init_joined(&root.join(format!("sparse{i}")), options(), charter, None)
+        .expect("join");
+    let every_key = Interest::new(
+        [b"a", b"b", b"c", b"d", b"e"].map(|p| p.to_vec()),
+        Vec::new(),
+    );
+    store.set_interest(&ns, every_key.clone()).expect("sparse");
+    let writer = full
+        .feeds(&ns)
+        .expect("feeds")
+        .into_iter()
+        .find(|feed| feed.held > 0)
+        .expect("a branch held")
+        .head
+        .author;
+    let Served::Run(run) = full
+        .read_sparse(&ns, &writer, 0, &every_key, 100, usize::MAX)
+        .expect("read")
+    else {
+        panic!("the branch is served");
+    };
+    store.ingest_sparse(&run).expect("ingest");
+    let holdings = Holdings::of(&store).expect("holdings");
+    replicas[i] = Replica {
+        server: Server::new(Id(i).id_bytes(), holdings.namespaces.clone()),
+        client: Client::new(Id(i).id_bytes(), holdings),
+        store,
+    };
+}
+
+fn assert_nobody_cut_off(log: &Log) {
+    assert!(
+        log.penalized.is_empty(),
+        "an honest peer was cut off: {:?}",
+        log.penalized
+    );
+}
+
 fn forks(replica: &Replica, ns: &NamespaceId) -> usize {
     replica.store.forks(ns).expect("forks").len()
 }
@@ -197,10 +248,8 @@ fn keys(replica: &Replica, ns: &NamespaceId) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_run_from_another_branch_freezes_the_feed_and_blames_nobody() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let writer = branches(root.path());
-    let (short, long) = (&writer.short, &writer.long);
-    let (ns, mut replicas) = replicas(root.path(), &writer, short, long);
+    let (_root, writer, ns, mut replicas) = two_branches();
+    let short = &writer.short;
     let mut log = Log::default();
 
     // Only the replica on the short branch asks: the longer head is all it learns, so the
@@ -208,11 +257,7 @@ fn a_run_from_another_branch_freezes_the_feed_and_blames_nobody() {
     let actions = replicas[0].client.connected(&Id(1));
     drive(&mut replicas, &mut log, 0, actions);
 
-    assert!(
-        log.penalized.is_empty(),
-        "an honest sender was cut off: {:?}",
-        log.penalized
-    );
+    assert_nobody_cut_off(&log);
     // Each side finds the other's head or entries do not fit, and asks for its branch.
     assert!(
         log.branches_asked >= 1,
@@ -249,10 +294,8 @@ fn a_run_from_another_branch_freezes_the_feed_and_blames_nobody() {
 /// counting what the others count.
 #[test]
 fn a_replica_behind_catches_up_to_where_the_branches_part() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let writer = branches(root.path());
-    let (short, long) = (&writer.short, &writer.long);
-    let (ns, mut replicas) = replicas(root.path(), &writer, short, long);
+    let (root, writer, ns, mut replicas) = two_branches();
+    let long = &writer.long;
     let store = Store::init_joined(&root.path().join("late"), options(), &writer.charter, None)
         .expect("join");
     let first_two = replicas[1]
@@ -279,7 +322,7 @@ fn a_replica_behind_catches_up_to_where_the_branches_part() {
     let actions = replicas[2].client.connected(&Id(1));
     drive(&mut replicas, &mut log, 2, actions);
 
-    assert!(log.penalized.is_empty(), "{:?}", log.penalized);
+    assert_nobody_cut_off(&log);
     let held = |replica: &Replica| {
         replica
             .store
@@ -300,10 +343,8 @@ fn a_replica_behind_catches_up_to_where_the_branches_part() {
 
 #[test]
 fn gossip_from_another_branch_is_dropped_unforwarded_and_freezes_the_feed() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let writer = branches(root.path());
-    let (short, long) = (&writer.short, &writer.long);
-    let (ns, mut replicas) = replicas(root.path(), &writer, short, long);
+    let (_root, writer, ns, mut replicas) = two_branches();
+    let long = &writer.long;
     let mut log = Log::default();
 
     // Replica 1 relays a push of the long branch's last two entries.
@@ -317,7 +358,7 @@ fn gossip_from_another_branch_is_dropped_unforwarded_and_freezes_the_feed() {
         .on_gossip(Id(1), 7, ns, Gossip::Push(WireRun::from_run(push)));
     drive(&mut replicas, &mut log, 0, actions);
 
-    assert!(log.penalized.is_empty(), "{:?}", log.penalized);
+    assert_nobody_cut_off(&log);
     assert_eq!(
         log.verdicts.first(),
         Some(&(0, Verdict::Ignore)),
@@ -332,37 +373,10 @@ fn gossip_from_another_branch_is_dropped_unforwarded_and_freezes_the_feed() {
 /// off, though the push is neither kept nor forwarded.
 #[test]
 fn a_sparse_relay_of_another_branch_is_not_blamed() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let writer = branches(root.path());
-    let (short, long) = (&writer.short, &writer.long);
-    let (ns, mut replicas) = replicas(root.path(), &writer, short, long);
+    let (root, writer, ns, mut replicas) = two_branches();
+    let long = &writer.long;
     // Replica 1 becomes a sparse replica of every key, holding the long branch so.
-    let store = Store::init_joined(
-        &root.path().join("sparse"),
-        options(),
-        &writer.charter,
-        None,
-    )
-    .expect("join");
-    let every_key = Interest::new(
-        [b"a", b"b", b"c", b"d", b"e"].map(|p| p.to_vec()),
-        Vec::new(),
-    );
-    store.set_interest(&ns, every_key.clone()).expect("sparse");
-    let Served::Run(run) = replicas[1]
-        .store
-        .read_sparse(&ns, &long.head.author, 0, &every_key, 100, usize::MAX)
-        .expect("read")
-    else {
-        panic!("the long branch is served");
-    };
-    store.ingest_sparse(&run).expect("ingest");
-    let holdings = Holdings::of(&store).expect("holdings");
-    replicas[1] = Replica {
-        server: Server::new(Id(1).id_bytes(), holdings.namespaces.clone()),
-        client: Client::new(Id(1).id_bytes(), holdings),
-        store,
-    };
+    make_sparse(root.path(), &writer.charter, &mut replicas, 1);
     let mut log = Log::default();
 
     let push = WireRun {
@@ -376,11 +390,7 @@ fn a_sparse_relay_of_another_branch_is_not_blamed() {
         .on_gossip(Id(1), 7, ns, Gossip::Push(push));
     drive(&mut replicas, &mut log, 0, actions);
 
-    assert!(
-        log.penalized.is_empty(),
-        "the sparse relay was cut off: {:?}",
-        log.penalized
-    );
+    assert_nobody_cut_off(&log);
     assert!(log.fork_searches >= 1, "the relay was searched");
     assert_eq!(log.verdicts.first(), Some(&(0, Verdict::Ignore)));
     assert_eq!(
@@ -392,6 +402,34 @@ fn a_sparse_relay_of_another_branch_is_not_blamed() {
         Some(4),
         "nothing of the other branch kept"
     );
+}
+
+/// A sparse replica keeps only the peaks of where it has scanned to, so it can see that a
+/// full replica's copy parts from its own but not where, nor which is wrong: it must blame
+/// nobody and stop fetching the feed from that peer, not cut an honest sender off.
+#[test]
+fn a_sparse_replica_served_another_branch_blames_nobody() {
+    let (root, writer, ns, mut replicas) = two_branches();
+    // Replica 0 becomes a sparse replica of every key, holding the short branch so.
+    make_sparse(root.path(), &writer.charter, &mut replicas, 0);
+    let mut log = Log::default();
+
+    let actions = replicas[0].client.connected(&Id(1));
+    drive(&mut replicas, &mut log, 0, actions);
+
+    assert_nobody_cut_off(&log);
+    let searches = log.fork_searches;
+    assert!(searches >= 1, "the sender's copy was probed");
+    assert_eq!(
+        keys(&replicas[0], &ns),
+        [&b"a"[..], b"b", b"c", b"d on the short branch"],
+        "nothing of the other branch kept"
+    );
+    // Asked again later, it does not fetch the other branch once more.
+    let actions = replicas[0].client.connected(&Id(1));
+    drive(&mut replicas, &mut log, 0, actions);
+    assert_eq!(log.fork_searches, searches, "the feed is left");
+    assert_nobody_cut_off(&log);
 }
 
 #[test]

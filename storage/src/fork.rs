@@ -23,9 +23,9 @@ use crate::error::{Error, Result};
 use crate::head::SignedHead;
 use crate::ids::{AuthorId, NamespaceId};
 use crate::replicate::{IngestError, Invalid, store_err};
-use crate::rows::{extension_from, read_node};
+use crate::rows::{SparseRecord, SparseTree, extension_from, read_node};
 use crate::store::Store;
-use crate::tables::{self, ENTRIES, FORKS, SPARSE_FEEDS};
+use crate::tables::{self, ENTRIES, FORKS, NODES, SPARSE_FEEDS};
 use crate::tree::{self, Frontier, Hash, Node, ProofError};
 use crate::view::{ViewTables, rebuild_namespace};
 
@@ -155,6 +155,10 @@ pub enum SearchStep {
     Found(u64),
     /// Every node answered is the same here: the peer's copy shows no fork.
     Agree,
+    /// The histories differ under a node whose children this replica does not keep (it holds
+    /// the feed sparsely): the peer's copy may be another branch, and neither can be shown
+    /// wrong here. A full replica's proof settles it when one arrives.
+    Parted,
 }
 
 /// Whether `node` lies within the longest feed, so no bound of it overflows.
@@ -165,8 +169,10 @@ pub fn node_in_range(node: Node) -> bool {
 impl Store {
     /// The start of a search for where a peer's copy of `author`'s feed in `ns`, of
     /// `their_length` entries, parts from the one held here: the peaks of the shorter of the
-    /// two. `None` when nothing is held to compare (the feed is not held in full here, or one
-    /// side is empty).
+    /// two. A sparse replica keeps the peaks of where it has scanned to and no others, so it
+    /// compares only a copy at least that long, there. `None` when nothing is held to compare
+    /// (the feed is not held, a sparse replica's copy is longer than the peer's, or one side
+    /// is empty).
     ///
     /// # Errors
     /// Database failures.
@@ -176,9 +182,12 @@ impl Store {
         author: &AuthorId,
         their_length: u64,
     ) -> Result<Option<ForkSearch>> {
-        let Some(held) = self.full_feed_held(ns, author)? else {
+        let Some((held, sparse)) = self.comparable_length(ns, author)? else {
             return Ok(None);
         };
+        if sparse && their_length < held {
+            return Ok(None);
+        }
         let length = held.min(their_length).min(tree::MAX_LENGTH);
         Ok((length > 0).then(|| ForkSearch {
             namespace: *ns,
@@ -188,7 +197,8 @@ impl Store {
     }
 
     /// Compares a peer's hashes of `search.asked` with this replica's: the first node that
-    /// differs is walked into, 8 levels down (or is the leaf where the histories part).
+    /// differs is walked into, 8 levels down (or is the leaf where the histories part); a
+    /// sparse replica, which keeps none of the nodes below, stops at [`SearchStep::Parted`].
     ///
     /// # Errors
     /// [`IngestError::Invalid`] when the peer answered another number of hashes than asked
@@ -207,12 +217,15 @@ impl Store {
             ))
             .into());
         }
-        let ours = self
-            .node_hashes(&search.namespace, &search.author, &search.asked)?
+        let (ours, sparse) = self
+            .held_hashes(&search.namespace, &search.author, &search.asked)?
             .ok_or_else(|| Error::Damaged("a fork search's own nodes are not held".into()))?;
         let Some(at) = (0..ours.len()).find(|&i| ours[i] != theirs[i]) else {
             return Ok(SearchStep::Agree);
         };
+        if sparse {
+            return Ok(SearchStep::Parted);
+        }
         let node = search.asked[at];
         if node.depth == 0 {
             return Ok(SearchStep::Found(node.offset));
@@ -240,26 +253,54 @@ impl Store {
         author: &AuthorId,
         nodes: &[Node],
     ) -> Result<Option<Vec<Hash>>> {
-        if nodes.len() > SEARCH_NODES || self.namespace_number(ns).is_err() {
+        // What a sparse replica keeps shows only its own history: a searcher that walks it
+        // finds nothing it can prove.
+        Ok(self
+            .held_hashes(ns, author, nodes)?
+            .and_then(|(hashes, sparse)| (!sparse).then_some(hashes)))
+    }
+
+    /// This replica's hashes of `nodes`, at most [`SEARCH_NODES`], and whether it holds the
+    /// feed sparsely; `None` unless every node is held (in full: lies in what is held; sparse:
+    /// is kept or made from what is kept).
+    fn held_hashes(
+        &self,
+        ns: &NamespaceId,
+        author: &AuthorId,
+        nodes: &[Node],
+    ) -> Result<Option<(Vec<Hash>, bool)>> {
+        if nodes.len() > SEARCH_NODES
+            || self.namespace_number(ns).is_err()
+            || !nodes.iter().all(|node| node_in_range(*node))
+        {
             return Ok(None);
         }
         let txn = self.db().begin_read()?;
         let Some((feed, record)) = self.feed_record(&txn, ns, author)? else {
             return Ok(None);
         };
-        if txn.open_table(SPARSE_FEEDS)?.get(feed)?.is_some()
-            || !nodes
+        let entries = txn.open_table(ENTRIES)?;
+        if txn.open_table(SPARSE_FEEDS)?.get(feed)?.is_some() {
+            let kept = txn.open_table(NODES)?;
+            let tree = SparseTree {
+                entries: &entries,
+                nodes: &kept,
+                feed,
+            };
+            return Ok(nodes
                 .iter()
-                .all(|node| node_in_range(*node) && node.end_leaf() <= record.held)
-        {
+                .map(|node| tree.hash(*node))
+                .collect::<Result<Option<Vec<Hash>>>>()?
+                .map(|hashes| (hashes, true)));
+        }
+        if !nodes.iter().all(|node| node.end_leaf() <= record.held) {
             return Ok(None);
         }
-        let entries = txn.open_table(ENTRIES)?;
         nodes
             .iter()
             .map(|node| read_node(&entries, feed, *node))
             .collect::<Result<Vec<Hash>>>()
-            .map(Some)
+            .map(|hashes| Some((hashes, false)))
     }
 
     /// This replica's history of `author`'s feed in `ns` from index `at`, for a peer that
@@ -336,8 +377,14 @@ impl Store {
         Ok(Some(proof))
     }
 
-    /// How much of `author`'s feed in `ns` is held, when it is held in full.
-    fn full_feed_held(&self, ns: &NamespaceId, author: &AuthorId) -> Result<Option<u64>> {
+    /// The length at which `author`'s feed in `ns` can be compared with a peer's, and whether
+    /// it is held sparsely: the entries held in full, or where a sparse replica has scanned to
+    /// (it keeps the peaks there).
+    fn comparable_length(
+        &self,
+        ns: &NamespaceId,
+        author: &AuthorId,
+    ) -> Result<Option<(u64, bool)>> {
         if self.namespace_number(ns).is_err() {
             return Ok(None);
         }
@@ -345,8 +392,10 @@ impl Store {
         let Some((feed, record)) = self.feed_record(&txn, ns, author)? else {
             return Ok(None);
         };
-        let sparse = txn.open_table(SPARSE_FEEDS)?.get(feed)?.is_some();
-        Ok((!sparse).then_some(record.held))
+        Ok(Some(match txn.open_table(SPARSE_FEEDS)?.get(feed)? {
+            Some(sparse) => (SparseRecord::decode(sparse.value())?.scanned, true),
+            None => (record.held, false),
+        }))
     }
 
     /// Whether `head`, a validly signed head of a feed this replica holds in full, does not

@@ -441,7 +441,7 @@ fn find_fork(asker: &Store, holder: &Store, head: &weft_storage::SignedHead) -> 
         match asker.fork_search_step(search, &theirs).expect("step") {
             SearchStep::Ask(next) => search = next,
             SearchStep::Found(at) => break at,
-            SearchStep::Agree => return None,
+            SearchStep::Agree | SearchStep::Parted => return None,
         }
     };
     let branch = holder

@@ -9,7 +9,7 @@
 //!
 //! It is generic over the peer type so that tests and simulations can use plain numbers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 use std::ops::Bound;
 
@@ -61,6 +61,10 @@ struct FeedState<P> {
     unserved: HashMap<P, u64>,
     /// Where a fork froze the feed: nothing past it is asked for or counted as missing.
     frozen: Option<u64>,
+    /// Peers whose copy parts from this replica's where it cannot tell which is wrong (a
+    /// sparse replica cannot find a fork): what they advertise is not fetched again while
+    /// they stay connected.
+    parted: HashSet<P>,
 }
 
 impl<P> FeedState<P> {
@@ -74,6 +78,7 @@ impl<P> FeedState<P> {
             failures: HashMap::new(),
             unserved: HashMap::new(),
             frozen: None,
+            parted: HashSet::new(),
         }
     }
 
@@ -153,6 +158,9 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
     /// Records that `peer` holds `length` entries of `feed`.
     pub fn advertised(&mut self, peer: P, feed: FeedId, length: u64) {
         let state = self.feeds.entry(feed).or_insert_with(|| FeedState::new(0));
+        if state.parted.contains(&peer) {
+            return;
+        }
         let length = length.min(state.frozen.unwrap_or(u64::MAX));
         // A peer that sent nothing is asked again at its next advertisement: it may have
         // been catching up itself (a head held ahead of its entries). What it would not send
@@ -172,12 +180,23 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
         state.unserved.clear();
     }
 
+    /// Fetches `feed` from `peer` no more while it stays connected: its copy parts from this
+    /// replica's, and neither can be shown wrong here.
+    pub fn parted(&mut self, peer: P, feed: FeedId) {
+        if let Some(state) = self.feeds.get_mut(&feed) {
+            state.remote.remove(&peer);
+            state.unserved.remove(&peer);
+            state.parted.insert(peer);
+        }
+    }
+
     /// Forgets what `peer` advertised and any request to it, as when it disconnects.
     pub fn peer_gone(&mut self, peer: &P) {
         for state in self.feeds.values_mut() {
             state.remote.remove(peer);
             state.failures.remove(peer);
             state.unserved.remove(peer);
+            state.parted.remove(peer);
             if state.asked.as_ref().is_some_and(|(asked, _)| asked == peer) {
                 state.asked = None;
                 self.outstanding -= 1;

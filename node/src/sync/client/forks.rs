@@ -115,6 +115,14 @@ impl<P: Peer, G> Client<P, G> {
                 blame,
                 ForkStep::Branch(at),
             )],
+            Ok(SearchStep::Parted) => {
+                debug!(
+                    ?peer,
+                    "a copy parts from this sparse replica's; nobody blamed"
+                );
+                self.scheduler.parted(peer, feed);
+                Vec::new()
+            }
             Ok(SearchStep::Agree) => match blame {
                 Blame::Sent(fault) | Blame::Relayed(fault) => vec![self.penalize(peer, fault)],
                 Blame::Nothing => Vec::new(),
