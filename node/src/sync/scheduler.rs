@@ -225,29 +225,29 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
     /// [`Scheduler::failed`] is called for it.
     pub fn wants(&mut self) -> Vec<Want<P>> {
         let mut out = Vec::new();
-        // Round robin: from the feed after the one asked for last, around to it.
-        let order: Vec<FeedId> = match self.cursor {
-            Some(cursor) => self
-                .feeds
-                .range((Bound::Excluded(cursor), Bound::Unbounded))
-                .chain(self.feeds.range(..=cursor))
-                .map(|(feed, _)| *feed)
-                .collect(),
-            None => self.feeds.keys().copied().collect(),
-        };
-        for feed in order {
-            if self.outstanding >= MAX_OUTSTANDING {
-                break;
+        // Called after every event: with every request slot taken, as through most of a
+        // catch-up, it must cost nothing per feed.
+        if self.outstanding >= MAX_OUTSTANDING {
+            return out;
+        }
+        let Scheduler {
+            feeds,
+            outstanding,
+            per_peer,
+            cursor,
+            turn,
+        } = self;
+        let after = *cursor;
+        // Asks for `feed` if it wants a run; false once every request slot is taken.
+        let mut consider = |feed: FeedId, state: &mut FeedState<P>| -> bool {
+            if *outstanding >= MAX_OUTSTANDING {
+                return false;
             }
-            let Some(state) = self.feeds.get_mut(&feed) else {
-                continue;
-            };
             if state.asked.is_some() || state.queued >= MAX_QUEUED_PER_FEED {
-                continue;
+                return true;
             }
             // Ask the peer that failed least, and of those the one that has most; between
             // peers alike, each in turn.
-            let per_peer = &self.per_peer;
             let rank = |(peer, length): (&P, &u64)| {
                 let failures = state.failures.get(peer).copied().unwrap_or(0);
                 (failures, std::cmp::Reverse(*length))
@@ -261,25 +261,44 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
                 })
                 .collect();
             let Some(best) = candidates.iter().map(|c| rank(*c)).min() else {
-                continue;
+                return true;
             };
             let tied: Vec<&P> = candidates
                 .into_iter()
                 .filter(|c| rank(*c) == best)
                 .map(|(peer, _)| peer)
                 .collect();
-            let peer = tied[self.turn % tied.len()].clone();
-            self.turn = self.turn.wrapping_add(1);
+            let peer = tied[*turn % tied.len()].clone();
+            *turn = turn.wrapping_add(1);
             state.asked = Some((peer.clone(), state.next));
-            self.outstanding += 1;
-            *self.per_peer.entry(peer.clone()).or_insert(0) += 1;
-            self.cursor = Some(feed);
+            *outstanding += 1;
+            *per_peer.entry(peer.clone()).or_insert(0) += 1;
+            *cursor = Some(feed);
             out.push(Want {
                 peer,
                 feed,
                 start: state.next,
                 limit: state.frozen.map(|at| at.saturating_sub(state.next)),
             });
+            true
+        };
+        // Round robin: from the feed after the one asked for last, around to it.
+        let mut room = true;
+        if let Some(last) = after {
+            for (feed, state) in feeds.range_mut((Bound::Excluded(last), Bound::Unbounded)) {
+                room = consider(*feed, state);
+                if !room {
+                    break;
+                }
+            }
+        }
+        if room {
+            let upto = after.map_or(Bound::Unbounded, Bound::Included);
+            for (feed, state) in feeds.range_mut((Bound::Unbounded, upto)) {
+                if !consider(*feed, state) {
+                    break;
+                }
+            }
         }
         out
     }
