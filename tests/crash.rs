@@ -1,6 +1,7 @@
 //! A replica killed with SIGKILL in the middle of a batch reopens with its log and view in
 //! agreement: every acknowledged batch is there whole, no batch is there in part, `verify` is
-//! clean and the view equals a reindex.
+//! clean and the view equals a reindex. Remote ingests that the store thread ran back to back
+//! without waiting for the disk are all durable once its queue has drained.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -114,4 +115,61 @@ fn sigkill_mid_batch_loses_no_acknowledged_write_and_leaves_log_and_view_agreein
         acknowledged.is_some(),
         "seed {seed}: the writer never finished a batch; the test proved nothing"
     );
+}
+
+#[test]
+fn ingests_run_back_to_back_are_durable_once_the_store_thread_is_idle() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (source, replica) = (dir.path().join("source"), dir.path().join("replica"));
+    let origin =
+        Store::init(&source, Options::default(), weft_storage::Access::Open).expect("init");
+    let ns = origin.default_namespace();
+    for batch in 0..2 {
+        let ops = (0..1000)
+            .map(|i| {
+                (
+                    format!("k{batch}/{i:04}").into_bytes(),
+                    weft_storage::Op::Put(vec![7; 100]),
+                )
+            })
+            .collect();
+        origin.write(&ns, ops).expect("write");
+    }
+    let charter = origin.charter(&ns).expect("charter").expect("a charter");
+    drop(origin);
+    drop(Store::init_joined(&replica, Options::default(), &charter, None).expect("join"));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft-crash-ingester"))
+        .arg(&source)
+        .arg(&replica)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the ingester");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sent, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let line = BufReader::new(stdout).lines().next();
+        let _ = sent.send(line.and_then(Result::ok));
+    });
+    let line = printed.recv_timeout(Duration::from_secs(120));
+    child.kill().expect("SIGKILL the ingester");
+    child.wait().expect("reap the ingester");
+    let held: u64 = line
+        .expect("the ingester finished within 2 minutes")
+        .expect("the ingester printed a line")
+        .parse()
+        .expect("a length");
+    assert_eq!(held, 2000, "the ingester took every run");
+
+    let store = Store::open(&replica, Options::default()).expect("reopen");
+    let author = Store::open(&source, Options::default())
+        .expect("source")
+        .author();
+    assert_eq!(
+        store.head(&ns, &author).expect("head").map(|h| h.length),
+        Some(2000),
+        "every ingested run survived the kill"
+    );
+    assert!(store.verify().expect("verify").is_clean());
+    assert_eq!(view(&store).len(), 2000);
 }

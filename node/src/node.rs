@@ -343,7 +343,11 @@ impl Task {
                 Action::Store(job) => {
                     let dropped = match self.worker.reserve() {
                         Ok(slot) => {
-                            let done = slot.run(move |store| job.run(store));
+                            let done = if job.ingests() {
+                                slot.run_remote(move |store| job.run(store))
+                            } else {
+                                slot.run(move |store| job.run(store))
+                            };
                             self.jobs.push(
                                 async move { done.await.map_or(Finished::Nothing, Finished::Sync) }
                                     .boxed(),

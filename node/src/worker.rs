@@ -14,7 +14,31 @@ use crate::NodeError;
 /// get [`Busy`]).
 const QUEUE: usize = 64;
 
-type Job = Box<dyn FnOnce(&Store) + Send>;
+/// Remote ingests run back to back before the store waits for the disk
+/// ([`Store::defer_ingest_sync`]): a crash takes back at most this many, which peers send
+/// again.
+const MAX_UNSYNCED: u32 = 64;
+
+struct Job {
+    run: Box<dyn FnOnce(&Store) + Send>,
+    /// Only ingests entries peers hold, so its commit may wait for the disk with the next.
+    remote: bool,
+}
+
+impl Job {
+    fn new<T: Send + 'static>(
+        remote: bool,
+        job: impl FnOnce(&Store) -> T + Send + 'static,
+        reply: oneshot::Sender<T>,
+    ) -> Job {
+        Job {
+            run: Box::new(move |store| {
+                let _ = reply.send(job(store));
+            }),
+            remote,
+        }
+    }
+}
 
 /// A cloneable handle to the store thread. The thread ends, closing the store, once every
 /// handle is dropped and the queued jobs are done.
@@ -79,13 +103,33 @@ impl StoreWorker {
         let thread = thread::Builder::new()
             .name("weft-store".into())
             .spawn(move || {
-                while let Some(job) = queue.blocking_recv() {
-                    job(&store);
+                // Remote ingests queued back to back wait for the disk once, after the last of
+                // them (or every MAX_UNSYNCED): any other job, a local write or a read, finds
+                // everything before it durable.
+                let mut next = queue.blocking_recv();
+                let mut unsynced = 0;
+                while let Some(job) = next {
+                    let defer = job.remote && unsynced < MAX_UNSYNCED;
+                    store.defer_ingest_sync(defer);
+                    (job.run)(&store);
+                    store.defer_ingest_sync(false);
+                    unsynced += u32::from(defer);
+                    next = queue.try_recv().ok();
+                    let defers_next = next.as_ref().is_some_and(|job| job.remote);
+                    if !defers_next || unsynced >= MAX_UNSYNCED {
+                        if let Err(e) = store.sync() {
+                            tracing::warn!(error = %e, "making ingested entries durable");
+                        }
+                        unsynced = 0;
+                    }
                     // After the job, so a woken change feed reader sees the commit.
                     published.send_if_modified(|seen| {
                         let now = store.commits();
                         std::mem::replace(seen, now) != now
                     });
+                    if next.is_none() {
+                        next = queue.blocking_recv();
+                    }
                 }
             })
             .expect("the OS can start a thread");
@@ -128,9 +172,7 @@ impl StoreWorker {
     ) -> Result<T, Closed> {
         let (reply, result) = oneshot::channel();
         self.jobs
-            .send(Box::new(move |store| {
-                let _ = reply.send(job(store));
-            }))
+            .send(Job::new(false, job, reply))
             .await
             .map_err(|_| Closed)?;
         result.await.map_err(|_| Closed)
@@ -167,10 +209,25 @@ impl Slot<'_> {
         self,
         job: impl FnOnce(&Store) -> T + Send + 'static,
     ) -> oneshot::Receiver<T> {
+        self.queue(false, job)
+    }
+
+    /// [`Slot::run`] for a job that only ingests entries peers hold: its commit may wait for
+    /// the disk together with the remote ingests queued right after it.
+    pub fn run_remote<T: Send + 'static>(
+        self,
+        job: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> oneshot::Receiver<T> {
+        self.queue(true, job)
+    }
+
+    fn queue<T: Send + 'static>(
+        self,
+        remote: bool,
+        job: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> oneshot::Receiver<T> {
         let (reply, result) = oneshot::channel();
-        self.0.send(Box::new(move |store| {
-            let _ = reply.send(job(store));
-        }));
+        self.0.send(Job::new(remote, job, reply));
         result
     }
 }

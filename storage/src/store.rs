@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ed25519_dalek::SigningKey;
@@ -178,6 +178,11 @@ pub struct Store {
     charters: HashMap<NamespaceId, Charter>,
     /// Write transactions committed since open, for [`Store::commits`].
     commits: AtomicU64,
+    /// Whether remote ingests may commit without waiting for the disk
+    /// ([`Store::defer_ingest_sync`]).
+    ingest_sync_deferred: AtomicBool,
+    /// Whether an ingest committed without waiting for the disk since the last [`Store::sync`].
+    unsynced: AtomicBool,
     /// Per namespace, the longest length of this replica's own feed a peer was seen to hold,
     /// when longer than what is held here (a replica restored from an older backup): writes
     /// wait until sync has fetched the rest back, or the next one would fork the feed.
@@ -458,6 +463,8 @@ impl Store {
             interests: RwLock::new(interests),
             charters,
             commits: AtomicU64::new(0),
+            ingest_sync_deferred: AtomicBool::new(false),
+            unsynced: AtomicBool::new(false),
             own_elsewhere: Mutex::new(HashMap::new()),
             frozen: Mutex::new(frozen),
         };
@@ -617,6 +624,43 @@ impl Store {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         *last = now.saturating_add(uhlc::NTP64::from(ahead).as_u64());
+    }
+
+    /// While `deferred`, remote ingests ([`Store::ingest`], [`Store::ingest_sparse`]) commit
+    /// without waiting for the disk, until [`Store::sync`]: for a caller that runs ingests back
+    /// to back, as the node's store thread does, so a catch-up of many feeds waits for the
+    /// disk once a burst rather than once a feed. Each ingest is still one transaction, seen by
+    /// every read at once; a crash can take back those not yet synced, which are then fetched
+    /// again from peers that hold them. Local writes always wait for the disk (and make every
+    /// earlier commit durable with them).
+    pub fn defer_ingest_sync(&self, deferred: bool) {
+        self.ingest_sync_deferred.store(deferred, Ordering::Relaxed);
+    }
+
+    /// Makes every ingest committed under [`Store::defer_ingest_sync`] durable: one commit
+    /// that waits for the disk, when any did not.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub fn sync(&self) -> Result<()> {
+        if self.unsynced.swap(false, Ordering::AcqRel) {
+            let mut txn = self.db().begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            if let Err(e) = txn.commit() {
+                self.unsynced.store(true, Ordering::Release);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The durability of a remote ingest's commit: [`Store::durability`], unless deferred.
+    pub(crate) fn ingest_durability(&self) -> Durability {
+        if self.options.durable && self.ingest_sync_deferred.load(Ordering::Relaxed) {
+            self.unsynced.store(true, Ordering::Release);
+            return Durability::None;
+        }
+        self.durability()
     }
 
     /// The durability of a commit under this store's options.

@@ -182,6 +182,13 @@ impl<P, G> Done<P, G> {
 }
 
 impl<P, G> Job<P, G> {
+    /// Whether the job only ingests entries that peers hold: a crash that takes it back costs
+    /// a fetch again, so its commit may wait for the disk with the next
+    /// ([`weft_storage::Store::defer_ingest_sync`]).
+    pub fn ingests(&self) -> bool {
+        matches!(self.0, JobKind::Ingest { .. })
+    }
+
     /// Does the job's store work on the calling thread.
     pub fn run(self, store: &Store) -> Done<P, G> {
         Done(match self.0 {

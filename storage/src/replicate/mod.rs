@@ -265,14 +265,15 @@ impl Store {
     }
 
     /// Opens the write transaction that ingests a run of `head`'s feed in namespace number
-    /// `ns_number`, with this store's durability.
+    /// `ns_number`, with this store's durability for ingests ([`Store::defer_ingest_sync`]).
     pub(crate) fn begin_ingest(
         &self,
         ns_number: u32,
         head: &SignedHead,
     ) -> Result<IngestTxn, IngestError> {
         let mut txn = self.db().begin_write().map_err(store_err)?;
-        txn.set_durability(self.durability()).map_err(store_err)?;
+        txn.set_durability(self.ingest_durability())
+            .map_err(store_err)?;
         let index_key = tables::feed_ids_key(ns_number, &head.author);
         let frozen = {
             let forks = txn.open_table(tables::FORKS).map_err(store_err)?;
