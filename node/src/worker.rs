@@ -19,8 +19,11 @@ const QUEUE: usize = 64;
 /// again.
 const MAX_UNSYNCED: u32 = 64;
 
+/// A job's result, sent to whoever queued it once what the job committed is durable.
+type Reply = Box<dyn FnOnce() + Send>;
+
 struct Job {
-    run: Box<dyn FnOnce(&Store) + Send>,
+    run: Box<dyn FnOnce(&Store) -> Reply + Send>,
     /// Only ingests entries peers hold, so its commit may wait for the disk with the next.
     remote: bool,
 }
@@ -33,7 +36,10 @@ impl Job {
     ) -> Job {
         Job {
             run: Box::new(move |store| {
-                let _ = reply.send(job(store));
+                let result = job(store);
+                Box::new(move || {
+                    let _ = reply.send(result);
+                })
             }),
             remote,
         }
@@ -105,13 +111,15 @@ impl StoreWorker {
             .spawn(move || {
                 // Remote ingests queued back to back wait for the disk once, after the last of
                 // them (or every MAX_UNSYNCED): any other job, a local write or a read, finds
-                // everything before it durable.
+                // everything before it durable. Their results are held until then, so nobody
+                // hears of an ingest a crash could still take back.
                 let mut next = queue.blocking_recv();
                 let mut unsynced = 0;
+                let mut held_replies: Vec<Reply> = Vec::new();
                 while let Some(job) = next {
                     let defer = job.remote && unsynced < MAX_UNSYNCED;
                     store.defer_ingest_sync(defer);
-                    (job.run)(&store);
+                    held_replies.push((job.run)(&store));
                     store.defer_ingest_sync(false);
                     unsynced += u32::from(defer);
                     next = queue.try_recv().ok();
@@ -121,6 +129,9 @@ impl StoreWorker {
                             tracing::warn!(error = %e, "making ingested entries durable");
                         }
                         unsynced = 0;
+                        for reply in held_replies.drain(..) {
+                            reply();
+                        }
                     }
                     // After the job, so a woken change feed reader sees the commit.
                     published.send_if_modified(|seen| {
