@@ -643,14 +643,22 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub fn sync(&self) -> Result<()> {
-        if self.unsynced.swap(false, Ordering::AcqRel) {
-            let mut txn = self.db().begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            if let Err(e) = txn.commit() {
-                self.unsynced.store(true, Ordering::Release);
-                return Err(e.into());
-            }
+        if !self.unsynced.swap(false, Ordering::AcqRel) {
+            return Ok(());
         }
+        let synced = self.commit_nothing_durably();
+        if synced.is_err() {
+            // Still owed: the next sync tries again.
+            self.unsynced.store(true, Ordering::Release);
+        }
+        synced
+    }
+
+    /// An empty commit that waits for the disk, and so makes every commit before it durable.
+    fn commit_nothing_durably(&self) -> Result<()> {
+        let mut txn = self.db().begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
         Ok(())
     }
 
