@@ -18,6 +18,7 @@ use libp2p::gossipsub::{self, MessageId, TopicHash};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -573,7 +574,18 @@ impl Task {
                 for (peer, addr) in found {
                     if !self.swarm.is_connected(&peer) && !self.is_banned(&peer) {
                         debug!(%peer, %addr, "found by mDNS");
-                        let _ = self.swarm.dial(addr);
+                        // Every node on the segment hears an answer at once, so two nodes dial
+                        // each other in the same instant. From their listening ports both dials
+                        // would be one TCP connection (a simultaneous open) on which each side
+                        // starts the handshake as the dialer, and both fail; from a fresh port
+                        // they are two connections that both succeed.
+                        let dial = DialOpts::peer_id(peer)
+                            .addresses(vec![addr])
+                            .allocate_new_port()
+                            .build();
+                        if let Err(error) = self.swarm.dial(dial) {
+                            debug!(%peer, %error, "not dialing a peer found by mDNS");
+                        }
                     }
                 }
             }
