@@ -344,10 +344,9 @@ impl Task {
                 Action::Store(job) => {
                     let dropped = match self.worker.reserve() {
                         Ok(slot) => {
-                            let done = if job.ingests() {
-                                slot.run_remote(move |store| job.run(store))
-                            } else {
-                                slot.run(move |store| job.run(store))
+                            let done = match job.ingested_feed() {
+                                Some(feed) => slot.run_remote(feed, move |store| job.run(store)),
+                                None => slot.run(move |store| job.run(store)),
                             };
                             self.jobs.push(
                                 async move { done.await.map_or(Finished::Nothing, Finished::Sync) }

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use weft_storage::{AuthorId, NamespaceId, Store};
 
 use crate::NodeError;
+use crate::sync::FeedId;
 
 /// Jobs queued for the store thread before senders wait (or, with [`StoreWorker::try_run`],
 /// get [`Busy`]).
@@ -24,13 +25,14 @@ type Reply = Box<dyn FnOnce() + Send>;
 
 struct Job {
     run: Box<dyn FnOnce(&Store) -> Reply + Send>,
-    /// Only ingests entries peers hold, so its commit may wait for the disk with the next.
-    remote: bool,
+    /// The feed it ingests entries of, when that is all it does: its commit may then wait for
+    /// the disk with the next job's, if that ingests another feed.
+    remote: Option<FeedId>,
 }
 
 impl Job {
     fn new<T: Send + 'static>(
-        remote: bool,
+        remote: Option<FeedId>,
         job: impl FnOnce(&Store) -> T + Send + 'static,
         reply: oneshot::Sender<T>,
     ) -> Job {
@@ -109,22 +111,29 @@ impl StoreWorker {
         let thread = thread::Builder::new()
             .name("weft-store".into())
             .spawn(move || {
-                // Remote ingests queued back to back wait for the disk once, after the last of
-                // them (or every MAX_UNSYNCED): any other job, a local write or a read, finds
-                // everything before it durable. Their results are held until then, so nobody
-                // hears of an ingest a crash could still take back.
+                // Remote ingests of different feeds queued back to back wait for the disk once,
+                // after the last of them (or every MAX_UNSYNCED): any other job, a local write
+                // or a read, finds everything before it durable. Their results are held until
+                // then, so nobody hears of an ingest a crash could still take back. Runs of one
+                // feed are not held for each other: the next is asked for only once the one
+                // before is reported.
                 let mut next = queue.blocking_recv();
                 let mut unsynced = 0;
                 let mut held_replies: Vec<Reply> = Vec::new();
                 while let Some(job) = next {
-                    let defer = job.remote && unsynced < MAX_UNSYNCED;
+                    let after = queue.try_recv().ok();
+                    let feed = job.remote;
+                    let defer = feed.is_some()
+                        && unsynced < MAX_UNSYNCED
+                        && after
+                            .as_ref()
+                            .is_some_and(|after| after.remote.is_some() && after.remote != feed);
                     store.defer_ingest_sync(defer);
                     held_replies.push((job.run)(&store));
                     store.defer_ingest_sync(false);
-                    unsynced += u32::from(defer);
-                    next = queue.try_recv().ok();
-                    let defers_next = next.as_ref().is_some_and(|job| job.remote);
-                    if !defers_next || unsynced >= MAX_UNSYNCED {
+                    if defer {
+                        unsynced += 1;
+                    } else {
                         if let Err(e) = store.sync() {
                             tracing::warn!(error = %e, "making ingested entries durable");
                         }
@@ -138,9 +147,10 @@ impl StoreWorker {
                         let now = store.commits();
                         std::mem::replace(seen, now) != now
                     });
-                    if next.is_none() {
-                        next = queue.blocking_recv();
-                    }
+                    next = match after {
+                        Some(job) => Some(job),
+                        None => queue.blocking_recv(),
+                    };
                 }
             })
             .expect("the OS can start a thread");
@@ -183,7 +193,7 @@ impl StoreWorker {
     ) -> Result<T, Closed> {
         let (reply, result) = oneshot::channel();
         self.jobs
-            .send(Job::new(false, job, reply))
+            .send(Job::new(None, job, reply))
             .await
             .map_err(|_| Closed)?;
         result.await.map_err(|_| Closed)
@@ -220,21 +230,22 @@ impl Slot<'_> {
         self,
         job: impl FnOnce(&Store) -> T + Send + 'static,
     ) -> oneshot::Receiver<T> {
-        self.queue(false, job)
+        self.queue(None, job)
     }
 
-    /// [`Slot::run`] for a job that only ingests entries peers hold: its commit may wait for
-    /// the disk together with the remote ingests queued right after it.
+    /// [`Slot::run`] for a job that only ingests entries of `feed` that peers hold: its commit
+    /// may wait for the disk together with the ingests of other feeds queued right after it.
     pub fn run_remote<T: Send + 'static>(
         self,
+        feed: FeedId,
         job: impl FnOnce(&Store) -> T + Send + 'static,
     ) -> oneshot::Receiver<T> {
-        self.queue(true, job)
+        self.queue(Some(feed), job)
     }
 
     fn queue<T: Send + 'static>(
         self,
-        remote: bool,
+        remote: Option<FeedId>,
         job: impl FnOnce(&Store) -> T + Send + 'static,
     ) -> oneshot::Receiver<T> {
         let (reply, result) = oneshot::channel();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use weft_node::StoreWorker;
-use weft_storage::{Options, Store};
+use weft_storage::{AuthorId, Options, Store};
 
 const RUN: usize = 10;
 
@@ -38,7 +38,11 @@ fn main() {
                 Err(_) => std::thread::sleep(Duration::from_micros(100)),
             }
         };
-        ingested.push(slot.run_remote(move |store| store.ingest(&run).is_ok()));
+        // Each run as if of another feed, so the store thread holds them all for one sync.
+        let mut label = [0u8; 32];
+        label[..8].copy_from_slice(&ingested.len().to_le_bytes());
+        let feed = (ns, AuthorId(label));
+        ingested.push(slot.run_remote(feed, move |store| store.ingest(&run).is_ok()));
     }
     for done in ingested {
         assert!(done.blocking_recv().expect("the store thread answers"));

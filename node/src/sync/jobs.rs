@@ -182,11 +182,14 @@ impl<P, G> Done<P, G> {
 }
 
 impl<P, G> Job<P, G> {
-    /// Whether the job only ingests entries that peers hold: a crash that takes it back costs
-    /// a fetch again, so its commit may wait for the disk with the next
+    /// The feed the job ingests entries of, when that is all it does: a crash that takes it
+    /// back costs a fetch again, so its commit may wait for the disk with the next
     /// ([`weft_storage::Store::defer_ingest_sync`]).
-    pub fn ingests(&self) -> bool {
-        matches!(self.0, JobKind::Ingest { .. })
+    pub fn ingested_feed(&self) -> Option<FeedId> {
+        match &self.0 {
+            JobKind::Ingest { feed, .. } => Some(*feed),
+            _ => None,
+        }
     }
 
     /// Does the job's store work on the calling thread.
