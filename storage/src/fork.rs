@@ -218,7 +218,7 @@ impl Store {
             .into());
         }
         let (ours, sparse) = self
-            .held_hashes(&search.namespace, &search.author, &search.asked)?
+            .held_hashes(&search.namespace, &search.author, &search.asked, true)?
             .ok_or_else(|| Error::Damaged("a fork search's own nodes are not held".into()))?;
         let Some(at) = (0..ours.len()).find(|&i| ours[i] != theirs[i]) else {
             return Ok(SearchStep::Agree);
@@ -254,20 +254,21 @@ impl Store {
         nodes: &[Node],
     ) -> Result<Option<Vec<Hash>>> {
         // What a sparse replica keeps shows only its own history: a searcher that walks it
-        // finds nothing it can prove.
+        // finds nothing it can prove, so none of it is read for a peer.
         Ok(self
-            .held_hashes(ns, author, nodes)?
-            .and_then(|(hashes, sparse)| (!sparse).then_some(hashes)))
+            .held_hashes(ns, author, nodes, false)?
+            .map(|(hashes, _)| hashes))
     }
 
     /// This replica's hashes of `nodes`, at most [`SEARCH_NODES`], and whether it holds the
     /// feed sparsely; `None` unless every node is held (in full: lies in what is held; sparse:
-    /// is kept or made from what is kept).
+    /// is kept or made from what is kept, and `sparse_too`).
     fn held_hashes(
         &self,
         ns: &NamespaceId,
         author: &AuthorId,
         nodes: &[Node],
+        sparse_too: bool,
     ) -> Result<Option<(Vec<Hash>, bool)>> {
         if nodes.len() > SEARCH_NODES
             || self.namespace_number(ns).is_err()
@@ -281,6 +282,9 @@ impl Store {
         };
         let entries = txn.open_table(ENTRIES)?;
         if txn.open_table(SPARSE_FEEDS)?.get(feed)?.is_some() {
+            if !sparse_too {
+                return Ok(None);
+            }
             let kept = txn.open_table(NODES)?;
             let tree = SparseTree {
                 entries: &entries,
