@@ -17,6 +17,7 @@ use weft_storage::{Op, Options, Store};
 mod authors;
 mod net;
 mod nodes;
+mod process;
 mod redis;
 
 /// A workload of `shared/WORKLOADS.md`.
@@ -53,6 +54,9 @@ pub struct Settings {
     pub json: bool,
     /// The store's page cache in W3's nodes, in bytes; `None`: the default.
     pub cache_size: Option<usize>,
+    /// The `weft` binary: W3's receiving node runs as `weft node` in a process of its own, so
+    /// that its memory is measured alone.
+    pub node_program: std::path::PathBuf,
 }
 
 impl Settings {

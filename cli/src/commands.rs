@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runs,
             json,
             cache_size: cache_size.map(weft_node::config::mib_to_bytes),
+            node_program: std::env::current_exe().context("finding the weft binary")?,
         };
         weft_bench::run(&workloads, &settings)?;
         return Ok(ExitCode::SUCCESS);

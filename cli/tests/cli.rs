@@ -694,7 +694,7 @@ fn watch_follows_local_and_synced_changes_and_resumes_after_a_restart() {
 #[test]
 fn bench_prints_every_figure_of_a_workload() {
     let dir = Dir::new();
-    let figures: [(&str, &[&str]); 2] = [
+    let figures: [(&str, &[&str]); 3] = [
         (
             "W1",
             &[
@@ -711,6 +711,16 @@ fn bench_prints_every_figure_of_a_workload() {
                 "raw_redb_gets_per_s",
                 "snapshot_gets_per_s",
                 "node_api_gets_per_s",
+            ],
+        ),
+        // The receiver runs as a `weft node` of its own: its memory is read from its process.
+        (
+            "W3",
+            &[
+                "entries_per_s",
+                "wire_bytes_per_entry",
+                "receiver_peak_rss_mib",
+                "receiver_disk_bytes_per_entry",
             ],
         ),
     ];
