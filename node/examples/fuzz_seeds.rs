@@ -180,8 +180,7 @@ fn main() -> std::io::Result<()> {
     let sealed = access::seal(
         &sealed_ns,
         &wire::encode(&Gossip::Fork(Box::new(fork.clone()))),
-    )
-    .map_err(std::io::Error::other)?;
+    );
     write(&root, "wire", "sealed-fork", sealed)?;
 
     for (i, entry) in entries.iter().enumerate() {

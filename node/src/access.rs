@@ -6,8 +6,9 @@
 //!   ids, asker first. The transport (noise) authenticates both ids, so a capability seen on
 //!   one connection proves nothing on another, and a node refuses a request without the right
 //!   one exactly as it refuses a namespace it does not hold;
-//! - every gossip message is sealed: encrypted with a keystream keyed by the namespace id and
-//!   authenticated with a MAC keyed by it. A subscriber without the id sees random bytes.
+//! - every gossip message is sealed: authenticated with a MAC keyed by the namespace id and
+//!   encrypted with a keystream keyed by it, taking the MAC as its nonce (SIV). A subscriber
+//!   without the id sees random bytes.
 //!
 //! Both keys are BLAKE3 `derive_key` outputs from the namespace id under their own context
 //! strings, so neither reveals the id or the other key.
@@ -18,14 +19,13 @@ use serde::{Deserialize, Serialize};
 use weft_storage::NamespaceId;
 
 const CAP_CONTEXT: &str = "weft 2026 sync capability v1";
-const SEAL_KEY_CONTEXT: &str = "weft 2026 gossip keystream v1";
-const SEAL_MAC_CONTEXT: &str = "weft 2026 gossip mac v1";
+const SEAL_KEY_CONTEXT: &str = "weft 2026 gossip keystream v2";
+const SEAL_MAC_CONTEXT: &str = "weft 2026 gossip mac v2";
 const DISCOVERY_CONTEXT: &str = "weft 2026 rendezvous v1";
-const NONCE: usize = 24;
 const MAC: usize = 32;
 
-/// The bytes sealing adds to a gossip message: a nonce and a MAC.
-pub const SEAL_OVERHEAD: usize = NONCE + MAC;
+/// The bytes sealing adds to a gossip message: its MAC.
+pub const SEAL_OVERHEAD: usize = MAC;
 
 /// Proof, in a sync request, that the asker knows the namespace id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
@@ -76,24 +76,22 @@ fn keystream(ns: &NamespaceId, nonce: &[u8], data: &mut [u8]) {
     }
 }
 
-fn mac(ns: &NamespaceId, sealed: &[u8]) -> [u8; MAC] {
+fn mac(ns: &NamespaceId, message: &[u8]) -> [u8; MAC] {
     let key = blake3::derive_key(SEAL_MAC_CONTEXT, ns.as_bytes());
-    *blake3::keyed_hash(&key, sealed).as_bytes()
+    *blake3::keyed_hash(&key, message).as_bytes()
 }
 
-/// Seals `message` for the peers that hold `ns`: nonce ‖ ciphertext ‖ MAC.
-///
-/// # Errors
-/// When the system has no randomness for the nonce.
-pub fn seal(ns: &NamespaceId, message: &[u8]) -> Result<Vec<u8>, getrandom::Error> {
-    let mut out = vec![0u8; NONCE];
-    getrandom::fill(&mut out)?;
-    out.extend_from_slice(message);
-    let (nonce, body) = out.split_at_mut(NONCE);
-    keystream(ns, nonce, body);
-    let tag = mac(ns, &out);
-    out.extend_from_slice(&tag);
-    Ok(out)
+/// Seals `message` for the peers that hold `ns`: ciphertext ‖ MAC, the MAC (of the message)
+/// being the keystream's nonce as well. A random nonce would cost 24 bytes in every copy of
+/// every push; what determinism gives away, that two sealed messages are the same message,
+/// gossipsub's message ids show anyway.
+pub fn seal(ns: &NamespaceId, message: &[u8]) -> Vec<u8> {
+    let tag = mac(ns, message);
+    let mut sealed = Vec::with_capacity(message.len() + MAC);
+    sealed.extend_from_slice(message);
+    keystream(ns, &tag, &mut sealed);
+    sealed.extend_from_slice(&tag);
+    sealed
 }
 
 /// Opens a message sealed for `ns`.
@@ -101,18 +99,17 @@ pub fn seal(ns: &NamespaceId, message: &[u8]) -> Result<Vec<u8>, getrandom::Erro
 /// # Errors
 /// [`BadSeal`] when it is too short or its MAC does not hold.
 pub fn unseal(ns: &NamespaceId, sealed: &[u8]) -> Result<Vec<u8>, BadSeal> {
-    if sealed.len() < SEAL_OVERHEAD {
+    let Some(split) = sealed.len().checked_sub(MAC) else {
         return Err(BadSeal);
-    }
-    let (body, tag) = sealed.split_at(sealed.len() - MAC);
-    if blake3::Hash::from(mac(ns, body))
-        != blake3::Hash::from(<[u8; MAC]>::try_from(tag).map_err(|_| BadSeal)?)
-    {
-        return Err(BadSeal);
-    }
-    let (nonce, ciphertext) = body.split_at(NONCE);
+    };
+    let (ciphertext, tag) = sealed.split_at(split);
     let mut message = ciphertext.to_vec();
-    keystream(ns, nonce, &mut message);
+    keystream(ns, tag, &mut message);
+    let tag = <[u8; MAC]>::try_from(tag).map_err(|_| BadSeal)?;
+    // blake3's Hash compares in constant time.
+    if blake3::Hash::from(mac(ns, &message)) != blake3::Hash::from(tag) {
+        return Err(BadSeal);
+    }
     Ok(message)
 }
 
@@ -144,7 +141,7 @@ mod tests {
     fn sealed_gossip_opens_only_under_its_namespace_and_hides_the_message() {
         let ns = NamespaceId([1; 32]);
         let message = b"k000000000000001 a value anyone would recognise".repeat(3);
-        let sealed = seal(&ns, &message).expect("randomness");
+        let sealed = seal(&ns, &message);
         assert_eq!(sealed.len(), message.len() + SEAL_OVERHEAD);
         assert!(
             !sealed
@@ -153,17 +150,26 @@ mod tests {
             "plaintext visible in the sealed bytes"
         );
         assert_eq!(unseal(&ns, &sealed), Ok(message.clone()));
-        assert_ne!(
-            seal(&ns, &message).expect("randomness"),
-            sealed,
-            "nonce reused"
+        let mut other = message.clone();
+        other[0] ^= 1;
+        let resealed = seal(&ns, &other);
+        let differing = sealed[..message.len()]
+            .iter()
+            .zip(&resealed)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(
+            differing > message.len() / 2,
+            "a one-byte change of the message changed {differing} sealed bytes: the keystream \
+             was reused"
         );
         assert_eq!(unseal(&NamespaceId([2; 32]), &sealed), Err(BadSeal));
-        for at in [0, NONCE, sealed.len() - 1] {
+        for at in [0, message.len() - 1, message.len(), sealed.len() - 1] {
             let mut damaged = sealed.clone();
             damaged[at] ^= 1;
             assert_eq!(unseal(&ns, &damaged), Err(BadSeal), "byte {at} flipped");
         }
         assert_eq!(unseal(&ns, &sealed[..SEAL_OVERHEAD - 1]), Err(BadSeal));
+        assert_eq!(unseal(&ns, &[]), Err(BadSeal));
     }
 }

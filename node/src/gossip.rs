@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
 use libp2p::{PeerId, Swarm};
-use tracing::{debug, warn};
+use tracing::debug;
 use weft_storage::NamespaceId;
 
 use crate::access;
@@ -40,13 +40,7 @@ pub(crate) fn subscribe(
 /// Seals and gossips `message` to the peers of `ns`. Peers that miss it catch up by head
 /// exchange.
 pub(crate) fn publish(swarm: &mut Swarm<Behaviour>, ns: &NamespaceId, message: &Gossip) {
-    let sealed = match access::seal(ns, &wire::encode(message)) {
-        Ok(sealed) => sealed,
-        Err(e) => {
-            warn!(error = %e, "no randomness to seal gossip; peers will catch up");
-            return;
-        }
-    };
+    let sealed = access::seal(ns, &wire::encode(message));
     let topic = IdentTopic::new(Topic::of(ns).gossip_name());
     match swarm.behaviour_mut().gossipsub.publish(topic, sealed) {
         Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}

@@ -55,9 +55,10 @@ impl Topic {
         Topic(*hasher.finalize().as_bytes())
     }
 
-    /// The gossipsub topic string: the hash in hex.
+    /// The gossipsub topic string: the hash's first 16 bytes in hex. Every copy of every
+    /// message carries it, and 128 bits keep one namespace's topic from being another's.
     pub fn gossip_name(&self) -> String {
-        weft_storage::ids::to_hex(&self.0)
+        weft_storage::ids::to_hex(&self.0[..16])
     }
 }
 

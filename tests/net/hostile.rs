@@ -358,8 +358,7 @@ async fn entries_of_a_namespace_the_node_does_not_hold_cut_a_peer_off() {
     let ns = origin(root.path(), "origin").default_namespace();
     // Validly signed, but for another namespace, pushed on this one's topic.
     let foreign = origin(root.path(), "foreign");
-    let push = weft_node::access::seal(&ns, &wire::encode(&Gossip::Push(run_of(&foreign, 0))))
-        .expect("randomness");
+    let push = weft_node::access::seal(&ns, &wire::encode(&Gossip::Push(run_of(&foreign, 0))));
     let empty = wire::encode(&Response::Heads {
         heads: vec![],
         more: false,
