@@ -130,6 +130,13 @@ struct World {
 
 const STEP: Duration = Duration::from_millis(10);
 
+/// Steps between two head exchange timer periods.
+const ROUND_STEPS: u64 = 100;
+
+/// Steps a quiet run waits before it is called done: the longest timer rounds stretch apart
+/// while they find nothing new, and one period more.
+const QUIET_STEPS: u64 = ((1 << sync::MAX_QUIET_DOUBLINGS) + 1) * ROUND_STEPS;
+
 /// What the hostile replica does.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Attack {
@@ -523,7 +530,7 @@ fn simulate(seed: u64, hostile: Option<usize>, attack: Attack) {
             replicas.insert(who, replica(dir, who, store, &mut world.rng));
         }
         // Head exchanges now and then.
-        if step % 100 == 0 {
+        if step % ROUND_STEPS == 0 {
             for me in 0..REPLICAS {
                 let peers: Vec<Sim> = (0..REPLICAS)
                     .filter(|&p| {
@@ -541,8 +548,11 @@ fn simulate(seed: u64, hostile: Option<usize>, attack: Attack) {
             act(&mut world, &mut replicas, me, actions);
         }
         if world.queue.is_empty() {
-            // Quiet, and head exchanges have run since the last write and heal: done.
-            if step > writing_steps + 200 {
+            // Quiet, and the timer has run rounds since the last write and heal for as long
+            // as rounds may stretch apart while they find nothing new: done. (One round was
+            // not always enough: a replica that asked a peer still catching up the feed
+            // itself, and got nothing, asks again only at a later round.)
+            if step > writing_steps + QUIET_STEPS {
                 break;
             }
             continue;
