@@ -32,7 +32,7 @@ use crate::metrics::{Kind, Metrics};
 use crate::reach::Reach;
 use crate::status::{BanStatus, FeedStatus, PeerStatus, Status};
 use crate::swarm::{Behaviour, BehaviourEvent, Listening, build_swarm, listen_all};
-use crate::sync::{self, Action, Client, Done, Fault, Holdings, Pending, Server};
+use crate::sync::{self, Action, Client, Done, Fault, FeedId, Holdings, Pending, Server};
 use crate::transport::WireCounters;
 use crate::wire::{Refusal, Request, Response};
 use crate::worker::{Closed, StoreThread, StoreWorker};
@@ -251,6 +251,8 @@ enum Finished {
     Unserved { asker: Vec<u8> },
     /// A sync client job, for the client.
     Sync(Done<PeerId, MessageId>),
+    /// An ingest of this feed committed; its result waits for the disk.
+    Committed(FeedId),
     /// Nothing to do: the job's result was its side effect, or the store thread dropped it
     /// (it is shutting down).
     Nothing,
@@ -345,7 +347,19 @@ impl Task {
                     let dropped = match self.worker.reserve() {
                         Ok(slot) => {
                             let done = match job.ingested_feed() {
-                                Some(feed) => slot.run_remote(feed, move |store| job.run(store)),
+                                Some(feed) => {
+                                    let (committed, done) =
+                                        slot.run_remote(feed, move |store| job.run(store));
+                                    self.jobs.push(
+                                        async move {
+                                            committed.await.map_or(Finished::Nothing, |()| {
+                                                Finished::Committed(feed)
+                                            })
+                                        }
+                                        .boxed(),
+                                    );
+                                    done
+                                }
                                 None => slot.run(move |store| job.run(store)),
                             };
                             self.jobs.push(
@@ -397,6 +411,7 @@ impl Task {
                 let actions = self.client.on_done(done);
                 self.act(actions);
             }
+            Finished::Committed(feed) => self.client.committed(feed),
             Finished::Nothing => {}
         }
     }

@@ -28,11 +28,14 @@ struct Job {
     /// The feed it ingests entries of, when that is all it does: its commit may then wait for
     /// the disk with the next job's, if that ingests another feed.
     remote: Option<FeedId>,
+    /// Told when the job has committed but its reply waits for a later sync.
+    committed: Option<oneshot::Sender<()>>,
 }
 
 impl Job {
     fn new<T: Send + 'static>(
         remote: Option<FeedId>,
+        committed: Option<oneshot::Sender<()>>,
         job: impl FnOnce(&Store) -> T + Send + 'static,
         reply: oneshot::Sender<T>,
     ) -> Job {
@@ -44,6 +47,7 @@ impl Job {
                 })
             }),
             remote,
+            committed,
         }
     }
 }
@@ -120,17 +124,25 @@ impl StoreWorker {
                 let mut next = queue.blocking_recv();
                 let mut unsynced = 0;
                 let mut held_replies: Vec<Reply> = Vec::new();
-                while let Some(job) = next {
+                while let Some(Job {
+                    run,
+                    remote: feed,
+                    committed,
+                }) = next
+                {
                     let after = queue.try_recv().ok();
-                    let feed = job.remote;
                     let defer = feed.is_some()
                         && unsynced < MAX_UNSYNCED
                         && after
                             .as_ref()
                             .is_some_and(|after| after.remote.is_some() && after.remote != feed);
                     store.defer_ingest_sync(defer);
-                    held_replies.push((job.run)(&store));
+                    held_replies.push(run(&store));
                     store.defer_ingest_sync(false);
+                    // Unsent, it is dropped here: the job's result follows at once.
+                    if let Some(committed) = committed.filter(|_| defer) {
+                        let _ = committed.send(());
+                    }
                     if defer {
                         unsynced += 1;
                     } else {
@@ -193,7 +205,7 @@ impl StoreWorker {
     ) -> Result<T, Closed> {
         let (reply, result) = oneshot::channel();
         self.jobs
-            .send(Job::new(None, job, reply))
+            .send(Job::new(None, None, job, reply))
             .await
             .map_err(|_| Closed)?;
         result.await.map_err(|_| Closed)
@@ -230,26 +242,80 @@ impl Slot<'_> {
         self,
         job: impl FnOnce(&Store) -> T + Send + 'static,
     ) -> oneshot::Receiver<T> {
-        self.queue(None, job)
+        self.queue(None, None, job)
     }
 
     /// [`Slot::run`] for a job that only ingests entries of `feed` that peers hold: its commit
     /// may wait for the disk together with the ingests of other feeds queued right after it.
+    /// The first receiver hears when it committed and its result waits for that (what it
+    /// ingested is then on the store's pages, no longer in the job); it is dropped unheard
+    /// when the result follows at once.
     pub fn run_remote<T: Send + 'static>(
         self,
         feed: FeedId,
         job: impl FnOnce(&Store) -> T + Send + 'static,
-    ) -> oneshot::Receiver<T> {
-        self.queue(Some(feed), job)
+    ) -> (oneshot::Receiver<()>, oneshot::Receiver<T>) {
+        let (committed, heard) = oneshot::channel();
+        (heard, self.queue(Some(feed), Some(committed), job))
     }
 
     fn queue<T: Send + 'static>(
         self,
         remote: Option<FeedId>,
+        committed: Option<oneshot::Sender<()>>,
         job: impl FnOnce(&Store) -> T + Send + 'static,
     ) -> oneshot::Receiver<T> {
         let (reply, result) = oneshot::channel();
-        self.0.send(Job::new(remote, job, reply));
+        self.0.send(Job::new(remote, committed, job, reply));
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_storage::{Access, Options};
+
+    /// Of ingests of different feeds queued back to back, each but the last commits without
+    /// the disk and says so at once, while its result waits; the last one's sync releases
+    /// them all.
+    #[test]
+    fn a_held_ingest_says_it_committed_before_its_result_arrives() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::init(dir.path(), Options::default(), Access::Open).expect("init");
+        let ns = store.default_namespace();
+        let (worker, thread) = StoreWorker::spawn(store);
+        let feed = |n: u8| (ns, AuthorId([n; 32]));
+        // Held at the gate until the ingests are all queued, so the thread sees them queued.
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        let gated = worker.try_run(move |_| gate.recv().is_ok()).expect("room");
+        let mut queued = Vec::new();
+        for n in 0..3 {
+            let slot = worker.reserve().expect("room");
+            queued.push(slot.run_remote(feed(n), move |_| n));
+        }
+        open.send(()).expect("the gated job waits");
+        assert!(gated.blocking_recv().expect("answered"));
+        let (mut committed, mut results): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
+        let last = committed.pop().expect("three");
+        for heard in committed {
+            heard
+                .blocking_recv()
+                .expect("a held ingest says it committed");
+        }
+        assert!(
+            last.blocking_recv().is_err(),
+            "the last one is durable at once"
+        );
+        let last_result = results.pop().expect("three").blocking_recv();
+        assert_eq!(last_result.ok(), Some(2));
+        for (n, result) in results.into_iter().enumerate() {
+            assert_eq!(result.blocking_recv().ok(), Some(n as u8));
+        }
+        drop(worker);
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(thread.join())
+            .expect("the thread ends");
     }
 }

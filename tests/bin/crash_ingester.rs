@@ -42,7 +42,10 @@ fn main() {
         let mut label = [0u8; 32];
         label[..8].copy_from_slice(&ingested.len().to_le_bytes());
         let feed = (ns, AuthorId(label));
-        ingested.push(slot.run_remote(feed, move |store| store.ingest(&run).is_ok()));
+        ingested.push(
+            slot.run_remote(feed, move |store| store.ingest(&run).is_ok())
+                .1,
+        );
     }
     for done in ingested {
         assert!(done.blocking_recv().expect("the store thread answers"));

@@ -210,6 +210,12 @@ impl<P: Peer, G> Client<P, G> {
         Action::Penalize { peer, fault }
     }
 
+    /// An ingest of `feed` committed and waits for the disk with others: the run it took is
+    /// on the store's pages, so it no longer counts against what catch-up may hold.
+    pub fn committed(&mut self, feed: FeedId) {
+        self.scheduler.committed(feed);
+    }
+
     /// The runs to ask for now: call after every event.
     pub fn wants(&mut self) -> Vec<Action<P, G>> {
         let mut actions = Vec::new();

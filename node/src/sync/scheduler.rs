@@ -47,6 +47,8 @@ struct FeedState<P> {
     next: u64,
     /// Runs received and not yet ingested.
     queued: usize,
+    /// Runs ingested whose results wait for the disk ([`Scheduler::committed`]).
+    committing: usize,
     /// The peer asked and the start asked for, when a request is in flight.
     asked: Option<(P, u64)>,
     /// The length each peer last advertised.
@@ -73,6 +75,7 @@ impl<P> FeedState<P> {
             held,
             next: held,
             queued: 0,
+            committing: 0,
             asked: None,
             remote: HashMap::new(),
             failures: HashMap::new(),
@@ -97,6 +100,9 @@ impl<P> FeedState<P> {
 pub struct Scheduler<P> {
     feeds: BTreeMap<FeedId, FeedState<P>>,
     outstanding: usize,
+    /// Runs ingested whose results wait for the disk, across feeds: not in memory here, so
+    /// not in `outstanding`.
+    committing: usize,
     /// Requests in flight to each peer.
     per_peer: HashMap<P, usize>,
     /// The feed asked for last: the next round starts after it, so feeds that sort first
@@ -112,6 +118,7 @@ impl<P> Default for Scheduler<P> {
         Scheduler {
             feeds: BTreeMap::new(),
             outstanding: 0,
+            committing: 0,
             per_peer: HashMap::new(),
             cursor: None,
             turn: 0,
@@ -211,6 +218,7 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
         if let Some(state) = self.feeds.remove(&feed) {
             // Runs queued for ingest come back to no state, and count for nothing then.
             self.outstanding -= state.queued;
+            self.committing -= state.committing;
             if let Some((peer, _)) = state.asked {
                 self.outstanding -= 1;
                 self.settled(&peer);
@@ -236,6 +244,7 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
             per_peer,
             cursor,
             turn,
+            ..
         } = self;
         let after = *cursor;
         // Asks for `feed` if it wants a run; false once every request slot is taken.
@@ -372,13 +381,31 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
         let Some(state) = self.feeds.get_mut(&feed) else {
             return;
         };
-        if state.queued > 0 {
+        if state.committing > 0 {
+            state.committing -= 1;
+            self.committing -= 1;
+        } else if state.queued > 0 {
             state.queued -= 1;
             self.outstanding -= 1;
         }
         state.held = state.held.max(held);
         if !ok || state.next < state.held {
             state.next = state.held;
+        }
+    }
+
+    /// A queued run of `feed` was ingested and committed, and its result waits for later
+    /// ingests' sync: it holds no memory here any more, so its share of [`MAX_OUTSTANDING`]
+    /// is free for the next request, while the feed still counts it as queued until
+    /// [`Scheduler::ingested`] reports it.
+    pub fn committed(&mut self, feed: FeedId) {
+        if let Some(state) = self.feeds.get_mut(&feed)
+            && state.queued > 0
+        {
+            state.queued -= 1;
+            state.committing += 1;
+            self.outstanding -= 1;
+            self.committing += 1;
         }
     }
 
@@ -398,7 +425,7 @@ impl<P: Clone + Eq + Hash> Scheduler<P> {
 
     /// Whether any request is in flight or run awaits ingest.
     pub fn busy(&self) -> bool {
-        self.outstanding > 0
+        self.outstanding > 0 || self.committing > 0
     }
 }
 
@@ -662,6 +689,48 @@ mod tests {
             MAX_PER_PEER,
             "one peer holds at most its share"
         );
+    }
+
+    /// A run committed while its result waits for the disk frees its share of the cap, so
+    /// catch-up keeps asking meanwhile; the feed still counts it until it is reported, and the
+    /// scheduler stays busy until then.
+    #[test]
+    fn a_run_committed_and_waiting_for_the_disk_frees_its_share() {
+        let mut scheduler = Scheduler::default();
+        for n in 0..40 {
+            scheduler.advertised(u32::from(n % 4), feed(n), 10);
+        }
+        let first = scheduler.wants();
+        for want in &first {
+            assert!(scheduler.received(&want.peer, want.feed, want.start, 10));
+        }
+        assert!(scheduler.wants().is_empty());
+        for want in &first {
+            scheduler.committed(want.feed);
+        }
+        let second = scheduler.wants();
+        assert_eq!(
+            second.len(),
+            MAX_OUTSTANDING,
+            "every committed run's share is free"
+        );
+        assert!(
+            second
+                .iter()
+                .all(|want| !first.iter().any(|f| f.feed == want.feed)),
+            "a committed run is not asked for again"
+        );
+        for want in &second {
+            scheduler.failed(&want.peer, want.feed);
+        }
+        assert!(scheduler.busy(), "results still to come");
+        for want in &first {
+            scheduler.committed(want.feed);
+            scheduler.ingested(want.feed, 10, true);
+        }
+        assert!(!scheduler.busy());
+        let held: u64 = scheduler.progress().map(|(_, p)| p.held).sum();
+        assert_eq!(held, 10 * MAX_OUTSTANDING as u64);
     }
 
     /// A peer that advertises many feeds that sort first and then never answers must not
