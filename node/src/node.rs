@@ -348,16 +348,21 @@ impl Task {
                         Ok(slot) => {
                             let done = match job.ingested_feed() {
                                 Some(feed) => {
+                                    let fetched = job.fetched();
                                     let (committed, done) =
                                         slot.run_remote(feed, move |store| job.run(store));
-                                    self.jobs.push(
-                                        async move {
-                                            committed.await.map_or(Finished::Nothing, |()| {
-                                                Finished::Committed(feed)
-                                            })
-                                        }
-                                        .boxed(),
-                                    );
+                                    // A run catch-up asked for frees its share of the
+                                    // scheduler's runs as soon as it has committed.
+                                    if fetched {
+                                        self.jobs.push(
+                                            async move {
+                                                committed.await.map_or(Finished::Nothing, |()| {
+                                                    Finished::Committed(feed)
+                                                })
+                                            }
+                                            .boxed(),
+                                        );
+                                    }
                                     done
                                 }
                                 None => slot.run(move |store| job.run(store)),

@@ -192,6 +192,19 @@ impl<P, G> Job<P, G> {
         }
     }
 
+    /// Whether it ingests a run catch-up asked for, which holds a share of the scheduler's
+    /// runs until [`super::Client::committed`] or its result frees it (a gossip push holds
+    /// none).
+    pub fn fetched(&self) -> bool {
+        matches!(
+            &self.0,
+            JobKind::Ingest {
+                source: Source::Sync(_),
+                ..
+            }
+        )
+    }
+
     /// Does the job's store work on the calling thread.
     pub fn run(self, store: &Store) -> Done<P, G> {
         Done(match self.0 {
