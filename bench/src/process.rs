@@ -94,6 +94,12 @@ impl NodeProcess {
         Ok(())
     }
 
+    /// The error for a node that `went` wrong, with what it logged.
+    fn failed(&self, went: &str) -> BenchError {
+        let logged = std::fs::read_to_string(&self.log).unwrap_or_default();
+        BenchError::Node(format!("weft node {went}: {}", logged.trim()))
+    }
+
     /// The node's peak resident size so far, in MiB (`VmHWM`); 0 where `/proc` does not say.
     pub(crate) fn peak_memory_mib(&self) -> f64 {
         crate::net::peak_memory_mib(&format!("/proc/{}/status", self.child.id()))
@@ -119,14 +125,6 @@ impl NodeProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl NodeProcess {
-    /// The error for a node that `went` wrong, with what it logged.
-    fn failed(&self, went: &str) -> BenchError {
-        let logged = std::fs::read_to_string(&self.log).unwrap_or_default();
-        BenchError::Node(format!("weft node {went}: {}", logged.trim()))
     }
 }
 
