@@ -159,10 +159,7 @@ impl StoreWorker {
                         let now = store.commits();
                         std::mem::replace(seen, now) != now
                     });
-                    next = match after {
-                        Some(job) => Some(job),
-                        None => queue.blocking_recv(),
-                    };
+                    next = after.or_else(|| queue.blocking_recv());
                 }
             })
             .expect("the OS can start a thread");

@@ -662,17 +662,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn outstanding_runs_are_capped_across_feeds_and_per_peer() {
+    /// A scheduler whose 40 feeds, each `length` long at one of 4 peers, filled every request
+    /// slot with a run of 10 entries now queued for ingest; and the requests it made.
+    fn every_slot_queued(length: u64) -> (Scheduler<u32>, Vec<Want<u32>>) {
         let mut scheduler = Scheduler::default();
         for n in 0..40 {
-            scheduler.advertised(u32::from(n % 4), feed(n), 1000);
+            scheduler.advertised(u32::from(n % 4), feed(n), length);
         }
         let first = scheduler.wants();
         assert_eq!(first.len(), MAX_OUTSTANDING);
         for want in &first {
             assert!(scheduler.received(&want.peer, want.feed, want.start, 10));
         }
+        (scheduler, first)
+    }
+
+    #[test]
+    fn outstanding_runs_are_capped_across_feeds_and_per_peer() {
+        let (mut scheduler, first) = every_slot_queued(1000);
         assert!(
             scheduler.wants().is_empty(),
             "queued runs count against the cap"
@@ -696,14 +703,7 @@ mod tests {
     /// scheduler stays busy until then.
     #[test]
     fn a_run_committed_and_waiting_for_the_disk_frees_its_share() {
-        let mut scheduler = Scheduler::default();
-        for n in 0..40 {
-            scheduler.advertised(u32::from(n % 4), feed(n), 10);
-        }
-        let first = scheduler.wants();
-        for want in &first {
-            assert!(scheduler.received(&want.peer, want.feed, want.start, 10));
-        }
+        let (mut scheduler, first) = every_slot_queued(10);
         assert!(scheduler.wants().is_empty());
         for want in &first {
             scheduler.committed(want.feed);
