@@ -285,7 +285,9 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, interval: Duration) {
-        let mut tick = tokio::time::interval(interval);
+        self.admit_due();
+        let phase = sync::timer_phase(&self.swarm.local_peer_id().to_bytes(), interval);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Finish local work (ingests, served reads) before taking new remote work.

@@ -26,7 +26,7 @@ use crate::transport::{self, WireCounters};
 use crate::wire::{self, MAX_PUSH, Request, Response};
 
 /// How often each connection is pinged.
-const PING_INTERVAL: Duration = Duration::from_secs(60);
+const PING_INTERVAL: Duration = Duration::from_secs(120);
 
 /// What identify calls weft's protocol.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/weft/1";
@@ -120,8 +120,10 @@ pub(crate) fn build_swarm(
             IDENTIFY_PROTOCOL.into(),
             key.public(),
         )),
-        // A ping each minute rather than libp2p's 15 s: weft reads nothing from it but the
-        // round-trip time, and at 15 s it was most of an idle connection's traffic.
+        // A ping every two minutes rather than libp2p's 15 s: weft reads nothing from it but
+        // the round-trip time (a failed ping closes nothing), sync rounds already cross an
+        // idle connection every few minutes, and each minute it was a third of W8's idle
+        // traffic (184 of about 870 bytes a minute).
         ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
         mdns: Toggle::from(mdns),
         relay_client,
@@ -144,12 +146,12 @@ pub(crate) fn build_swarm(
     ))
 }
 
-/// Gossip scoring per namespace topic: invalid messages (bad signature or proof, garbage)
-/// weigh heavily. Delivery-rate penalties are off: a quiet namespace is normal, and the
-/// defaults would graylist honest peers of one for not sending enough.
 /// Bytes of a gossip message id.
 const MESSAGE_ID: usize = 20;
 
+/// Gossip scoring per namespace topic: invalid messages (bad signature or proof, garbage)
+/// weigh heavily. Delivery-rate penalties are off: a quiet namespace is normal, and the
+/// defaults would graylist honest peers of one for not sending enough.
 pub(crate) fn topic_score_params() -> gossipsub::TopicScoreParams {
     gossipsub::TopicScoreParams {
         topic_weight: 1.0,

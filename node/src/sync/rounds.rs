@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
+use std::time::Duration;
 
 use weft_storage::NamespaceId;
 
@@ -11,6 +12,17 @@ use weft_storage::NamespaceId;
 /// carries every write live, so the rounds only mend what it missed; and any sign of change
 /// (gossip, a new peer, a peer's heads that differ) brings them back to every period.
 pub const MAX_QUIET_DOUBLINGS: u32 = 4;
+
+/// How far into each timer period of `period` a node whose peer id is `id_bytes` fires: a
+/// fraction of the period drawn from the id. Two caught-up peers whose timers fire together
+/// both start a round before either hears the other's, so neither skips its own
+/// ([`super::Client::timer`]); nodes started together, as a fleet or a benchmark is, would
+/// otherwise pay every idle round twice.
+pub fn timer_phase(id_bytes: &[u8], period: Duration) -> Duration {
+    let mut draw = [0; 4];
+    draw.copy_from_slice(&blake3::hash(id_bytes).as_bytes()[..4]);
+    period.mul_f64(f64::from(u32::from_le_bytes(draw)) / (f64::from(u32::MAX) + 1.0))
+}
 
 /// The rounds of one client.
 #[derive(Debug)]
@@ -128,5 +140,29 @@ impl<P: Clone + Eq + Hash> Rounds<P> {
             }
         }
         least.unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_fire_at_their_own_points_of_the_period() {
+        let period = Duration::from_secs(10);
+        let phases: Vec<Duration> = (0u8..16).map(|id| timer_phase(&[id; 38], period)).collect();
+        assert!(phases.iter().all(|phase| *phase < period));
+        assert_eq!(
+            phases[3],
+            timer_phase(&[3; 38], period),
+            "one id, one phase"
+        );
+        let earliest = phases.iter().min().copied().unwrap_or_default();
+        let latest = phases.iter().max().copied().unwrap_or_default();
+        let spread = latest - earliest;
+        assert!(
+            spread > period / 2,
+            "16 ids spread over {spread:?} of {period:?}"
+        );
     }
 }
