@@ -122,8 +122,8 @@ pub(crate) fn build_swarm(
         )),
         // A ping every two minutes rather than libp2p's 15 s: weft reads nothing from it but
         // the round-trip time (a failed ping closes nothing), sync rounds already cross an
-        // idle connection every few minutes, and each minute it was a third of W8's idle
-        // traffic (184 of about 870 bytes a minute).
+        // idle connection every few minutes, and once a minute it was a third of W8's idle
+        // traffic (368 of about 1,070 bytes a minute, 184 each way).
         ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
         mdns: Toggle::from(mdns),
         relay_client,
