@@ -815,3 +815,84 @@ fn a_member_cannot_supersede_the_owners_future_writes() {
     assert_eq!(get(&other, b"notes/x").as_deref(), Some(&b"mine"[..]));
     assert_clean(&owner);
 }
+
+/// A link of the entry format before hashes names no hash, so it replaces the version it
+/// names only if that version is stamped before the link's writer, and the same whether the
+/// version arrives before the link or after it.
+#[test]
+fn an_unhashed_link_replaces_only_what_is_stamped_before_it() {
+    use weft_storage::tree::{self, Frontier};
+    use weft_storage::{Entry, Link, Op, SignedHead, VersionId};
+
+    let (_a, owner) = init(Access::Closed);
+    let ns = owner.default_namespace();
+    let grant = Grant {
+        prefixes: vec![b"notes/".to_vec()],
+        expires: None,
+    };
+    let member = ed25519_dalek::SigningKey::from_bytes(&owner.invite(&ns, grant).expect("invite"));
+    let granted = held(&owner, &owner.author());
+    owner.put(&ns, b"notes/x", b"owner x").expect("put");
+    owner.put(&ns, b"notes/y", b"owner y").expect("put");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    // notes/x is linked by a later write, notes/y by an earlier one.
+    let entries: Vec<Vec<u8>> = [
+        (b"notes/x", now + 30, granted),
+        (b"notes/y", now - 30, granted + 1),
+    ]
+    .into_iter()
+    .map(|(key, secs, seq)| {
+        Entry {
+            timestamp: Timestamp(secs << 32),
+            key,
+            op: Op::Put(b"member"),
+            supersedes: vec![Link {
+                id: VersionId {
+                    author: owner.author(),
+                    seq,
+                },
+                hash: None,
+            }],
+        }
+        .encode()
+    })
+    .collect();
+    let mut frontier = Frontier::default();
+    for entry in &entries {
+        frontier.push(tree::leaf_hash(entry), |_, _| {});
+    }
+    let links = Run {
+        head: SignedHead::sign(&member, ns, 2, frontier.root()),
+        start: 0,
+        entries,
+        extension: Vec::new(),
+    };
+    let versions = |store: &Store, key: &[u8]| store.get_all(&ns, key).expect("get_all").len();
+
+    // The owner's versions first, then the links.
+    owner.ingest(&links).expect("a member's run ingests");
+    // The links first: the grant, the member's run, then the owner's writes.
+    let (_b, other) = join(&owner);
+    other
+        .ingest(&run(&owner, &owner.author(), 0, granted as usize))
+        .expect("the grant ingests");
+    other.ingest(&links).expect("a member's run ingests");
+    pull_feed(&owner, &other, owner.author());
+    for store in [&owner, &other] {
+        assert_eq!(get(store, b"notes/x").as_deref(), Some(&b"member"[..]));
+        assert_eq!(
+            versions(store, b"notes/x"),
+            1,
+            "an earlier version outlived the link"
+        );
+        assert_eq!(
+            versions(store, b"notes/y"),
+            2,
+            "a later version was replaced"
+        );
+    }
+    assert_clean(&owner);
+}
