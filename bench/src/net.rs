@@ -449,22 +449,26 @@ pub(crate) fn w5(settings: &Settings) -> Result<(), BenchError> {
                 }
             }
             loop {
-                let mut digests = Vec::new();
+                // Digests read every key on the store thread the ingest runs on, so they are
+                // taken only once every node holds every entry, not while sync is under way.
+                let mut complete = true;
                 for (node, _) in &nodes {
-                    let held = held(&node.handle()).await?;
-                    let d = node
-                        .handle()
-                        .worker()
-                        .run(move |store| digest(store, &ns))
-                        .await
-                        .map_err(node_error)??;
-                    digests.push((held, d));
+                    complete &= held(&node.handle()).await? == 3 * KEYS as u64;
                 }
-                if digests
-                    .iter()
-                    .all(|d| *d == digests[0] && d.0 == 3 * KEYS as u64)
-                {
-                    break;
+                if complete {
+                    let mut digests = Vec::new();
+                    for (node, _) in &nodes {
+                        let d = node
+                            .handle()
+                            .worker()
+                            .run(move |store| digest(store, &ns))
+                            .await
+                            .map_err(node_error)??;
+                        digests.push(d);
+                    }
+                    if digests.iter().all(|d| *d == digests[0]) {
+                        break;
+                    }
                 }
                 if started.elapsed() > LIMIT {
                     return Err(BenchError::Node("W5 did not converge in time".into()));
