@@ -82,6 +82,9 @@ pub enum NodeError {
     /// The request needs a running node (peers, status), and none runs on this replica.
     #[error("this needs a running node")]
     NotRunning,
+    /// A [`NodeConfig`] setting cannot be used.
+    #[error("invalid node setting: {0}")]
+    Config(&'static str),
 }
 
 impl From<Closed> for NodeError {
@@ -114,7 +117,8 @@ impl Node {
     ///
     /// # Errors
     /// [`NodeError::Listen`] when an address cannot be listened on (a taken
-    /// [`crate::config::DEFAULT_PORT`] falls back to any port), [`NodeError::Transport`].
+    /// [`crate::config::DEFAULT_PORT`] falls back to any port), [`NodeError::Transport`],
+    /// [`NodeError::Config`] for a zero [`NodeConfig::sync_interval`].
     pub async fn start(
         store: weft_storage::Store,
         keypair: Keypair,
@@ -137,6 +141,10 @@ impl Node {
         keypair: Keypair,
         config: NodeConfig,
     ) -> Result<Node, NodeError> {
+        // tokio's timer panics on a zero period, and a node that never waits would spin.
+        if config.sync_interval.is_zero() {
+            return Err(NodeError::Config("sync_interval must be longer than zero"));
+        }
         let holdings = worker.run(Holdings::of).await??;
         let counters = Arc::new(WireCounters::default());
         let mut swarm = build_swarm(&keypair, &config, Arc::clone(&counters))?;

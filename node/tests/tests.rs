@@ -2,6 +2,8 @@
 
 mod common;
 
+mod config;
+
 mod fork;
 mod redis;
 mod sim;
