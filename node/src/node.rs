@@ -551,8 +551,6 @@ impl Task {
         }
     }
 
-    /// Drops a peer that sent bad data: logged with its id, disconnected and kept away for
-    /// [`BAN`]. The client has already forgotten what it asked of it.
     /// Hands libp2p's own metrics what they count.
     fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
         use libp2p::metrics::Recorder;
@@ -567,6 +565,8 @@ impl Task {
         }
     }
 
+    /// Drops a peer that sent bad data: logged with its id, disconnected and kept away for
+    /// [`BAN`]. The client has already forgotten what it asked of it.
     fn ban(&mut self, peer: PeerId, fault: &Fault) {
         warn!(%peer, reason = %fault, "rejecting bad data from peer; disconnecting it");
         self.metrics
