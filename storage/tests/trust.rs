@@ -5,9 +5,10 @@
 use crate::common::{held, options, replay};
 use std::time::Duration;
 
+use weft_storage::tree::{self, Frontier};
 use weft_storage::{
     Access, Charter, Error, Exclusion, ForkProof, Grant, IngestError, Ingested, Invalid,
-    Membership, NamespaceId, Options, Run, SearchStep, Store, Timestamp,
+    Membership, NamespaceId, Options, Run, SearchStep, SignedHead, Store, Timestamp,
 };
 
 fn init(access: Access) -> (tempfile::TempDir, Store) {
@@ -737,6 +738,41 @@ fn a_write_supersedes_what_it_saw_before_it_counts() {
     assert_clean(&late);
 }
 
+/// A closed namespace's owner, and the key of a member it granted `notes/`, which signs runs
+/// by hand.
+fn owner_and_notes_member() -> (tempfile::TempDir, Store, ed25519_dalek::SigningKey) {
+    let (dir, owner) = init(Access::Closed);
+    let grant = Grant {
+        prefixes: vec![b"notes/".to_vec()],
+        expires: None,
+    };
+    let secret = owner
+        .invite(&owner.default_namespace(), grant)
+        .expect("invite");
+    (dir, owner, ed25519_dalek::SigningKey::from_bytes(&secret))
+}
+
+/// `entries` as the start of `author`'s feed in `ns`, signed by it.
+fn signed_run(author: &ed25519_dalek::SigningKey, ns: NamespaceId, entries: Vec<Vec<u8>>) -> Run {
+    let mut frontier = Frontier::default();
+    for entry in &entries {
+        frontier.push(tree::leaf_hash(entry), |_, _| {});
+    }
+    Run {
+        head: SignedHead::sign(author, ns, entries.len() as u64, frontier.root()),
+        start: 0,
+        entries,
+        extension: Vec::new(),
+    }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
 /// A member granted a prefix writes a key under it with links to the owner's next entries,
 /// which do not exist yet: guessed hashes in one entry, and links without hashes (the format
 /// before hashes) in another. The owner's later write of the key must still count and win:
@@ -744,16 +780,10 @@ fn a_write_supersedes_what_it_saw_before_it_counts() {
 #[test]
 fn a_member_cannot_supersede_the_owners_future_writes() {
     use weft_storage::entry::ENTRY_FORMAT_UNHASHED;
-    use weft_storage::tree::{self, Frontier};
-    use weft_storage::{Entry, Link, Op, Run, SignedHead, VersionHash, VersionId};
+    use weft_storage::{Entry, Link, Op, VersionHash, VersionId};
 
-    let (_a, owner) = init(Access::Closed);
+    let (_a, owner, member) = owner_and_notes_member();
     let ns = owner.default_namespace();
-    let grant = Grant {
-        prefixes: vec![b"notes/".to_vec()],
-        expires: None,
-    };
-    let member = ed25519_dalek::SigningKey::from_bytes(&owner.invite(&ns, grant).expect("invite"));
     let owner_next = owner
         .head(&ns, &owner.author())
         .expect("head")
@@ -769,10 +799,7 @@ fn a_member_cannot_supersede_the_owners_future_writes() {
             })
             .collect()
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
+    let now = unix_seconds();
     let entries: Vec<Vec<u8>> = [Some(VersionHash([0; 32])), None]
         .into_iter()
         .map(|hash| {
@@ -786,16 +813,7 @@ fn a_member_cannot_supersede_the_owners_future_writes() {
         })
         .collect();
     assert_eq!(entries[1][0], ENTRY_FORMAT_UNHASHED);
-    let mut frontier = Frontier::default();
-    for entry in &entries {
-        frontier.push(tree::leaf_hash(entry), |_, _| {});
-    }
-    let run = Run {
-        head: SignedHead::sign(&member, ns, 2, frontier.root()),
-        start: 0,
-        entries,
-        extension: Vec::new(),
-    };
+    let run = signed_run(&member, ns, entries);
     assert!(matches!(
         owner.ingest(&run).expect("a member's run ingests"),
         Ingested::Appended { added: 2, .. }
@@ -821,23 +839,14 @@ fn a_member_cannot_supersede_the_owners_future_writes() {
 /// version arrives before the link or after it.
 #[test]
 fn an_unhashed_link_replaces_only_what_is_stamped_before_it() {
-    use weft_storage::tree::{self, Frontier};
-    use weft_storage::{Entry, Link, Op, SignedHead, VersionId};
+    use weft_storage::{Entry, Link, Op, VersionId};
 
-    let (_a, owner) = init(Access::Closed);
+    let (_a, owner, member) = owner_and_notes_member();
     let ns = owner.default_namespace();
-    let grant = Grant {
-        prefixes: vec![b"notes/".to_vec()],
-        expires: None,
-    };
-    let member = ed25519_dalek::SigningKey::from_bytes(&owner.invite(&ns, grant).expect("invite"));
     let granted = held(&owner, &owner.author());
     owner.put(&ns, b"notes/x", b"owner x").expect("put");
     owner.put(&ns, b"notes/y", b"owner y").expect("put");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
+    let now = unix_seconds();
     // notes/x is linked by a later write, notes/y by an earlier one.
     let entries: Vec<Vec<u8>> = [
         (b"notes/x", now + 30, granted),
@@ -860,16 +869,7 @@ fn an_unhashed_link_replaces_only_what_is_stamped_before_it() {
         .encode()
     })
     .collect();
-    let mut frontier = Frontier::default();
-    for entry in &entries {
-        frontier.push(tree::leaf_hash(entry), |_, _| {});
-    }
-    let links = Run {
-        head: SignedHead::sign(&member, ns, 2, frontier.root()),
-        start: 0,
-        entries,
-        extension: Vec::new(),
-    };
+    let links = signed_run(&member, ns, entries);
     let versions = |store: &Store, key: &[u8]| store.get_all(&ns, key).expect("get_all").len();
 
     // The owner's versions first, then the links.
