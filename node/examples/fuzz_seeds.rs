@@ -10,7 +10,8 @@ use weft_node::access::{self, Cap};
 use weft_node::api::ApiRequest;
 use weft_node::ticket::Ticket;
 use weft_node::wire::{
-    self, ForkAnswer, ForkProbe, Gossip, Refusal, Request, Response, Topic, WireHead, WireRun,
+    self, AuthorRange, ForkAnswer, ForkProbe, Gossip, RangeAnswer, RangePart, Refusal, Request,
+    Response, Topic, WireHead, WireRun,
 };
 use weft_node::{Multiaddr, PeerId};
 use weft_storage::tree::{self, Frontier, Hash, Node};
@@ -141,6 +142,40 @@ fn main() -> std::io::Result<()> {
             heads: vec![WireHead::from_head(&head)],
             more: false,
             forks: vec![fork.clone()],
+        }),
+    )?;
+    write(
+        &root,
+        "wire",
+        "request-ranges",
+        wire::encode(&Request::Ranges {
+            topic,
+            cap,
+            ranges: vec![AuthorRange {
+                after: None,
+                until: Some(head.author),
+            }],
+        }),
+    )?;
+    write(
+        &root,
+        "wire",
+        "response-ranges",
+        wire::encode(&Response::Ranges {
+            answers: vec![
+                RangeAnswer::Heads(vec![WireHead::from_head(&head)]),
+                RangeAnswer::Split(vec![
+                    RangePart {
+                        until: Some(head.author),
+                        digest: [6; 16],
+                    },
+                    RangePart {
+                        until: None,
+                        digest: [7; 16],
+                    },
+                ]),
+            ],
+            forks: Vec::new(),
         }),
     )?;
     write(

@@ -709,7 +709,10 @@ impl Task {
                     if let Some((_, pending)) = self.pending.remove(&request_id) {
                         if matches!(
                             (&pending, &response),
-                            (Pending::Heads { .. }, Response::Heads { .. })
+                            (
+                                Pending::Heads { .. } | Pending::Ranges { .. },
+                                Response::Heads { .. } | Response::Ranges { .. }
+                            )
                         ) {
                             // It proved it holds the namespace: remember where it is.
                             self.reach.member(peer);

@@ -14,7 +14,7 @@ use weft_storage::{AuthorId, Branch, ForkProof, NamespaceId, Run, SignedHead, Sp
 pub use crate::access::Cap;
 
 /// The catch-up protocol's name and version.
-pub const SYNC_PROTOCOL: &str = "/weft/sync/4";
+pub const SYNC_PROTOCOL: &str = "/weft/sync/5";
 
 /// The largest sync message read: a run's byte budget plus room for its framing and proof.
 pub const MAX_MESSAGE: usize = RUN_BYTES + (1 << 20) + 64 * 1024;
@@ -28,6 +28,17 @@ pub const RUN_ENTRIES: u32 = 8192;
 
 /// The most heads one response carries; a namespace with more authors is paged with `after`.
 pub const HEADS_PER_RESPONSE: usize = 4096;
+
+/// The most author ranges one [`Request::Ranges`] asks about.
+pub const RANGES_PER_REQUEST: usize = 64;
+
+/// A range of at most this many feeds is answered with its heads; a larger one is split. A
+/// part of a split costs 49 bytes on the wire where a head costs about 140, so ranges are
+/// split down to a few feeds.
+pub const LEAF_HEADS: usize = 4;
+
+/// The most parts a range is split into ([`RangeAnswer::Split`]).
+pub const RANGE_PARTS: usize = 16;
 
 /// The most fork proofs one heads response carries. Forks are rare, a replica keeps them only
 /// for feeds it holds, and a peer that missed one learns it from gossip or the next exchange.
@@ -240,6 +251,16 @@ pub enum Request {
         /// What the asker wants of the server's copy.
         probe: ForkProbe,
     },
+    /// The heads, or digests of parts, of each of `ranges` of a namespace's feeds: the next
+    /// step of a heads exchange after [`Response::Ranges`] showed where two replicas differ.
+    Ranges {
+        /// The namespace.
+        topic: Topic,
+        /// Proof that the asker knows the namespace ([`Cap`]).
+        cap: Cap,
+        /// At most [`RANGES_PER_REQUEST`].
+        ranges: Vec<AuthorRange>,
+    },
 }
 
 /// What a [`Request::Fork`] asks of the server's copy of a feed.
@@ -268,6 +289,7 @@ impl Request {
     pub fn kind(&self) -> &'static str {
         match self {
             Request::Heads { .. } => "heads",
+            Request::Ranges { .. } => "ranges",
             Request::Run { .. } => "run",
             Request::Sparse { .. } => "sparse",
             Request::Key { .. } => "key",
@@ -284,6 +306,7 @@ impl Request {
     pub fn credentials(&self) -> (Topic, Cap) {
         match self {
             Request::Heads { topic, cap, .. }
+            | Request::Ranges { topic, cap, .. }
             | Request::Run { topic, cap, .. }
             | Request::Sparse { topic, cap, .. }
             | Request::Key { topic, cap, .. }
@@ -315,6 +338,51 @@ pub enum Response {
     Key(Vec<WireSparse>),
     /// What a fork search asked of the server's copy of a feed.
     Fork(ForkAnswer),
+    /// One answer per range asked ([`Request::Ranges`]), or, to a [`Request::Heads`] whose
+    /// digest differs from the server's, one answer for every feed.
+    Ranges {
+        /// In the order of the ranges asked.
+        answers: Vec<RangeAnswer>,
+        /// As in [`Response::Heads`], in answer to a [`Request::Heads`] only.
+        forks: Vec<ForkProof>,
+    },
+}
+
+/// Feeds of a namespace by author order: those after `after` (from the first when `None`) up
+/// to and including `until` (to the last when `None`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct AuthorRange {
+    /// The range starts after this author.
+    pub after: Option<AuthorId>,
+    /// The range ends with this author.
+    pub until: Option<AuthorId>,
+}
+
+impl AuthorRange {
+    /// Whether `author` lies in the range.
+    pub fn contains(&self, author: &AuthorId) -> bool {
+        self.after.is_none_or(|after| *author > after)
+            && self.until.is_none_or(|until| *author <= until)
+    }
+}
+
+/// What a server holds in one [`AuthorRange`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RangeAnswer {
+    /// Every head in the range, in author order: at most [`LEAF_HEADS`].
+    Heads(Vec<WireHead>),
+    /// The range cut into 2 to [`RANGE_PARTS`] consecutive parts, each named by its last
+    /// author (the last part by the range's own end) with the digest of the feeds in it.
+    Split(Vec<RangePart>),
+}
+
+/// One part of a split range ([`RangeAnswer::Split`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RangePart {
+    /// The part ends with this author, or with the range.
+    pub until: Option<AuthorId>,
+    /// The digest of the server's feeds in the part ([`crate::sync::range_digest`]).
+    pub digest: [u8; 16],
 }
 
 impl Response {
@@ -327,6 +395,7 @@ impl Response {
             Response::Sparse(_) => "sparse",
             Response::Key(_) => "key",
             Response::Fork(_) => "fork",
+            Response::Ranges { .. } => "ranges",
         }
     }
 }

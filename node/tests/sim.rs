@@ -595,8 +595,23 @@ fn deliver_one(world: &mut World, replicas: &mut [Replica], ns: &NamespaceId, si
                 wire::decode(&bytes, sync::MAX_REQUEST).expect("request decodes");
             let server = &mut replicas[to];
             let asker = Sim(from).id_bytes();
+            // The hostile reader ignores digests, so that every heads answer of its carries
+            // what it makes up.
+            let asked = match request.clone() {
+                Request::Heads {
+                    topic, cap, after, ..
+                } if world.hostile == Some(to) && matches!(world.attack, Attack::Reader) => {
+                    Request::Heads {
+                        topic,
+                        cap,
+                        after,
+                        digest: None,
+                    }
+                }
+                request => request,
+            };
             let response = match server.server.admit(&asker, &request, world.now) {
-                Ok(ns) => sync::answer(&server.store, &ns, request.clone()),
+                Ok(ns) => sync::answer(&server.store, &ns, asked),
                 Err(refusal) => panic!("replica {to} refused replica {from}: {refusal:?}"),
             };
             server.server.answered(&asker);

@@ -5,5 +5,6 @@ mod common;
 mod config;
 
 mod fork;
+mod ranges;
 mod redis;
 mod sim;

@@ -8,7 +8,7 @@ use weft_storage::{AuthorId, ForkSearch, Invalid, NamespaceId, VersionInfo};
 
 use super::FeedId;
 use super::jobs::Job;
-use crate::wire::{Gossip, Request};
+use crate::wire::{AuthorRange, Gossip, Request};
 
 /// What a request in flight asked, kept by the runner beside its own request id and handed
 /// back with the answer ([`super::Client::on_response`]) or the failure ([`super::Client::on_failure`]).
@@ -23,6 +23,19 @@ pub enum Pending {
         /// Which page of the exchange it is, from 0.
         page: u32,
         /// The sync round the exchange belongs to ([`super::Client::round`]).
+        round: u64,
+    },
+    /// The next step of a heads exchange: ranges of a namespace's feeds.
+    Ranges {
+        /// The namespace.
+        ns: NamespaceId,
+        /// The ranges asked about, in order.
+        asked: Vec<AuthorRange>,
+        /// Ranges still to ask about after these.
+        rest: Vec<AuthorRange>,
+        /// Which request of the exchange it is, counted with its pages.
+        page: u32,
+        /// The sync round the exchange belongs to.
         round: u64,
     },
     /// A run (or a sparse run) of a feed from `start`.
@@ -138,7 +151,9 @@ pub enum Fault {
     /// [`crate::wire::FORKS_PER_RESPONSE`] forks.
     TooManyHeads,
     /// A page of heads out of author order, not after the author asked from, or empty yet
-    /// claiming more: paging it would not end.
+    /// claiming more (paging it would not end); or an answer about ranges of feeds that no
+    /// honest server gives (heads outside the range asked, parts out of order, one answer
+    /// too few).
     BadPage,
     /// A head whose signature does not verify.
     BadHead {

@@ -26,16 +26,16 @@ use super::scheduler::{FeedProgress, Scheduler};
 use super::{FeedId, Peer};
 use crate::access::Cap;
 use crate::wire::{
-    FORKS_PER_RESPONSE, Gossip, HEADS_PER_RESPONSE, RUN_ENTRIES, Refusal, Request, Response, Topic,
-    WireRun, WireSparse,
+    AuthorRange, Gossip, RUN_ENTRIES, Refusal, Request, Response, Topic, WireRun, WireSparse,
 };
 
-/// Pages of heads one exchange reads from a peer: 262,144 authors at 4,096 a page. Past it
-/// the exchange ends (a peer can make up authors without end), and the next round starts
-/// again from the first page.
+/// Requests one heads exchange makes of a peer, pages of heads and ranges of feeds together:
+/// 262,144 authors at 4,096 a page. Past it the exchange ends (a peer can make up authors
+/// without end), and the next round starts again from the first request.
 pub const MAX_HEAD_PAGES: u32 = 64;
 
 mod forks;
+mod heads;
 
 /// The asking side of the sync protocol for one replica.
 pub struct Client<P, G> {
@@ -89,12 +89,16 @@ impl<P: Peer, G> Client<P, G> {
     /// A peer connected: exchange heads.
     pub fn connected(&mut self, peer: &P) -> Vec<Action<P, G>> {
         self.rounds.stir();
-        let round = self.rounds.current();
-        self.namespaces
-            .clone()
-            .into_iter()
-            .map(|ns| self.ask_heads(peer.clone(), ns, None, (0, round), None))
-            .collect()
+        if self.namespaces.is_empty() {
+            return Vec::new();
+        }
+        // With a digest, a peer that reconnects after a while apart costs what changed.
+        vec![Action::Store(Job(JobKind::Digest {
+            peers: vec![peer.clone()],
+            round: self.rounds.current(),
+            namespaces: self.namespaces.clone(),
+            connect: true,
+        }))]
     }
 
     /// A sync round: exchange heads with every connected peer again. The store first digests
@@ -112,6 +116,7 @@ impl<P: Peer, G> Client<P, G> {
             peers,
             round,
             namespaces: self.namespaces.clone(),
+            connect: false,
         }))]
     }
 
@@ -172,31 +177,6 @@ impl<P: Peer, G> Client<P, G> {
             at
         };
         self.scheduler.freeze(feed, at);
-    }
-
-    fn ask_heads(
-        &self,
-        peer: P,
-        ns: NamespaceId,
-        after: Option<AuthorId>,
-        (page, round): (u32, u64),
-        digest: Option<[u8; 32]>,
-    ) -> Action<P, G> {
-        Action::Send {
-            request: Request::Heads {
-                topic: Topic::of(&ns),
-                cap: self.cap(&ns, &peer),
-                after,
-                digest,
-            },
-            peer,
-            pending: Pending::Heads {
-                ns,
-                after,
-                page,
-                round,
-            },
-        }
     }
 
     /// Cuts `peer` off for `fault`, which the runner found itself (bytes that do not decode,
@@ -274,50 +254,29 @@ impl<P: Peer, G> Client<P, G> {
                     round,
                 },
                 Response::Heads { heads, more, forks },
-            ) => {
-                if heads.len() > HEADS_PER_RESPONSE || forks.len() > FORKS_PER_RESPONSE {
-                    return vec![self.penalize(peer, Fault::TooManyHeads)];
-                }
-                // Only a peer holding the same heads answers an empty page.
-                if !heads.is_empty() || !forks.is_empty() {
-                    self.rounds.stir();
-                }
-                let in_order = heads.windows(2).all(|pair| pair[0].author < pair[1].author);
-                let moves_on = heads
-                    .first()
-                    .is_none_or(|first| after.is_none_or(|after| first.author > after));
-                if !in_order || !moves_on || (more && heads.is_empty()) {
-                    return vec![self.penalize(peer, Fault::BadPage)];
-                }
-                // Past MAX_HEAD_PAGES the exchange ends; the next round starts over.
-                let next = heads
-                    .last()
-                    .map(|h| (h.author, page + 1))
-                    .filter(|(_, next)| more && *next < MAX_HEAD_PAGES);
-                // Signatures are checked with the store job, off the task that owns the
-                // connections.
-                // This replica's own head is kept: a peer holding more of the own feed
-                // means this replica was restored from an older backup and must fetch it back.
-                let heads = heads
-                    .into_iter()
-                    .map(|head| head.into_head(ns))
-                    .filter(|head| {
-                        head.author == self.author
-                            || self
-                                .interests
-                                .get(&ns)
-                                .is_none_or(|interest| interest.covers_author(&head.author))
-                    })
-                    .collect();
-                vec![Action::Store(Job(JobKind::CheckHeads {
-                    peer,
+            ) => self.on_heads_page(peer, (ns, after, page, round), (heads, more, forks)),
+            (
+                Pending::Heads {
                     ns,
-                    heads,
-                    forks,
-                    next,
+                    after: None,
+                    page,
                     round,
-                }))]
+                },
+                Response::Ranges { answers, forks },
+            ) => {
+                let whole = vec![AuthorRange::default()];
+                self.on_ranges(peer, (ns, whole, Vec::new(), page, round), (answers, forks))
             }
+            (
+                Pending::Ranges {
+                    ns,
+                    asked,
+                    rest,
+                    page,
+                    round,
+                },
+                Response::Ranges { answers, forks },
+            ) => self.on_ranges(peer, (ns, asked, rest, page, round), (answers, forks)),
             (Pending::Run { feed, start }, Response::Run(run)) => {
                 let Some(run) = run else {
                     self.scheduler.received(&peer, feed, start, 0);
@@ -387,7 +346,10 @@ impl<P: Peer, G> Client<P, G> {
                 }
                 Vec::new()
             }
-            (Pending::Heads { ns, round, .. }, Response::Refused(reason)) => {
+            (
+                Pending::Heads { ns, round, .. } | Pending::Ranges { ns, round, .. },
+                Response::Refused(reason),
+            ) => {
                 debug!(?peer, ?reason, "heads refused");
                 self.rounds.ended(peer, ns, round);
                 Vec::new()
@@ -402,7 +364,9 @@ impl<P: Peer, G> Client<P, G> {
                         Vec::new()
                     }
                     Pending::Key { query } => self.remote_done(query),
-                    Pending::Heads { .. } | Pending::Fork { .. } => Vec::new(),
+                    Pending::Heads { .. } | Pending::Ranges { .. } | Pending::Fork { .. } => {
+                        Vec::new()
+                    }
                 };
                 actions.push(self.penalize(peer, Fault::WrongAnswer));
                 actions
@@ -424,7 +388,7 @@ impl<P: Peer, G> Client<P, G> {
                 Vec::new()
             }
             Pending::Key { query } => self.remote_done(query),
-            Pending::Heads { ns, round, .. } => {
+            Pending::Heads { ns, round, .. } | Pending::Ranges { ns, round, .. } => {
                 self.rounds.ended(peer.clone(), ns, round);
                 Vec::new()
             }
@@ -467,15 +431,7 @@ impl<P: Peer, G> Client<P, G> {
                     self.scheduler
                         .advertised(peer.clone(), (ns, author), length);
                 }
-                match next {
-                    Some((last, page)) => {
-                        actions.push(self.ask_heads(peer, ns, Some(last), (page, round), None));
-                    }
-                    None => {
-                        self.head_exchanges += 1;
-                        self.rounds.ended(peer, ns, round);
-                    }
-                }
+                actions.extend(self.continue_heads(peer, ns, next, round));
             }
             DoneKind::ForkRecorded {
                 peer,
@@ -667,6 +623,22 @@ impl<P: Peer, G> Client<P, G> {
             JobKind::CheckHeads { .. } => {
                 debug!("store busy; dropping a peer's heads");
                 Vec::new()
+            }
+            JobKind::Digest {
+                peers,
+                namespaces,
+                round,
+                connect: true,
+            } => {
+                debug!("store busy; heads are exchanged with a new peer without a digest");
+                peers
+                    .iter()
+                    .flat_map(|peer| {
+                        namespaces
+                            .iter()
+                            .map(|ns| self.ask_heads(peer.clone(), *ns, None, (0, round), None))
+                    })
+                    .collect()
             }
             JobKind::Digest { .. } => {
                 debug!("store busy; heads are exchanged again next round");

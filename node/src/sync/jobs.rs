@@ -10,9 +10,9 @@ use weft_storage::{
     tree::ProofError,
 };
 
-use super::FeedId;
 use super::actions::{Blame, Fault};
-use crate::wire::PUSH_BYTES;
+use super::{FeedId, ranges};
+use crate::wire::{AuthorRange, PUSH_BYTES, RangePart};
 
 /// A run to ingest: contiguous (catch-up of a full replica, or any gossip push) or sparse.
 #[derive(Debug)]
@@ -40,6 +40,19 @@ impl<P, G> Source<P, G> {
     }
 }
 
+/// The next step of a heads exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Continue {
+    /// The page of heads after this author, or the first page.
+    Page(Option<AuthorId>),
+    /// These ranges of feeds, where the peer's and this replica's differ.
+    Ranges(Vec<AuthorRange>),
+}
+
+/// Ranges an exchange keeps to ask about. Past that most feeds differ, and paging every head
+/// costs less than splitting ranges further.
+const RANGES_QUEUED: usize = 1024;
+
 /// Store work for the runner: [`Job::run`] it where the store lives.
 #[derive(Debug)]
 pub struct Job<P, G>(pub(crate) JobKind<P, G>);
@@ -51,14 +64,17 @@ pub(crate) enum JobKind<P, G> {
         run: Incoming,
         source: Source<P, G>,
     },
-    /// Check a peer's heads and fork proofs against the store for forks.
+    /// Check a peer's heads and fork proofs against the store for forks, and find the parts
+    /// of the ranges it split where what is held here differs.
     CheckHeads {
         peer: P,
         ns: NamespaceId,
         heads: Vec<SignedHead>,
         forks: Vec<ForkProof>,
-        /// The next page to ask, when more follow: after which author, and its number.
-        next: Option<(AuthorId, u32)>,
+        splits: Vec<(AuthorRange, Vec<RangePart>)>,
+        /// What to ask next and the number of that request in the exchange, unless the
+        /// exchange ends here.
+        next: Option<(Continue, u32)>,
         /// The exchange's sync round.
         round: u64,
     },
@@ -91,6 +107,9 @@ pub(crate) enum JobKind<P, G> {
         peers: Vec<P>,
         namespaces: Vec<NamespaceId>,
         round: u64,
+        /// Whether `peers` is one that just connected, which is not to wait for a round when
+        /// the store is too busy to digest.
+        connect: bool,
     },
     /// Check and record a fork proof from gossip.
     RecordFork {
@@ -122,7 +141,8 @@ pub(crate) enum DoneKind<P, G> {
     },
     Digested {
         peers: Vec<P>,
-        /// `None` where the store could not say: that exchange goes page by page.
+        /// `None` where nothing is held or the store could not say: that exchange goes page
+        /// by page.
         digests: Vec<(NamespaceId, Option<[u8; 32]>)>,
         round: u64,
     },
@@ -150,8 +170,8 @@ pub(crate) enum DoneKind<P, G> {
         /// What the peer sent that does not hold: a bad signature, a fork proof that proves
         /// nothing.
         bad: Option<Fault>,
-        /// The next page to ask, when more follow.
-        next: Option<(AuthorId, u32)>,
+        /// What to ask next, unless the exchange ends here.
+        next: Option<(Continue, u32)>,
         round: u64,
     },
     ForkRecorded {
@@ -259,12 +279,13 @@ impl<P, G> Job<P, G> {
                 peers,
                 namespaces,
                 round,
+                ..
             } => DoneKind::Digested {
                 peers,
                 round,
                 digests: namespaces
                     .into_iter()
-                    .map(|ns| (ns, super::heads_digest(store, &ns).ok()))
+                    .map(|ns| (ns, round_digest(store, &ns)))
                     .collect(),
             },
             JobKind::SearchFork {
@@ -303,9 +324,15 @@ impl<P, G> Job<P, G> {
                 ns,
                 heads,
                 forks,
+                splits,
                 next,
                 round,
-            } => check_heads(store, peer, ns, heads, forks, (next, round)),
+            } => {
+                let next = next.and_then(|(next, page)| {
+                    Some((continue_with(store, &ns, next, &splits)?, page))
+                });
+                check_heads(store, peer, ns, heads, forks, (next, round))
+            }
             JobKind::RecordFork {
                 peer,
                 message,
@@ -332,13 +359,56 @@ impl<P, G> Job<P, G> {
     }
 }
 
+/// What a round asks with: the digest of what is held in `ns`, or none when nothing is held
+/// (every head is wanted, and a digest would only make the peer split its ranges).
+fn round_digest(store: &Store, ns: &NamespaceId) -> Option<[u8; 32]> {
+    let held = super::server::sorted_feeds(store, ns).ok()?;
+    if held.is_empty() {
+        return None;
+    }
+    Some(super::server::digest_of(&held, &store.forks(ns).ok()?))
+}
+
+/// The exchange's step after `next`, with the parts of `splits` where this replica differs
+/// from the peer added to the ranges to ask about; `None` once nothing is left to ask.
+fn continue_with(
+    store: &Store,
+    ns: &NamespaceId,
+    next: Continue,
+    splits: &[(AuthorRange, Vec<RangePart>)],
+) -> Option<Continue> {
+    let Continue::Ranges(mut ranges) = next else {
+        return Some(next);
+    };
+    if !splits.is_empty() {
+        let held = match super::server::sorted_feeds(store, ns) {
+            Ok(held) => held,
+            Err(e) => {
+                warn!(error = %e, "reading heads to compare");
+                return Some(Continue::Page(None));
+            }
+        };
+        for (range, parts) in splits {
+            let differ = ranges::differing(&held, range, parts);
+            // Most of the namespace differs (a sparse replica, one far behind): every head
+            // costs less than the splits down to each.
+            let whole = *range == AuthorRange::default();
+            if (whole && differ.len() * 2 > parts.len()) || ranges.len() > RANGES_QUEUED {
+                return Some(Continue::Page(None));
+            }
+            ranges.extend(differ);
+        }
+    }
+    (!ranges.is_empty()).then_some(Continue::Ranges(ranges))
+}
+
 fn check_heads<P, G>(
     store: &Store,
     peer: P,
     ns: NamespaceId,
     heads: Vec<SignedHead>,
     forks: Vec<ForkProof>,
-    (next, round): (Option<(AuthorId, u32)>, u64),
+    (next, round): (Option<(Continue, u32)>, u64),
 ) -> DoneKind<P, G> {
     let refused = |peer, bad| DoneKind::HeadsChecked {
         peer,

@@ -9,6 +9,7 @@
 //! - [`Scheduler`] (`scheduler.rs`): which runs to ask which peer for, within bounds.
 //! - [`Server`] and [`answer`] (`server.rs`): which requests are answered, and the answers,
 //!   read from the store.
+//! - `ranges.rs`: heads reconciliation by ranges of feeds, for peers whose digests differ.
 //! - `holdings.rs`: what a replica holds when a client starts from it.
 //! - `remote.rs`: remote reads in flight.
 //! - `rounds.rs`: sync rounds: their numbers, the exchanges of each that ended, and when the
@@ -31,6 +32,7 @@ mod client;
 mod codec;
 mod holdings;
 mod jobs;
+mod ranges;
 mod remote;
 mod rounds;
 mod scheduler;
@@ -46,6 +48,7 @@ pub use codec::{
 };
 pub use holdings::Holdings;
 pub use jobs::{Done, Job, local_length, read_push};
+pub use ranges::range_digest;
 pub use rounds::{MAX_QUIET_DOUBLINGS, timer_phase};
 pub use scheduler::{
     FeedProgress, MAX_OUTSTANDING, MAX_PER_PEER, MAX_QUEUED_PER_FEED, Scheduler, Want,

@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use tracing::warn;
 use weft_storage::tree::Node;
-use weft_storage::{Interest, NamespaceId, Served, Store};
+use weft_storage::{Fork, HeldFeed, Interest, NamespaceId, Served, Store};
 
+use super::ranges;
 use crate::wire::{
-    FORKS_PER_RESPONSE, ForkAnswer, ForkProbe, HEADS_PER_RESPONSE, RUN_BYTES, RUN_ENTRIES, Refusal,
-    Request, Response, Topic, WireHead, WireRun, WireSparse,
+    AuthorRange, FORKS_PER_RESPONSE, ForkAnswer, ForkProbe, HEADS_PER_RESPONSE, LEAF_HEADS,
+    RANGES_PER_REQUEST, RUN_BYTES, RUN_ENTRIES, Refusal, Request, Response, Topic, WireHead,
+    WireRun, WireSparse,
 };
 
 /// Requests of one peer being answered at once. An honest client keeps at most
@@ -126,18 +128,23 @@ impl Server {
 /// # Errors
 /// Database failures.
 pub fn heads_digest(store: &Store, ns: &NamespaceId) -> weft_storage::Result<[u8; 32]> {
-    let mut hasher = blake3::Hasher::new_derive_key("weft 2026 heads digest v2");
+    Ok(digest_of(&sorted_feeds(store, ns)?, &store.forks(ns)?))
+}
+
+/// Every feed held in `ns`, in author order, as ranges of them are cut.
+pub(super) fn sorted_feeds(store: &Store, ns: &NamespaceId) -> weft_storage::Result<Vec<HeldFeed>> {
     let mut feeds = store.feeds(ns)?;
     feeds.sort_by_key(|feed| feed.head.author);
-    for feed in &feeds {
-        hasher.update(feed.head.author.as_bytes());
-        hasher.update(&feed.head.length.to_le_bytes());
-        hasher.update(&feed.head.root);
-        hasher.update(&feed.held.to_le_bytes());
+    Ok(feeds)
+}
+
+pub(super) fn digest_of(sorted: &[HeldFeed], forks: &[Fork]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("weft 2026 heads digest v2");
+    for feed in sorted {
+        ranges::digest_feed(&mut hasher, feed);
     }
-    let mut forks: Vec<_> = store
-        .forks(ns)?
-        .into_iter()
+    let mut forks: Vec<_> = forks
+        .iter()
         .map(|fork| (fork.proof.author(), fork.frozen_at))
         .collect();
     forks.sort();
@@ -146,7 +153,7 @@ pub fn heads_digest(store: &Store, ns: &NamespaceId) -> weft_storage::Result<[u8
         hasher.update(author.as_bytes());
         hasher.update(&frozen_at.to_le_bytes());
     }
-    Ok(*hasher.finalize().as_bytes())
+    *hasher.finalize().as_bytes()
 }
 
 /// The answer to `request` about `ns`, which [`Server::admit`] let through, read from
@@ -159,20 +166,40 @@ pub fn answer(store: &Store, ns: &NamespaceId, request: Request) -> Response {
 /// As [`answer`], and whether the request was a round's digest of heads equal to this
 /// replica's: the asker holds the same heads, as a round of this node's own would find.
 pub fn answer_matching(store: &Store, ns: &NamespaceId, request: Request) -> (Response, bool) {
-    // Caught-up peers exchange one digest per round, whatever the number of authors.
+    // Caught-up peers exchange one digest per round, whatever the number of authors; peers
+    // that differ go on by ranges of feeds (`ranges.rs`) once there are too many to send.
     if let Request::Heads {
         after: None,
         digest: Some(digest),
         ..
     } = &request
-        && heads_digest(store, ns).is_ok_and(|own| own == *digest)
     {
-        let same = Response::Heads {
-            heads: Vec::new(),
-            more: false,
-            forks: Vec::new(),
-        };
-        return (same, true);
+        match sorted_feeds(store, ns).and_then(|feeds| Ok((feeds, store.forks(ns)?))) {
+            Ok((feeds, forks)) if digest_of(&feeds, &forks) == *digest => {
+                let same = Response::Heads {
+                    heads: Vec::new(),
+                    more: false,
+                    forks: Vec::new(),
+                };
+                return (same, true);
+            }
+            Ok((feeds, forks)) if feeds.len() > LEAF_HEADS => {
+                let split = Response::Ranges {
+                    answers: vec![ranges::answer_range(&feeds, &AuthorRange::default())],
+                    forks: forks
+                        .into_iter()
+                        .take(FORKS_PER_RESPONSE)
+                        .map(|fork| fork.proof)
+                        .collect(),
+                };
+                return (split, false);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, "reading heads to serve");
+                return (Response::Refused(Refusal::Internal), false);
+            }
+        }
     }
     (answer_in_full(store, ns, request), false)
 }
@@ -207,6 +234,24 @@ fn answer_in_full(store: &Store, ns: &NamespaceId, request: Request) -> Response
                 Response::Refused(Refusal::Internal)
             }
         },
+        Request::Ranges { ranges, .. } => {
+            if ranges.len() > RANGES_PER_REQUEST {
+                return Response::Refused(Refusal::NotShared);
+            }
+            match sorted_feeds(store, ns) {
+                Ok(feeds) => Response::Ranges {
+                    answers: ranges
+                        .iter()
+                        .map(|range| ranges::answer_range(&feeds, range))
+                        .collect(),
+                    forks: Vec::new(),
+                },
+                Err(e) => {
+                    warn!(error = %e, "reading heads to serve");
+                    Response::Refused(Refusal::Internal)
+                }
+            }
+        }
         Request::Run {
             author,
             start,
