@@ -381,7 +381,7 @@ pub enum RangeAnswer {
 pub struct RangePart {
     /// The part ends with this author, or with the range.
     pub until: Option<AuthorId>,
-    /// The digest of the server's feeds in the part ([`crate::sync::range_digest`]).
+    /// The digest of the server's feeds in the part (the range digest of `docs/format.md`).
     pub digest: [u8; 16],
 }
 

@@ -7,7 +7,7 @@
 //! The replicas run the node's own sync client and server (`weft_node::sync`) with the wire
 //! encoding between them and every message delivered in order.
 
-use crate::common::options;
+use crate::common::{Id, options};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Instant;
@@ -15,15 +15,6 @@ use std::time::Instant;
 use weft_node::sync::{self, Action, Client, Fault, Holdings, Peer, Server, Verdict};
 use weft_node::wire::{self, ForkProbe, Gossip, MAX_MESSAGE, Request, Response, WireRun};
 use weft_storage::{Access, Charter, Ingested, Interest, NamespaceId, Run, Served, Store};
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-struct Id(usize);
-
-impl Peer for Id {
-    fn id_bytes(&self) -> Vec<u8> {
-        format!("replica {}", self.0).into_bytes()
-    }
-}
 
 struct Replica {
     store: Store,

@@ -6,7 +6,7 @@
 //! The two replicas run the node's own sync client and server (`weft_node::sync`) with the
 //! wire encoding between them and every message delivered in order.
 
-use crate::common::options;
+use crate::common::{Id, options};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,15 +16,6 @@ use weft_node::sync::{self, Action, Client, Fault, Holdings, Peer, Server};
 use weft_node::wire::{self, MAX_MESSAGE, Request, Response};
 use weft_storage::tree::{self, Frontier};
 use weft_storage::{Access, Entry, NamespaceId, Op, Run, SignedHead, Store, Timestamp};
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-struct Id(usize);
-
-impl Peer for Id {
-    fn id_bytes(&self) -> Vec<u8> {
-        format!("replica {}", self.0).into_bytes()
-    }
-}
 
 struct Replica {
     store: Store,

@@ -480,13 +480,7 @@ impl<P: Peer, G> Client<P, G> {
                 peers,
                 digests,
                 round,
-            } => {
-                for peer in peers {
-                    for (ns, digest) in &digests {
-                        actions.push(self.ask_heads(peer.clone(), *ns, None, (0, round), *digest));
-                    }
-                }
-            }
+            } => actions.extend(self.start_exchanges(&peers, &digests, round)),
             DoneKind::ForkSearched {
                 peer,
                 feed,
@@ -631,14 +625,8 @@ impl<P: Peer, G> Client<P, G> {
                 connect: true,
             } => {
                 debug!("store busy; heads are exchanged with a new peer without a digest");
-                peers
-                    .iter()
-                    .flat_map(|peer| {
-                        namespaces
-                            .iter()
-                            .map(|ns| self.ask_heads(peer.clone(), *ns, None, (0, round), None))
-                    })
-                    .collect()
+                let digests: Vec<_> = namespaces.into_iter().map(|ns| (ns, None)).collect();
+                self.start_exchanges(&peers, &digests, round)
             }
             JobKind::Digest { .. } => {
                 debug!("store busy; heads are exchanged again next round");

@@ -48,7 +48,6 @@ pub use codec::{
 };
 pub use holdings::Holdings;
 pub use jobs::{Done, Job, local_length, read_push};
-pub use ranges::range_digest;
 pub use rounds::{MAX_QUIET_DOUBLINGS, timer_phase};
 pub use scheduler::{
     FeedProgress, MAX_OUTSTANDING, MAX_PER_PEER, MAX_QUEUED_PER_FEED, Scheduler, Want,

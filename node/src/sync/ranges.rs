@@ -23,7 +23,7 @@ pub(super) fn digest_feed(hasher: &mut blake3::Hasher, feed: &HeldFeed) {
 
 /// The digest of `feeds`, consecutive in author order: one part of a split range. Sixteen
 /// bytes: a collision only hides a difference from the replica that made it up.
-pub fn range_digest(feeds: &[HeldFeed]) -> [u8; 16] {
+pub(super) fn range_digest(feeds: &[HeldFeed]) -> [u8; 16] {
     let mut hasher = blake3::Hasher::new_derive_key("weft 2026 heads range v1");
     hasher.update(&(feeds.len() as u64).to_le_bytes());
     for feed in feeds {

@@ -18,7 +18,7 @@ use crate::wire::{
 };
 
 impl<P: Peer, G> Client<P, G> {
-    pub(super) fn ask_heads(
+    fn ask_heads(
         &self,
         peer: P,
         ns: NamespaceId,
@@ -41,6 +41,24 @@ impl<P: Peer, G> Client<P, G> {
                 round,
             },
         }
+    }
+
+    /// The first request of `round`'s exchange with each of `peers` in each namespace, with
+    /// the digest of what is held there when there is one.
+    pub(super) fn start_exchanges(
+        &self,
+        peers: &[P],
+        digests: &[(NamespaceId, Option<[u8; 32]>)],
+        round: u64,
+    ) -> Vec<Action<P, G>> {
+        peers
+            .iter()
+            .flat_map(|peer| {
+                digests.iter().map(|(ns, digest)| {
+                    self.ask_heads(peer.clone(), *ns, None, (0, round), *digest)
+                })
+            })
+            .collect()
     }
 
     fn ask_ranges(
